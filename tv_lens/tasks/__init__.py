@@ -1,0 +1,32 @@
+"""Tasks of the task-vector experiments: the paper's 18 tasks, user tasks, scoring and sampling."""
+
+from tv_lens.tasks.filters import FilterReport, filter_report, filter_task, single_token_mask
+from tv_lens.tasks.loaders import TaskFileError, load_task
+from tv_lens.tasks.registry import get_task, list_tasks, register_task, unregister_task
+from tv_lens.tasks.sampling import Item, Splits, sample_items, sample_splits
+from tv_lens.tasks.scoring import exact_match, get_scorer, list_scorers, prefix_match, register_scorer
+from tv_lens.tasks.task import CATEGORIES, Task
+
+__all__ = [
+    "CATEGORIES",
+    "FilterReport",
+    "Item",
+    "Splits",
+    "Task",
+    "TaskFileError",
+    "exact_match",
+    "filter_report",
+    "filter_task",
+    "get_scorer",
+    "get_task",
+    "list_scorers",
+    "list_tasks",
+    "load_task",
+    "prefix_match",
+    "register_scorer",
+    "register_task",
+    "sample_items",
+    "sample_splits",
+    "single_token_mask",
+    "unregister_task",
+]

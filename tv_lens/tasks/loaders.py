@@ -1,0 +1,176 @@
+"""Load user tasks from JSON, JSONL or CSV files, with one-line errors that say what to fix.
+
+Accepted layouts: a JSON object `{input: output or [outputs]}`; a JSON list of
+`{"input": ..., "output": ...}` (or `"outputs": [...]`); JSONL with one such object per line;
+CSV with `input` and `output` columns (a header row; other columns are ignored). Values are
+stripped. The same input twice with the same outputs is accepted once; with different outputs
+it is an error.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+from tv_lens.tasks.task import Task
+
+FORMATS = (".json", ".jsonl", ".csv")
+
+
+class TaskFileError(ValueError):
+    """A task file that cannot be read; the message names the file, the row and the fix."""
+
+
+@dataclass(frozen=True)
+class _Row:
+    where: str
+    input: str
+    outputs: tuple[str, ...]
+
+
+class _JsonObject(list):
+    """A JSON object kept as its (key, value) list, so duplicate keys can be reported."""
+
+
+def _text(path: Path, where: str, field: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise TaskFileError(f"{path}: {where}: {field} must be a string, got {type(value).__name__} {value!r}")
+    value = value.strip()
+    if not value:
+        raise TaskFileError(f"{path}: {where}: {field} is empty")
+    if "\n" in value or "\r" in value:
+        raise TaskFileError(f"{path}: {where}: {field} {value!r} contains a line break")
+    return value
+
+
+def _outputs(path: Path, where: str, value: Any) -> tuple[str, ...]:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise TaskFileError(f"{path}: {where}: the list of outputs is empty")
+    return tuple(dict.fromkeys(_text(path, where, "output", output) for output in values))
+
+
+def _parse_json(path: Path, text: str, line: int | None = None) -> Any:
+    try:
+        return json.loads(text, object_pairs_hook=_JsonObject)
+    except json.JSONDecodeError as error:
+        place = f"line {line}" if line is not None else f"line {error.lineno} column {error.colno}"
+        raise TaskFileError(f"{path}: {place}: invalid JSON ({error.msg})") from None
+
+
+def _record_row(path: Path, where: str, record: Any) -> _Row:
+    if not isinstance(record, _JsonObject):
+        raise TaskFileError(f'{path}: {where}: expected an object {{"input": ..., "output": ...}}, got {record!r}')
+    fields = dict(record)
+    if "input" not in fields or ("output" in fields) == ("outputs" in fields):
+        raise TaskFileError(f'{path}: {where}: needs "input" and exactly one of "output" or "outputs", got {sorted(fields)}')
+    source = _text(path, where, "input", fields["input"])
+    if "outputs" in fields and not isinstance(fields["outputs"], list):
+        raise TaskFileError(f'{path}: {where}: "outputs" must be a list of strings')
+    return _Row(where, source, _outputs(path, where, fields.get("output", fields.get("outputs"))))
+
+
+def _json_rows(path: Path, text: str) -> list[_Row]:
+    document = _parse_json(path, text)
+    if isinstance(document, _JsonObject):
+        rows = []
+        for key, value in document:
+            where = f"key {key!r}"
+            if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+                raise TaskFileError(f"{path}: {where}: outputs must be strings, got {value!r}")
+            rows.append(_Row(where, _text(path, where, "input", key), _outputs(path, where, value)))
+        return rows
+    if isinstance(document, list):
+        return [_record_row(path, f"item {index}", record) for index, record in enumerate(document, 1)]
+    raise TaskFileError(f"{path}: expected a JSON object {{input: output}} or a list of objects, got {type(document).__name__}")
+
+
+def _jsonl_rows(path: Path, text: str) -> list[_Row]:
+    return [
+        _record_row(path, f"line {number}", _parse_json(path, line, number))
+        for number, line in enumerate(text.splitlines(), 1)
+        if line.strip()
+    ]
+
+
+def _csv_rows(path: Path, text: str) -> list[_Row]:
+    reader = csv.DictReader(io.StringIO(text))
+    try:
+        header = [name.strip() for name in reader.fieldnames or []]
+        if "input" not in header or "output" not in header:
+            raise TaskFileError(f"{path}: the first row must name the columns input and output, got {header}")
+        reader.fieldnames = header
+        rows = []
+        for record in reader:
+            where = f"row {reader.line_num}"
+            if record.get("input") is None or record.get("output") is None:
+                raise TaskFileError(f"{path}: {where}: missing input or output cell")
+            rows.append(_Row(where, _text(path, where, "input", record["input"]), _outputs(path, where, record["output"])))
+        return rows
+    except csv.Error as error:
+        raise TaskFileError(f"{path}: row {reader.line_num}: invalid CSV ({error})") from None
+
+
+def _merge(path: Path, rows: list[_Row]) -> dict[str, tuple[str, ...]]:
+    pairs: dict[str, tuple[str, ...]] = {}
+    first_seen: dict[str, str] = {}
+    for row in rows:
+        if row.input in pairs and pairs[row.input] != row.outputs:
+            raise TaskFileError(
+                f"{path}: {row.where}: input {row.input!r} has outputs {list(row.outputs)} but "
+                f"{first_seen[row.input]} gave {list(pairs[row.input])}; keep one (list synonyms in one entry)"
+            )
+        pairs.setdefault(row.input, row.outputs)
+        first_seen.setdefault(row.input, row.where)
+    if not pairs:
+        raise TaskFileError(f"{path}: contains no pairs")
+    return pairs
+
+
+def _read(path: Path) -> str:
+    if not path.exists():
+        raise TaskFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise TaskFileError(f"{path}: not a file")
+    if path.suffix.lower() not in FORMATS:
+        raise TaskFileError(f"{path}: unsupported file type {path.suffix!r}; use one of {', '.join(FORMATS)}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise TaskFileError(f"{path}: not UTF-8 text") from None
+    except OSError as error:
+        raise TaskFileError(f"{path}: cannot read ({error.strerror})") from None
+    if not text.strip():
+        raise TaskFileError(f"{path}: file is empty")
+    return text
+
+
+def load_task(
+    path: str | PathLike[str],
+    scoring: str = "exact",
+    name: str | None = None,
+    category: str = "custom",
+    description: str = "",
+    single_token_filter: bool | None = None,
+) -> Task:
+    """Read a task from a .json, .jsonl or .csv file (name defaults to the file's stem)."""
+    path = Path(path)
+    text = _read(path)
+    parse = {".json": _json_rows, ".jsonl": _jsonl_rows, ".csv": _csv_rows}[path.suffix.lower()]
+    pairs = _merge(path, parse(path, text))
+    try:
+        return Task(
+            name=name or path.stem,
+            category=category,
+            description=description or f"loaded from {path.name}",
+            pairs=pairs,
+            scoring=scoring,
+            single_token_filter=single_token_filter,
+        )
+    except ValueError as error:
+        raise TaskFileError(f"{path}: {error}") from None

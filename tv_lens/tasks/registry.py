@@ -1,0 +1,69 @@
+"""The task registry: the 18 built-in tasks (built lazily, then cached) and user-registered tasks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from tv_lens.tasks.builtin import BUILTIN_TASKS, builtin_task
+from tv_lens.tasks.task import Task
+
+_BUILT: dict[str, Task] = {}
+_USER: dict[str, Task] = {}
+
+
+def list_tasks(category: str | None = None) -> list[str]:
+    """Task names: the 18 built-ins in the paper's order, then user tasks in registration order."""
+    names = [*BUILTIN_TASKS, *(name for name in _USER if name not in BUILTIN_TASKS)]
+    if category is None:
+        return names
+    return [name for name in names if get_task(name).category == category]
+
+
+def get_task(name: str) -> Task:
+    """The task registered under `name`; ValueError listing the valid names otherwise."""
+    if name in _USER:
+        return _USER[name]
+    if name in BUILTIN_TASKS:
+        if name not in _BUILT:
+            _BUILT[name] = builtin_task(name)
+        return _BUILT[name]
+    raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
+
+
+def register_task(
+    task_or_name: Task | str,
+    pairs: Mapping[str, str | Iterable[str]] | None = None,
+    *,
+    category: str = "custom",
+    description: str = "",
+    scoring: str = "exact",
+    single_token_filter: bool | None = None,
+    overwrite: bool = False,
+) -> Task:
+    """Register a `Task`, or build one from a name and `{input: output or [outputs]}`; return it."""
+    if isinstance(task_or_name, Task):
+        if pairs is not None:
+            raise ValueError("pass either a Task or a name with pairs, not a Task with pairs")
+        task = task_or_name
+    else:
+        if pairs is None:
+            raise ValueError(f"register_task({task_or_name!r}) needs pairs={{input: output}}")
+        task = Task(
+            name=task_or_name,
+            category=category,
+            description=description,
+            pairs=pairs,
+            scoring=scoring,
+            single_token_filter=single_token_filter,
+        )
+    if not overwrite and (task.name in _USER or task.name in BUILTIN_TASKS):
+        raise ValueError(f"task {task.name!r} already exists; pass overwrite=True or choose another name")
+    _USER[task.name] = task
+    return task
+
+
+def unregister_task(name: str) -> None:
+    """Remove a user task (a built-in it shadowed comes back); ValueError if there is none."""
+    if name not in _USER:
+        raise ValueError(f"no user task named {name!r}; user tasks: {', '.join(_USER) or '(none)'}")
+    del _USER[name]

@@ -1,0 +1,112 @@
+"""The Task record: a named mapping from inputs to accepted outputs, plus how to score it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from tv_lens.tasks.scoring import get_scorer
+
+if TYPE_CHECKING:
+    from tv_lens.tasks.filters import FilterReport
+
+CATEGORIES = ("algorithmic", "translation", "linguistic", "knowledge", "custom")
+SINGLE_TOKEN_CATEGORIES = frozenset({"translation", "linguistic"})
+
+Pairs = Mapping[str, tuple[str, ...]]
+
+
+def _check_text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, got {type(value).__name__} {value!r}")
+    if not value.strip():
+        raise ValueError(f"{what} is empty")
+    if value != value.strip():
+        raise ValueError(f"{what} {value!r} has leading or trailing whitespace; strip it")
+    if "\n" in value or "\r" in value:
+        raise ValueError(f"{what} {value!r} contains a line break")
+    return value
+
+
+def normalize_pairs(pairs: Mapping[str, str | Iterable[str]]) -> dict[str, tuple[str, ...]]:
+    """Validate `{input: output or [outputs]}` and return `{input: (canonical, *others)}`."""
+    normalized: dict[str, tuple[str, ...]] = {}
+    for raw_input, raw_outputs in pairs.items():
+        source = _check_text(raw_input, "input")
+        outputs = (raw_outputs,) if isinstance(raw_outputs, str) else tuple(raw_outputs)
+        if not outputs:
+            raise ValueError(f"input {source!r} has no output")
+        checked = [_check_text(output, f"output of {source!r}") for output in outputs]
+        normalized[source] = tuple(dict.fromkeys(checked))
+    return normalized
+
+
+@dataclass(frozen=True)
+class Task:
+    """A task: inputs, accepted outputs per input (first = canonical), category and scorer name.
+
+    `single_token_filter` defaults to True for translation and linguistic tasks; `leading_space`
+    records the prompt variant chosen by `filtered()` (False = `x->y`, True = ` x-> y`).
+    """
+
+    name: str
+    category: str
+    description: str
+    pairs: Pairs
+    scoring: str = "exact"
+    single_token_filter: bool | None = None
+    leading_space: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip() or self.name != self.name.strip():
+            raise ValueError(f"task name must be a non-empty string without surrounding spaces, got {self.name!r}")
+        if self.category not in CATEGORIES:
+            raise ValueError(f"task {self.name!r}: unknown category {self.category!r}; valid: {', '.join(CATEGORIES)}")
+        get_scorer(self.scoring)
+        try:
+            pairs = normalize_pairs(self.pairs)
+        except ValueError as error:
+            raise ValueError(f"task {self.name!r}: {error}") from None
+        if not pairs:
+            raise ValueError(f"task {self.name!r} has no pairs")
+        object.__setattr__(self, "pairs", MappingProxyType(pairs))
+        if self.single_token_filter is None:
+            object.__setattr__(self, "single_token_filter", self.category in SINGLE_TOKEN_CATEGORIES)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def inputs(self) -> list[str]:
+        """All inputs, sorted, so that seeded sampling never depends on insertion or hash order."""
+        return sorted(self.pairs)
+
+    def answers(self, query: str) -> tuple[str, ...]:
+        """Accepted outputs for `query`, the canonical one first."""
+        return self.pairs[query]
+
+    def canonical(self, query: str) -> str:
+        """The canonical output for `query` (the one used in demonstrations)."""
+        return self.pairs[query][0]
+
+    def score(self, prediction: str, query: str) -> bool:
+        """Whether `prediction` is a correct answer to `query` under this task's scorer."""
+        return get_scorer(self.scoring)(prediction, self.pairs[query])
+
+    def with_pairs(self, pairs: Mapping[str, str | Iterable[str]], **changes: Any) -> Task:
+        """A copy of this task with other pairs (and optionally other fields)."""
+        return replace(self, pairs=pairs, **changes)
+
+    def filtered(self, tokenizer: Any) -> Task:
+        """This task restricted to single-token outputs for `tokenizer`, with the prompt variant chosen."""
+        from tv_lens.tasks.filters import filter_task
+
+        return filter_task(self, tokenizer)[0]
+
+    def filter_report(self, tokenizer: Any) -> FilterReport:
+        """Pair counts before and after the single-token filter for `tokenizer`."""
+        from tv_lens.tasks.filters import filter_report
+
+        return filter_report(self, tokenizer)
