@@ -1,0 +1,249 @@
+"""Batched, padding-correct execution of many short prompts that share prefixes.
+
+A `Group` is a set of token sequences that start alike (one item's demonstrations followed by its
+dummy queries and its real query; or one query patched at each layer). The shared prefix is run
+once and reused through the key/value cache; only the differing suffixes are new work. Batches are
+left-padded with an attention mask (the bridge derives position ids from it, so every row's
+positions start at its first real token), sized by a token budget, and logits are computed for the
+last position only.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tv_lens import hooks
+
+RESID_POST = "blocks.{layer}.hook_resid_post"
+
+
+@dataclass(frozen=True)
+class Patch:
+    """Write `vector` into the residual stream at `layer` of the last position (paper: replace)."""
+
+    layer: int
+    vector: Float[Tensor, "d_model"]
+    mode: str = "replace"
+    alpha: float = 1.0
+    hook: str = RESID_POST
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("replace", "add"):
+            raise ValueError(f"patch mode must be 'replace' or 'add', not {self.mode!r}")
+
+
+@dataclass
+class Run:
+    """One sequence to run, with an optional patch at its last position."""
+
+    tokens: list[int]
+    patch: Patch | None = None
+
+
+@dataclass
+class Output:
+    """What one run produced at its last position."""
+
+    token: int
+    logits: Float[Tensor, "d_vocab"] | None = None
+    resid: Float[Tensor, "n_layers d_model"] | None = None
+
+
+@dataclass
+class Budget:
+    """How much work one forward pass may take."""
+
+    tokens: int = 4096
+    rows: int = 128
+
+
+@dataclass
+class Counter:
+    """Tokens pushed through the model (for throughput figures)."""
+
+    tokens: int = 0
+    forwards: int = 0
+    padded_tokens: int = 0
+
+
+COUNTER = Counter()
+
+
+def run_groups(
+    model,
+    groups: Sequence[Sequence[Run]],
+    *,
+    capture_layers: Sequence[int] = (),
+    keep_logits: bool = False,
+    reuse_prefix: bool = True,
+    budget: Budget | None = None,
+) -> list[list[Output]]:
+    """Run every group; outputs come back in the same nesting and order as `groups`.
+
+    With `reuse_prefix`, each group's longest common token prefix is run once and its key/value
+    cache serves every run of the group; otherwise each run is a full, independent sequence.
+    `capture_layers` records `resid_post` at the last position of those layers (after patches).
+    """
+    budget = budget or Budget()
+    _check_runs(model, groups)
+    prefix_lens = [_shared_prefix_len(g) if reuse_prefix else 0 for g in groups]
+    order = sorted(range(len(groups)), key=lambda i: (prefix_lens[i], len(groups[i])))
+    results: list[list[Output] | None] = [None] * len(groups)
+    for chunk in _chunks(order, groups, prefix_lens, budget):
+        outputs = _run_chunk(model, [groups[i] for i in chunk], [prefix_lens[i] for i in chunk],
+                             capture_layers, keep_logits, budget)
+        for i, out in zip(chunk, outputs):
+            results[i] = out
+    return results
+
+
+def run(model, runs: Sequence[Run], **kwargs) -> list[Output]:
+    """Run independent sequences (no shared prefix): a thin use of `run_groups`."""
+    return [out[0] for out in run_groups(model, [[r] for r in runs], **kwargs)]
+
+
+def _check_runs(model, groups: Sequence[Sequence[Run]]) -> None:
+    for group in groups:
+        if not group:
+            raise ValueError("empty group of runs: every group needs at least one sequence")
+        for r in group:
+            if not r.tokens:
+                raise ValueError("empty token sequence: every prompt needs at least one token")
+            if r.patch is not None:
+                if not 0 <= r.patch.layer < model.cfg.n_layers:
+                    raise ValueError(
+                        f"layer {r.patch.layer} out of range: this model has layers "
+                        f"0..{model.cfg.n_layers - 1}"
+                    )
+                if r.patch.vector.shape[-1] != model.cfg.d_model:
+                    raise ValueError(
+                        f"vector of size {r.patch.vector.shape[-1]} does not fit this model's "
+                        f"d_model {model.cfg.d_model}: it was learned on another model"
+                    )
+
+
+def _shared_prefix_len(group: Sequence[Run]) -> int:
+    """Tokens every run of the group starts with, leaving each run at least one token of its own."""
+    if len(group) < 2:
+        return 0
+    first = group[0].tokens
+    n = min(len(r.tokens) for r in group) - 1
+    for r in group[1:]:
+        k = 0
+        while k < n and r.tokens[k] == first[k]:
+            k += 1
+        n = k
+    return n
+
+
+def _chunks(order: list[int], groups, prefix_lens: list[int], budget: Budget):
+    """Consecutive groups whose padded prefix and suffix passes fit the budget."""
+    chunk: list[int] = []
+    max_prefix = max_total = rows = 0
+    for i in order:
+        g_prefix = prefix_lens[i]
+        g_total = max(len(r.tokens) for r in groups[i])
+        new_prefix, new_total = max(max_prefix, g_prefix), max(max_total, g_total)
+        new_rows = rows + len(groups[i])
+        cost = max(new_prefix * (len(chunk) + 1), new_total * new_rows)
+        if chunk and (cost > budget.tokens or new_rows > budget.rows):
+            yield chunk
+            chunk, max_prefix, max_total, rows = [], 0, 0, 0
+            new_prefix, new_total, new_rows = g_prefix, g_total, len(groups[i])
+        chunk.append(i)
+        max_prefix, max_total, rows = new_prefix, new_total, new_rows
+    if chunk:
+        yield chunk
+
+
+def _left_pad(model, seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
+    """Left-padded token ids and their attention mask (1 on real tokens)."""
+    width = max(len(s) for s in seqs)
+    pad = model.tokenizer.pad_token_id
+    pad = 0 if pad is None else pad
+    tokens = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for row, s in enumerate(seqs):
+        if s:
+            tokens[row, width - len(s):] = torch.tensor(s)
+            mask[row, width - len(s):] = 1
+    device = model.cfg.device
+    return tokens.to(device), mask.to(device)
+
+
+def _run_chunk(model, groups, prefix_lens, capture_layers, keep_logits, budget):
+    runs = [(gi, r) for gi, g in enumerate(groups) for r in g]
+    suffixes = [r.tokens[prefix_lens[gi]:] for gi, r in runs]
+    cache = prefix_mask = None
+    if max(prefix_lens) > 0:
+        prefix_tokens, prefix_mask = _left_pad(model, [r[0].tokens[:n] for r, n in zip(groups, prefix_lens)])
+        _, cache = model(prefix_tokens, attention_mask=prefix_mask, return_type="logits_and_cache",
+                         logits_to_keep=1)
+        _count(prefix_tokens, prefix_mask)
+    outputs: list[Output] = []
+    for start in range(0, len(runs), budget.rows):
+        part = range(start, min(start + budget.rows, len(runs)))
+        tokens, mask = _left_pad(model, [suffixes[i] for i in part])
+        rows_cache = None
+        if cache is not None:
+            owners = torch.tensor([runs[i][0] for i in part], device=mask.device)
+            rows_cache = copy.deepcopy(cache)
+            rows_cache.batch_select_indices(owners)
+            mask = torch.cat([prefix_mask[owners], mask], dim=1)
+        outputs += _forward_last(model, tokens, mask, rows_cache, [runs[i][1].patch for i in part],
+                                 capture_layers, keep_logits)
+    by_group: list[list[Output]] = [[] for _ in groups]
+    for (gi, _), out in zip(runs, outputs):
+        by_group[gi].append(out)
+    return by_group
+
+
+def _patch_hooks(patches: Sequence[Patch | None]) -> list[hooks.HookPair]:
+    """One hook per (hook name, mode), editing the last position of the rows that carry a patch."""
+    rows_by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for row, p in enumerate(patches):
+        if p is not None:
+            rows_by_key[(p.hook.format(layer=p.layer), p.mode)].append(row)
+    pairs = []
+    for (name, mode), rows in rows_by_key.items():
+        vectors = torch.stack([patches[r].vector for r in rows])
+        if mode == "replace":
+            pairs.append(hooks.replacing(name, vectors, positions=-1, rows=rows))
+        else:
+            alphas = torch.tensor([patches[r].alpha for r in rows])[:, None]
+            pairs.append(hooks.adding(name, vectors * alphas, positions=-1, rows=rows))
+    return pairs
+
+
+def _forward_last(model, tokens, mask, cache, patches, capture_layers, keep_logits) -> list[Output]:
+    store: dict[str, Tensor] = {}
+    names = [RESID_POST.format(layer=layer) for layer in capture_layers]
+    fwd_hooks = _patch_hooks(patches) + hooks.capture_hooks(names, store, positions=-1)
+    extra = {"past_key_values": cache} if cache is not None else {"use_cache": False}
+    with hooks.hooked(model, fwd_hooks):
+        logits = model(tokens, attention_mask=mask, logits_to_keep=1, **extra)[:, -1]
+    _count(tokens, mask[:, -tokens.shape[1]:])
+    if torch.isnan(logits).any():
+        raise FloatingPointError(
+            "NaN in the model's activations: load the model in float32 (dtype=torch.float32)"
+        )
+    resid = torch.stack([store[n] for n in names], dim=1).cpu() if names else None
+    top = logits.argmax(-1).tolist()
+    return [
+        Output(token=top[i], logits=logits[i].cpu() if keep_logits else None,
+               resid=resid[i] if resid is not None else None)
+        for i in range(len(top))
+    ]
+
+
+def _count(tokens: Tensor, mask: Tensor) -> None:
+    COUNTER.forwards += 1
+    COUNTER.tokens += int(mask.sum())
+    COUNTER.padded_tokens += tokens.numel()
