@@ -35,7 +35,12 @@ def normalize_pairs(pairs: Mapping[str, str | Iterable[str]]) -> dict[str, tuple
     normalized: dict[str, tuple[str, ...]] = {}
     for raw_input, raw_outputs in pairs.items():
         source = _check_text(raw_input, "input")
-        outputs = (raw_outputs,) if isinstance(raw_outputs, str) else tuple(raw_outputs)
+        if isinstance(raw_outputs, str):
+            outputs: tuple = (raw_outputs,)
+        elif isinstance(raw_outputs, (list, tuple)):
+            outputs = tuple(raw_outputs)
+        else:
+            raise ValueError(f"output of {source!r} must be a string or a list of strings, got {raw_outputs!r}")
         if not outputs:
             raise ValueError(f"input {source!r} has no output")
         checked = [_check_text(output, f"output of {source!r}") for output in outputs]

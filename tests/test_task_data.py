@@ -1,0 +1,184 @@
+"""The authored data of the 12 data tasks: well-formed, plausible, and enough single-token pairs per tokenizer."""
+
+import json
+import re
+from importlib import resources
+
+import pytest
+
+from tv_lens.tasks import filter_report, get_task, list_tasks
+
+DATA_TASKS = list_tasks()[6:]
+CONTINENTS = {"Europe", "Asia", "Africa", "North America", "South America", "Oceania", "Antarctica"}
+RELIGION_NAMES = (
+    "Christianity", "Catholicism", "Protestantism", "Islam", "Muslim", "Judaism", "Jewish", "Buddhism",
+    "Hinduism", "Sikhism", "Jainism", "Zoroastrianism", "Taoism", "Daoism", "Confucianism", "Bahá'í Faith",
+    "Baháʼí", "Bahai",
+)
+MINIMUM_SIZE = {
+    "fr_en": 300, "es_en": 300, "en_fr": 300, "en_es": 300,
+    "present_gerund": 300, "present_past": 300, "plural_singular": 100, "antonyms": 150,
+    "country_capital": 150, "person_language": 150, "location_continent": 200, "person_religion": 100,
+}
+MINIMUM_KEPT = {name: 60 if name in ("plural_singular", "antonyms") else 100 for name in DATA_TASKS}
+EMBEDDED_TOKENIZERS = ["gemma-3-270m", "smollm2-135m"]
+
+
+@pytest.fixture(scope="session", params=EMBEDDED_TOKENIZERS)
+def tokenizer(request):
+    from tv_lens.models import load_tokenizer
+
+    return load_tokenizer(request.param)
+
+
+def data_file(name):
+    return json.loads(resources.files("tv_lens.tasks").joinpath("data", f"{name}.json").read_text(encoding="utf-8"))
+
+
+def duplicate_keys(name):
+    duplicates = []
+
+    def collect(pairs):
+        keys = [key for key, _ in pairs]
+        duplicates.extend(sorted({key for key in keys if keys.count(key) > 1}))
+        return dict(pairs)
+
+    text = resources.files("tv_lens.tasks").joinpath("data", f"{name}.json").read_text(encoding="utf-8")
+    json.loads(text, object_pairs_hook=collect)
+    return duplicates
+
+
+@pytest.mark.parametrize("name", DATA_TASKS)
+def test_data_file_matches_its_registry_entry(name):
+    record = data_file(name)
+    assert record["name"] == name
+    task = get_task(name)
+    assert list(task.pairs) == list(record["pairs"])
+    assert all(isinstance(outputs, list) and outputs for outputs in record["pairs"].values())
+
+
+@pytest.mark.parametrize("name", DATA_TASKS)
+def test_no_duplicate_inputs_and_no_empty_strings(name):
+    assert duplicate_keys(name) == []
+    for source, outputs in data_file(name)["pairs"].items():
+        assert source.strip() == source and source
+        assert len(set(outputs)) == len(outputs)
+        assert all(output.strip() == output and output for output in outputs)
+
+
+@pytest.mark.parametrize("name", DATA_TASKS)
+def test_data_tasks_have_their_minimum_size(name):
+    assert len(get_task(name)) >= MINIMUM_SIZE[name]
+
+
+@pytest.mark.parametrize("name", ["fr_en", "es_en", "en_fr", "en_es"])
+def test_translations_are_single_words(name):
+    task = get_task(name)
+    for source, outputs in task.pairs.items():
+        for text in (source, *outputs):
+            assert len(text.split()) == 1, text
+            assert not re.search(r"[0-9]", text)
+
+
+@pytest.mark.parametrize("name", ["fr_en", "es_en"])
+def test_translations_into_english_use_ascii(name):
+    for outputs in get_task(name).pairs.values():
+        assert all(output.isascii() for output in outputs)
+
+
+def test_translation_directions_mirror_each_other():
+    fr_en, en_fr = get_task("fr_en"), get_task("en_fr")
+    for french, english in fr_en.pairs.items():
+        assert any(french in en_fr.pairs.get(word, ()) for word in english), french
+    es_en, en_es = get_task("es_en"), get_task("en_es")
+    for spanish, english in es_en.pairs.items():
+        assert any(spanish in en_es.pairs.get(word, ()) for word in english), spanish
+
+
+def test_known_translations():
+    assert set(get_task("fr_en").answers("grand")) >= {"big", "tall", "large"}
+    assert get_task("en_fr").canonical("dog") == "chien"
+    assert get_task("en_es").canonical("dog") == "perro"
+    assert get_task("es_en").canonical("gato") == "cat"
+
+
+@pytest.mark.parametrize("name", ["present_gerund", "present_past"])
+def test_verb_tasks_share_their_verbs(name):
+    assert list(get_task(name).pairs) == list(get_task("present_gerund").pairs)
+
+
+def test_gerunds_end_in_ing_and_start_like_the_verb():
+    for verb, gerunds in get_task("present_gerund").pairs.items():
+        for gerund in gerunds:
+            assert gerund.endswith("ing"), gerund
+            assert gerund[0] == verb[0], (verb, gerund)
+
+
+def test_past_tense_includes_the_irregular_verbs():
+    past = get_task("present_past")
+    assert past.answers("go") == ("went",)
+    assert past.answers("eat") == ("ate",)
+    assert "dreamt" in past.answers("dream")
+    irregular = [verb for verb, outputs in past.pairs.items() if not outputs[0].endswith("ed")]
+    assert len(irregular) >= 100
+    for verb, outputs in past.pairs.items():
+        assert all(output.isalpha() and output.islower() for output in outputs)
+
+
+def test_plurals_are_mostly_irregular():
+    plurals = get_task("plural_singular")
+    assert plurals.answers("mice") == ("mouse",)
+    assert plurals.answers("children") == ("child",)
+    irregular = [p for p, (s, *_) in plurals.pairs.items() if p not in (s + "s", s + "es")]
+    assert len(irregular) >= 100
+    for plural, singulars in plurals.pairs.items():
+        assert plural not in singulars
+
+
+def test_antonyms_differ_from_their_word():
+    antonyms = get_task("antonyms")
+    assert antonyms.answers("high") == ("low",)
+    for word, opposites in antonyms.pairs.items():
+        assert word not in opposites
+
+
+def test_continents_are_the_seven():
+    task = get_task("location_continent")
+    for outputs in task.pairs.values():
+        assert len(outputs) == 1 and outputs[0] in CONTINENTS
+    assert {outputs[0] for outputs in task.pairs.values()} == CONTINENTS
+
+
+def test_religions_are_named_religions():
+    task = get_task("person_religion")
+    assert task.canonical("Dalai Lama") == "Buddhism"
+    for outputs in task.pairs.values():
+        assert all(output in RELIGION_NAMES for output in outputs)
+
+
+def test_knowledge_facts_spot_checks():
+    assert get_task("country_capital").canonical("France") == "Paris"
+    assert get_task("person_language").canonical("Victor Hugo") == "French"
+    for outputs in get_task("person_language").pairs.values():
+        assert all(output[0].isupper() and output.isalpha() for output in outputs)
+    for capitals in get_task("country_capital").pairs.values():
+        assert all(capital[0].isupper() for capital in capitals)
+
+
+@pytest.mark.parametrize("name", DATA_TASKS)
+def test_enough_pairs_survive_the_single_token_filter(name, tokenizer):
+    task = get_task(name)
+    report = filter_report(task, tokenizer)
+    assert report.applied == (task.category in ("translation", "linguistic"))
+    assert report.kept >= MINIMUM_KEPT[name], report
+    if report.applied:
+        assert report.kept == (report.single_token_b if report.leading_space else report.single_token_a)
+        assert report.leading_space == (report.single_token_b >= 0.7 * report.single_token_a)
+        filtered = task.filtered(tokenizer)
+        assert len(filtered) == report.kept
+        assert filtered.leading_space == report.leading_space
+
+
+def test_embedded_tokenizers_choose_the_leading_space_variant_for_filtered_tasks(tokenizer):
+    for name in DATA_TASKS[:8]:
+        assert get_task(name).filtered(tokenizer).leading_space, name
