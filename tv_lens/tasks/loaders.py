@@ -33,13 +33,24 @@ class _Row:
     outputs: tuple[str, ...]
 
 
-class _JsonObject(list):
+class _JsonObject:
     """A JSON object kept as its (key, value) list, so duplicate keys can be reported."""
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        self.pairs = pairs
+
+    def __repr__(self) -> str:
+        return repr(dict(self.pairs))
+
+
+def _json_kind(value: Any) -> str:
+    kinds = {bool: "boolean", int: "number", float: "number", type(None): "null", list: "list", _JsonObject: "object"}
+    return kinds.get(type(value), type(value).__name__)
 
 
 def _text(path: Path, where: str, field: str, value: Any) -> str:
     if not isinstance(value, str):
-        raise TaskFileError(f"{path}: {where}: {field} must be a string, got {type(value).__name__} {value!r}")
+        raise TaskFileError(f"{path}: {where}: {field} must be a string, got {_json_kind(value)} {value!r}")
     value = value.strip()
     if not value:
         raise TaskFileError(f"{path}: {where}: {field} is empty")
@@ -66,7 +77,7 @@ def _parse_json(path: Path, text: str, line: int | None = None) -> Any:
 def _record_row(path: Path, where: str, record: Any) -> _Row:
     if not isinstance(record, _JsonObject):
         raise TaskFileError(f'{path}: {where}: expected an object {{"input": ..., "output": ...}}, got {record!r}')
-    fields = dict(record)
+    fields = dict(record.pairs)
     if "input" not in fields or ("output" in fields) == ("outputs" in fields):
         raise TaskFileError(f'{path}: {where}: needs "input" and exactly one of "output" or "outputs", got {sorted(fields)}')
     source = _text(path, where, "input", fields["input"])
@@ -79,7 +90,7 @@ def _json_rows(path: Path, text: str) -> list[_Row]:
     document = _parse_json(path, text)
     if isinstance(document, _JsonObject):
         rows = []
-        for key, value in document:
+        for key, value in document.pairs:
             where = f"key {key!r}"
             if isinstance(value, list) and not all(isinstance(v, str) for v in value):
                 raise TaskFileError(f"{path}: {where}: outputs must be strings, got {value!r}")
@@ -93,13 +104,13 @@ def _json_rows(path: Path, text: str) -> list[_Row]:
 def _jsonl_rows(path: Path, text: str) -> list[_Row]:
     return [
         _record_row(path, f"line {number}", _parse_json(path, line, number))
-        for number, line in enumerate(text.splitlines(), 1)
+        for number, line in enumerate(text.split("\n"), 1)
         if line.strip()
     ]
 
 
 def _csv_rows(path: Path, text: str) -> list[_Row]:
-    reader = csv.DictReader(io.StringIO(text))
+    reader = csv.DictReader(io.StringIO(text), strict=True)
     try:
         header = [name.strip() for name in reader.fieldnames or []]
         if "input" not in header or "output" not in header:
@@ -113,7 +124,7 @@ def _csv_rows(path: Path, text: str) -> list[_Row]:
             rows.append(_Row(where, _text(path, where, "input", record["input"]), _outputs(path, where, record["output"])))
         return rows
     except csv.Error as error:
-        raise TaskFileError(f"{path}: row {reader.line_num}: invalid CSV ({error})") from None
+        raise TaskFileError(f"{path}: row {reader.line_num + 1}: invalid CSV ({error})") from None
 
 
 def _merge(path: Path, rows: list[_Row]) -> dict[str, tuple[str, ...]]:
