@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 
 from tv_lens.tasks.builtin import BUILTIN_TASKS, builtin_task
 from tv_lens.tasks.task import Task
@@ -32,7 +32,7 @@ def get_task(name: str) -> Task:
 
 def register_task(
     task_or_name: Task | str,
-    pairs: Mapping[str, str | Iterable[str]] | None = None,
+    pairs: Mapping[str, str | Sequence[str]] | None = None,
     *,
     category: str = "custom",
     description: str = "",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -30,13 +30,13 @@ def _check_text(value: Any, what: str) -> str:
     return value
 
 
-def normalize_pairs(pairs: Mapping[str, str | Iterable[str]]) -> dict[str, tuple[str, ...]]:
+def normalize_pairs(pairs: Mapping[str, str | Sequence[str]]) -> dict[str, tuple[str, ...]]:
     """Validate `{input: output or [outputs]}` and return `{input: (canonical, *others)}`."""
     normalized: dict[str, tuple[str, ...]] = {}
     for raw_input, raw_outputs in pairs.items():
         source = _check_text(raw_input, "input")
         if isinstance(raw_outputs, str):
-            outputs: tuple = (raw_outputs,)
+            outputs: tuple[str, ...] = (raw_outputs,)
         elif isinstance(raw_outputs, (list, tuple)):
             outputs = tuple(raw_outputs)
         else:
@@ -100,7 +100,7 @@ class Task:
         """Whether `prediction` is a correct answer to `query` under this task's scorer."""
         return get_scorer(self.scoring)(prediction, self.pairs[query])
 
-    def with_pairs(self, pairs: Mapping[str, str | Iterable[str]], **changes: Any) -> Task:
+    def with_pairs(self, pairs: Mapping[str, str | Sequence[str]], **changes: Any) -> Task:
         """A copy of this task with other pairs (and optionally other fields)."""
         return replace(self, pairs=pairs, **changes)
 
