@@ -76,6 +76,16 @@ class Counter:
 COUNTER = Counter()
 
 
+def encode(model, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text as the model reads it (with the tokenizer's default BOS)."""
+    return [model.to_tokens(text)[0].tolist() for text in texts]
+
+
+def decode(model, tokens: Sequence[int]) -> list[str]:
+    """The text of each single token."""
+    return [model.tokenizer.decode([t]) for t in tokens]
+
+
 def run_groups(
     model,
     groups: Sequence[Sequence[Run]],
@@ -178,9 +188,21 @@ def _left_pad(model, seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
     return tokens.to(device), mask.to(device)
 
 
+def _check_window(model, width: int) -> None:
+    """Sliding-window attention counts padded positions: refuse widths where that would matter."""
+    window = getattr(getattr(model, "original_model", None), "config", None)
+    window = getattr(window, "sliding_window", None)
+    if window and width > window:
+        raise ValueError(
+            f"a batch of {width} tokens (with padding) exceeds this model's sliding attention window "
+            f"of {window}: padding would change what is attended; use shorter prompts"
+        )
+
+
 def _run_chunk(model, groups, prefix_lens, capture_layers, keep_logits, budget):
     runs = [(gi, r) for gi, g in enumerate(groups) for r in g]
     suffixes = [r.tokens[prefix_lens[gi]:] for gi, r in runs]
+    _check_window(model, max(prefix_lens) + max(len(s) for s in suffixes))
     cache = prefix_mask = None
     if max(prefix_lens) > 0:
         prefix_tokens, prefix_mask = _left_pad(model, [r[0].tokens[:n] for r, n in zip(groups, prefix_lens)])

@@ -51,7 +51,7 @@ def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compa
         from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
         config = Gemma3TextConfig(
-            num_key_value_heads=1, head_dim=16, sliding_window=8, query_pre_attn_scalar=16,
+            num_key_value_heads=1, head_dim=16, sliding_window=128, query_pre_attn_scalar=16,
             layer_types=["sliding_attention"] * (n_layers - 1) + ["full_attention"], **common,
         )
         hf = Gemma3ForCausalLM(config)

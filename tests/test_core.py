@@ -1,0 +1,173 @@
+"""Learn / Apply / evaluate: padding-correct, exact identities, KV reuse, reproducibility, errors."""
+
+import pytest
+import torch
+
+from tv_lens.apply import apply, apply_tokens
+from tv_lens.evaluate import evaluate
+from tv_lens.learn import learn, learn_items
+from tv_lens.prompts import PromptFormat
+from tv_lens.runner import Budget, Patch, Run, encode, run, run_groups
+from tv_lens.tasks import Item, Task
+
+FMT = PromptFormat()
+ONE_BY_ONE = Budget(tokens=1, rows=1)
+
+
+def shift_task(n: int = 60) -> Task:
+    """A custom task with single-character outputs, so the character-level tiny models can run it."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    pairs = {}
+    for i in range(n):
+        x = letters[i % 26] + letters[(i * 7) % 26] + str(i)
+        pairs[x] = letters[(i + 3) % 26]
+    return Task(name="shift", category="custom", description="toy", pairs=pairs)
+
+
+def items(k: int = 4) -> list[Item]:
+    """Items with prompts of different lengths (demonstration and query lengths vary)."""
+    return [
+        Item(query="q" * (i + 1), answers=("z",),
+             demos=tuple((("ab" * (i + j + 1))[: i + j + 1], "c") for j in range(2 + i % 3)),
+             dummies=("x" * (i + 2), "yy"))
+        for i in range(k)
+    ]
+
+
+def max_rel(a, b):
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def check_batched_equals_unbatched(model):
+    prompts = ["example:hot->", "example:a->b\nexample:fast->", "example:up->down\nexample:x->y\nexample:big->"]
+    runs = [Run(t) for t in encode(model, prompts)]
+    layers = range(model.cfg.n_layers)
+    batched = run(model, runs, capture_layers=layers, keep_logits=True)
+    single = run(model, runs, capture_layers=layers, keep_logits=True, budget=ONE_BY_ONE)
+    for b, s, r in zip(batched, single, runs):
+        assert b.token == s.token
+        assert max_rel(b.logits, s.logits) < 1e-4
+        assert max_rel(b.resid, s.resid) < 1e-4
+        direct = model(torch.tensor([r.tokens], device=model.cfg.device))[0, -1].cpu()
+        assert max_rel(s.logits, direct) < 1e-4
+    thetas_b, icl_b = learn_items(model, items(), FMT, icl=True)
+    thetas_s, icl_s = learn_items(model, items(), FMT, icl=True, budget=ONE_BY_ONE)
+    assert icl_b == icl_s
+    for tb, ts in zip(thetas_b, thetas_s):
+        assert max_rel(tb, ts) < 1e-4
+
+
+def test_batched_equals_unbatched_tiny(tiny):
+    check_batched_equals_unbatched(tiny)
+
+
+@pytest.mark.slow
+def test_batched_equals_unbatched_embedded(gemma):
+    check_batched_equals_unbatched(gemma)
+
+
+def check_identity(model):
+    prompt = FMT.render([("hot", "cold"), ("big", "small")], "fast")
+    tokens = encode(model, [prompt])[0]
+    (plain,) = run(model, [Run(tokens)], capture_layers=range(model.cfg.n_layers), keep_logits=True)
+    patched = run_groups(model, [[Run(tokens, Patch(layer, plain.resid[layer]))
+                                  for layer in range(model.cfg.n_layers)]], keep_logits=True)[0]
+    for out in patched:
+        assert max_rel(out.logits, plain.logits) < 1e-5
+
+
+def test_patching_theta_into_its_own_prompt_changes_nothing_at_every_layer(tiny):
+    check_identity(tiny)
+
+
+@pytest.mark.slow
+def test_identity_embedded(gemma):
+    check_identity(gemma)
+
+
+def test_final_layer_patch_reproduces_icl_logits(tiny):
+    last = tiny.cfg.n_layers - 1
+    icl_prompt = FMT.render([("ab", "c"), ("de", "f")], "gh")
+    (icl,) = run(tiny, [Run(encode(tiny, [icl_prompt])[0])], capture_layers=[last], keep_logits=True)
+    query = encode(tiny, [FMT.query("gh")])[0]
+    (patched,) = run(tiny, [Run(query, Patch(last, icl.resid[0]))], keep_logits=True)
+    assert max_rel(patched.logits, icl.logits) < 1e-5
+
+
+def test_kv_reuse_gives_the_same_thetas_and_predictions_as_full_prompts(tiny):
+    thetas_reuse, icl_reuse = learn_items(tiny, items(), FMT, icl=True, reuse_prefix=True)
+    thetas_full, icl_full = learn_items(tiny, items(), FMT, icl=True, reuse_prefix=False)
+    assert icl_reuse == icl_full
+    for a, b in zip(thetas_reuse, thetas_full):
+        assert max_rel(a, b) < 1e-5
+
+
+def test_layer_sweep_reuse_equals_one_run_per_layer(tiny):
+    from tv_lens.sweep import layer_sweep
+
+    thetas, _ = learn_items(tiny, items(), FMT)
+    prompts = [FMT.query(i.query) for i in items()]
+    _, swept = layer_sweep(tiny, prompts, thetas, lambda i, p: True)
+    for layer in range(tiny.cfg.n_layers):
+        direct = apply_tokens(tiny, prompts, [t[layer] for t in thetas], layer, budget=ONE_BY_ONE)
+        assert [tiny.tokenizer.decode([t]) for t in direct] == [s[layer] for s in swept]
+
+
+def test_evaluate_is_reproducible_and_independent_of_batch_size(tiny_llama):
+    task = shift_task()
+    kwargs = dict(n_baseline=12, n_dev=6, n_test=6, n_shots=3)
+    a = evaluate(tiny_llama, task, seed=3, **kwargs)
+    b = evaluate(tiny_llama, task, seed=3, **kwargs)
+    c = evaluate(tiny_llama, task, seed=3, budget=Budget(tokens=64, rows=3), **kwargs)
+    d = evaluate(tiny_llama, task, seed=4, **kwargs)
+    for other in (b, c):
+        assert other.baseline == a.baseline and other.icl == a.icl and other.tv == a.tv
+        assert other.dev_accuracy_by_layer == a.dev_accuracy_by_layer
+        assert other.test_items == a.test_items
+    assert [r.query for r in d.test_items] != [r.query for r in a.test_items]
+    assert a.baseline.total == 12 and a.icl.total == 6 and len(a.dev_accuracy_by_layer) == tiny_llama.cfg.n_layers
+    assert 0 <= a.best_layer < tiny_llama.cfg.n_layers
+    assert a.dev_accuracy_by_layer[a.best_layer].value == max(x.value for x in a.dev_accuracy_by_layer)
+
+
+def test_learn_and_apply_public_api(tiny_llama):
+    theta = learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["gh", "ij"], layer=1)
+    assert theta.vectors.shape == (tiny_llama.cfg.n_layers, tiny_llama.cfg.d_model)
+    preds = apply(tiny_llama, theta, ["kl", "mn", "o"])
+    assert len(preds) == 3 and all(isinstance(p, str) for p in preds)
+    assert apply(tiny_llama, theta, ["kl"], mode="add", alpha=0.0) == apply_tokens_plain(tiny_llama, ["kl"])
+
+
+def apply_tokens_plain(model, queries):
+    outs = run(model, [Run(t) for t in encode(model, [FMT.query(q) for q in queries])])
+    return [model.tokenizer.decode([o.token]) for o in outs]
+
+
+def test_errors_are_clear(tiny_llama, tiny_gemma):
+    theta = learn(tiny_llama, [("ab", "c")], dummies=["gh"], layer=1)
+    with pytest.raises(ValueError, match="out of range"):
+        apply(tiny_llama, theta, ["kl"], layer=99)
+    with pytest.raises(ValueError, match="at least one query"):
+        apply(tiny_llama, theta, [])
+    with pytest.raises(ValueError, match="dummy"):
+        learn(tiny_llama, [("ab", "c")], dummies=[])
+    with pytest.raises(ValueError, match="another model|allow_transfer"):
+        apply(tiny_gemma, theta, ["kl"])
+    small = Task(name="small", category="custom", description="", pairs={"a": "b", "c": "d", "e": "f"})
+    with pytest.raises(ValueError, match="lower n_shots"):
+        evaluate(tiny_llama, small)
+    bad = Patch(0, torch.randn(7))
+    with pytest.raises(ValueError, match="d_model"):
+        run(tiny_llama, [Run([1, 40, 41], bad)])
+    nan = Patch(0, torch.full((tiny_llama.cfg.d_model,), float("nan")))
+    with pytest.raises(FloatingPointError, match="NaN"):
+        run(tiny_llama, [Run([1, 40, 41], nan)])
+
+
+def test_prompts_longer_than_a_sliding_window_are_refused():
+    from tv_lens.tiny import tiny_model
+
+    model = tiny_model("tiny-gemma")
+    model.original_model.config.sliding_window = 8
+    with pytest.raises(ValueError, match="sliding attention window"):
+        run(model, [Run(encode(model, ["example:abcdefgh->"])[0])])

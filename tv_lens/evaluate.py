@@ -1,0 +1,143 @@
+"""The main experiment for one task: zero-shot baseline, ICL, and the task vector at its best layer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+from tv_lens.apply import apply_tokens
+from tv_lens.learn import learn_items
+from tv_lens.prompts import PromptFormat
+from tv_lens.provenance import model_provenance, versions
+from tv_lens.runner import COUNTER, Budget, Run, decode, encode, run
+from tv_lens.stats import Accuracy
+from tv_lens.sweep import layer_sweep
+from tv_lens.tasks import Task, get_scorer, sample_splits
+
+
+@dataclass
+class ItemRecord:
+    """One test item and what each method predicted for it."""
+
+    query: str
+    answers: tuple[str, ...]
+    icl: str
+    tv: str
+
+
+@dataclass
+class EvalResult:
+    """Baseline / ICL / task-vector accuracies (with Wilson 95% CIs), the dev curve and provenance."""
+
+    task: str
+    category: str
+    baseline: Accuracy
+    icl: Accuracy
+    tv: Accuracy
+    best_layer: int
+    dev_accuracy_by_layer: list[Accuracy]
+    n_pairs: int
+    n_pairs_filtered: int
+    leading_space: bool
+    seed: int
+    settings: dict
+    model: dict
+    timings: dict
+    tokens: int
+    test_items: list[ItemRecord] = field(default_factory=list)
+    versions: dict = field(default_factory=versions)
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        for key in ("baseline", "icl", "tv"):
+            out[key] = getattr(self, key).to_dict()
+        out["dev_accuracy_by_layer"] = [a.to_dict() for a in self.dev_accuracy_by_layer]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EvalResult:
+        data = dict(data)
+        for key in ("baseline", "icl", "tv"):
+            data[key] = Accuracy(data[key]["correct"], data[key]["total"])
+        data["dev_accuracy_by_layer"] = [Accuracy(a["correct"], a["total"])
+                                         for a in data["dev_accuracy_by_layer"]]
+        data["test_items"] = [ItemRecord(**{**r, "answers": tuple(r["answers"])})
+                              for r in data["test_items"]]
+        return cls(**data)
+
+
+def evaluate(
+    model,
+    task: Task,
+    *,
+    seed: int = 0,
+    n_shots: int = 5,
+    n_dummies: int = 2,
+    n_baseline: int = 100,
+    n_dev: int = 50,
+    n_test: int = 50,
+    single_token_filter: bool | None = None,
+    fmt: PromptFormat | None = None,
+    reuse_prefix: bool = True,
+    budget: Budget | None = None,
+) -> EvalResult:
+    """Run the paper's protocol on `task`: every default is the paper's, every setting a parameter.
+
+    Baseline on `n_baseline` bare queries; ICL on `n_test` items of `n_shots` demonstrations;
+    θ per item (mean over `n_dummies` dummy queries); task-vector accuracy on `n_dev` dev items
+    at every layer; task-vector test accuracy at the best dev layer (first maximum).
+    """
+    timings: dict[str, float] = {}
+    tokens_before = COUNTER.tokens
+    clock = time.perf_counter()
+
+    def lap(phase: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[phase] = now - clock
+        clock = now
+
+    use_filter = task.single_token_filter if single_token_filter is None else single_token_filter
+    kept = task.filtered(model.tokenizer) if use_filter else task
+    fmt = fmt or PromptFormat.for_task(kept)
+    splits = sample_splits(kept, seed=seed, n_test=n_test, n_dev=n_dev, n_baseline=n_baseline,
+                           n_shots=n_shots, n_dummies=n_dummies)
+    scorer = get_scorer(task.scoring)
+    lap("prepare")
+
+    baseline_runs = [Run(t) for t in encode(model, [fmt.zero_shot_prompt(i) for i in splits.baseline])]
+    baseline_preds = decode(model, [o.token for o in run(model, baseline_runs, budget=budget)])
+    baseline = Accuracy.of(scorer(p, i.answers) for p, i in zip(baseline_preds, splits.baseline))
+    lap("baseline")
+
+    test_thetas, icl_tokens = learn_items(model, splits.test, fmt, icl=True,
+                                          reuse_prefix=reuse_prefix, budget=budget)
+    icl_preds = decode(model, icl_tokens)
+    icl = Accuracy.of(scorer(p, i.answers) for p, i in zip(icl_preds, splits.test))
+    lap("icl_and_theta_test")
+
+    dev_thetas, _ = learn_items(model, splits.dev, fmt, reuse_prefix=reuse_prefix, budget=budget)
+    lap("theta_dev")
+
+    by_layer, _ = layer_sweep(model, [fmt.zero_shot_prompt(i) for i in splits.dev], dev_thetas,
+                              lambda i, p: scorer(p, splits.dev[i].answers), budget=budget)
+    best_layer = max(range(len(by_layer)), key=lambda layer: (by_layer[layer].value, -layer))
+    lap("sweep")
+
+    tv_tokens = apply_tokens(model, [fmt.zero_shot_prompt(i) for i in splits.test],
+                             [theta[best_layer] for theta in test_thetas], best_layer, budget=budget)
+    tv_preds = decode(model, tv_tokens)
+    tv = Accuracy.of(scorer(p, i.answers) for p, i in zip(tv_preds, splits.test))
+    lap("test")
+
+    return EvalResult(
+        task=task.name, category=task.category, baseline=baseline, icl=icl, tv=tv,
+        best_layer=best_layer, dev_accuracy_by_layer=by_layer, n_pairs=len(task),
+        n_pairs_filtered=len(kept), leading_space=fmt.leading_space, seed=seed,
+        settings=dict(n_shots=n_shots, n_dummies=n_dummies, n_baseline=n_baseline, n_dev=n_dev,
+                      n_test=n_test, single_token_filter=use_filter, prompt_format=asdict(fmt),
+                      hook="blocks.{layer}.hook_resid_post", position="last", operation="replace"),
+        model=model_provenance(model), timings=timings, tokens=COUNTER.tokens - tokens_before,
+        test_items=[ItemRecord(i.query, i.answers, c, t)
+                    for i, c, t in zip(splits.test, icl_preds, tv_preds)],
+    )

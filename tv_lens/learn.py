@@ -1,0 +1,69 @@
+"""Learn: θ = A(S), the residual stream at the last token of `[demonstrations, dummy query]`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tv_lens.prompts import PromptFormat
+from tv_lens.provenance import model_provenance, versions
+from tv_lens.runner import Budget, Run, encode, run_groups
+from tv_lens.tasks import Item
+from tv_lens.vectors import TaskVector
+
+
+def learn(
+    model,
+    demos: Sequence[tuple[str, str]],
+    dummies: Sequence[str],
+    *,
+    layer: int | None = None,
+    fmt: PromptFormat | None = None,
+    task: str | None = None,
+    seed: int | None = None,
+) -> TaskVector:
+    """θ learned from `demos` (x, y) pairs: the mean over `dummies` (inputs x' of the task, the
+    paper uses 2) of `resid_post` at the arrow, for every layer from one forward pass."""
+    if not demos:
+        raise ValueError("learn needs at least one demonstration (x, y) pair")
+    if not dummies:
+        raise ValueError("learn needs at least one dummy query: pass dummies=[x1, x2] (inputs of the task)")
+    fmt = fmt or PromptFormat()
+    item = Item(query=dummies[0], answers=(), demos=tuple(map(tuple, demos)), dummies=tuple(dummies))
+    (theta,), _ = learn_items(model, [item], fmt)
+    info = model_provenance(model)
+    return TaskVector(
+        vectors=theta, layer=layer, model=info["model"], fingerprint=info["fingerprint"],
+        prompt_format=asdict(fmt), n_shots=len(demos), n_contexts=1, seed=seed, task=task,
+        versions=versions(),
+    )
+
+
+def learn_items(
+    model,
+    items: Sequence[Item],
+    fmt: PromptFormat,
+    *,
+    icl: bool = False,
+    reuse_prefix: bool = True,
+    budget: Budget | None = None,
+) -> tuple[list[Float[Tensor, "n_layers d_model"]], list[int] | None]:
+    """θ for each item (mean over its dummy queries) and, with `icl`, its ICL next token.
+
+    Each item's demonstrations run once; the dummy queries and the real query reuse their
+    key/value cache.
+    """
+    groups = []
+    for item in items:
+        prompts = fmt.dummy_prompts(item) + ([fmt.icl_prompt(item)] if icl else [])
+        groups.append([Run(tokens) for tokens in encode(model, prompts)])
+    outputs = run_groups(model, groups, capture_layers=range(model.cfg.n_layers),
+                         reuse_prefix=reuse_prefix, budget=budget)
+    n_dummies = [len(item.dummies) for item in items]
+    thetas = [torch.stack([o.resid for o in out[:n]]).mean(0) for out, n in zip(outputs, n_dummies)]
+    icl_tokens = [out[-1].token for out in outputs] if icl else None
+    return thetas, icl_tokens

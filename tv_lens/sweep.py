@@ -1,0 +1,35 @@
+"""The layer sweep: task-vector accuracy when θ is patched at each layer in turn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from jaxtyping import Float
+from torch import Tensor
+
+from tv_lens.runner import Budget, Patch, Run, decode, encode, run_groups
+from tv_lens.stats import Accuracy
+
+
+def layer_sweep(
+    model,
+    prompts: Sequence[str],
+    thetas: Sequence[Float[Tensor, "n_layers d_model"]],
+    correct: Callable[[int, str], bool],
+    *,
+    layers: Sequence[int] | None = None,
+    budget: Budget | None = None,
+) -> tuple[list[Accuracy], list[list[str]]]:
+    """Accuracy at each layer of `layers` (default: all), and the predictions [item][layer].
+
+    `correct(i, prediction)` scores item i. Each prompt's unpatched prefix runs once; per layer
+    only its last position is recomputed through the key/value cache.
+    """
+    layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
+    groups = [[Run(tokens, Patch(layer, theta[layer])) for layer in layers]
+              for tokens, theta in zip(encode(model, prompts), thetas)]
+    outputs = run_groups(model, groups, budget=budget)
+    predictions = [decode(model, [o.token for o in out]) for out in outputs]
+    by_layer = [Accuracy.of(correct(i, preds[j]) for i, preds in enumerate(predictions))
+                for j in range(len(layers))]
+    return by_layer, predictions
