@@ -1,1 +1,36 @@
-"""tv_lens: task vectors of in-context learning on TransformerLens hooks."""
+"""tv_lens: task vectors of in-context learning (Hendel, Geva, Globerson 2023) on TransformerLens hooks.
+
+    Output = Apply(query, Learn(examples))
+"""
+
+from tv_lens import hooks
+from tv_lens.apply import apply
+from tv_lens.evaluate import EvalResult, evaluate
+from tv_lens.learn import learn
+from tv_lens.models import fingerprint, load_model, load_tokenizer
+from tv_lens.prompts import PromptFormat
+from tv_lens.stats import Accuracy
+from tv_lens.sweep import layer_sweep
+from tv_lens.tasks import Task, get_task, list_tasks, load_task, register_task, sample_splits
+from tv_lens.vectors import TaskVector
+
+__all__ = [
+    "Accuracy",
+    "EvalResult",
+    "PromptFormat",
+    "Task",
+    "TaskVector",
+    "apply",
+    "evaluate",
+    "fingerprint",
+    "get_task",
+    "hooks",
+    "layer_sweep",
+    "learn",
+    "list_tasks",
+    "load_model",
+    "load_task",
+    "load_tokenizer",
+    "register_task",
+    "sample_splits",
+]
