@@ -1,0 +1,37 @@
+"""The unembedding lens: exact on the final residual stream, and top tokens of θ."""
+
+import pytest
+import torch
+
+from tv_lens.learn import learn
+from tv_lens.lens import project, top_tokens
+from tv_lens.runner import Run, encode, run
+
+
+def test_lens_on_final_resid_post_reproduces_the_logits(tiny):
+    prompts = ["example:a->b\nexample:c->", "example:hot->"]
+    last = tiny.cfg.n_layers - 1
+    outs = run(tiny, [Run(t) for t in encode(tiny, prompts)], capture_layers=[last], keep_logits=True)
+    for out in outs:
+        lens = project(tiny, out.resid[0]).cpu()
+        assert (lens - out.logits).abs().max() / out.logits.abs().max() < 1e-4
+        assert lens.argmax().item() == out.token
+
+
+def test_top_tokens_of_a_task_vector(tiny_llama):
+    theta = learn(tiny_llama, [("a", "b"), ("c", "d")], dummies=["e", "f"], layer=1)
+    top = top_tokens(tiny_llama, theta, k=5)
+    assert len(top.tokens) == len(top.ids) == len(top.scores) == 5
+    assert top.scores == sorted(top.scores, reverse=True)
+    assert top.tokens == [tiny_llama.tokenizer.decode([i]) for i in top.ids]
+    same = top_tokens(tiny_llama, theta.vectors, k=5, layer=1)
+    assert same.ids == top.ids
+    centred = top_tokens(tiny_llama, theta, k=5, centre=theta.at(1))
+    assert len(centred.ids) == 5
+
+
+def test_top_tokens_errors(tiny_llama):
+    with pytest.raises(ValueError, match="layer=L"):
+        top_tokens(tiny_llama, torch.zeros(3, tiny_llama.cfg.d_model))
+    with pytest.raises(ValueError, match="d_model"):
+        top_tokens(tiny_llama, torch.zeros(7))
