@@ -36,11 +36,13 @@ def apply(
     layer: int | None = None,
     mode: str = "replace",
     alpha: float = 1.0,
+    positions: str = "last",
     fmt: PromptFormat | None = None,
     allow_transfer: bool = False,
     budget: Budget | None = None,
 ) -> list[str]:
-    """Next-token predictions for `queries` with no demonstrations, θ patched in at `layer`."""
+    """Next-token predictions for `queries` with no demonstrations, θ patched in at `layer`
+    (at the last query token, or with `positions="all"` at every query token after BOS)."""
     if not queries:
         raise ValueError("apply needs at least one query")
     check_compatible(model, theta, allow_transfer)
@@ -48,7 +50,7 @@ def apply(
     vector = theta.at(layer)
     layer = theta.layer if layer is None else layer
     tokens = apply_tokens(model, [fmt.query(q) for q in queries], [vector] * len(queries), layer,
-                          mode=mode, alpha=alpha, budget=budget)
+                          mode=mode, alpha=alpha, positions=positions, budget=budget)
     return decode(model, tokens)
 
 
@@ -60,8 +62,11 @@ def apply_tokens(
     *,
     mode: str = "replace",
     alpha: float = 1.0,
+    positions: str = "last",
     budget: Budget | None = None,
 ) -> list[int]:
-    """Greedy next token of each prompt with its own vector patched at `layer`, last position."""
-    runs = [Run(t, Patch(layer, v, mode=mode, alpha=alpha)) for t, v in zip(encode(model, prompts), vectors)]
+    """Greedy next token of each prompt with its own vector patched at `layer` (last position,
+    or every position after BOS)."""
+    runs = [Run(t, Patch(layer, v, mode=mode, alpha=alpha, positions=positions))
+            for t, v in zip(encode(model, prompts), vectors)]
     return [o.token for o in run(model, runs, budget=budget)]

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from tv_lens import hooks
@@ -26,17 +26,24 @@ RESID_POST = "blocks.{layer}.hook_resid_post"
 
 @dataclass(frozen=True)
 class Patch:
-    """Write `vector` into the residual stream at `layer` of the last position (paper: replace)."""
+    """Write `vector` into the residual stream at `layer` (paper: replace, last position).
+
+    `positions="all"` edits every real token after BOS instead of the last one; a run with such a
+    patch never shares a cached prefix (its whole sequence is the edited query).
+    """
 
     layer: int
     vector: Float[Tensor, "d_model"]
     mode: str = "replace"
     alpha: float = 1.0
     hook: str = RESID_POST
+    positions: str = "last"
 
     def __post_init__(self) -> None:
         if self.mode not in ("replace", "add"):
             raise ValueError(f"patch mode must be 'replace' or 'add', not {self.mode!r}")
+        if self.positions not in ("last", "all"):
+            raise ValueError(f"patch positions must be 'last' or 'all', not {self.positions!r}")
 
 
 @dataclass
@@ -140,8 +147,9 @@ def _check_runs(model, groups: Sequence[Sequence[Run]]) -> None:
 
 
 def _shared_prefix_len(group: Sequence[Run]) -> int:
-    """Tokens every run of the group starts with, leaving each run at least one token of its own."""
-    if len(group) < 2:
+    """Tokens every run of the group starts with, leaving each run at least one token of its own
+    (none when a run patches all its positions)."""
+    if len(group) < 2 or any(r.patch is not None and r.patch.positions == "all" for r in group):
         return 0
     first = group[0].tokens
     n = min(len(r.tokens) for r in group) - 1
@@ -227,27 +235,62 @@ def _run_chunk(model, groups, prefix_lens, capture_layers, keep_logits, budget):
     return by_group
 
 
-def _patch_hooks(patches: Sequence[Patch | None]) -> list[hooks.HookPair]:
-    """One hook per (hook name, mode), editing the last position of the rows that carry a patch."""
-    rows_by_key: dict[tuple[str, str], list[int]] = defaultdict(list)
+def _patch_hooks(
+    patches: Sequence[Patch | None], query: Bool[Tensor, "batch pos"] | None = None
+) -> list[hooks.HookPair]:
+    """One hook per (hook name, mode, positions), editing the rows that carry a patch: at the last
+    position, or (positions "all") wherever `query` is true."""
+    rows_by_key: dict[tuple[str, str, str], list[int]] = defaultdict(list)
     for row, p in enumerate(patches):
         if p is not None:
-            rows_by_key[(p.hook.format(layer=p.layer), p.mode)].append(row)
+            rows_by_key[(p.hook.format(layer=p.layer), p.mode, p.positions)].append(row)
     pairs = []
-    for (name, mode), rows in rows_by_key.items():
+    for (name, mode, positions), rows in rows_by_key.items():
         vectors = torch.stack([patches[r].vector for r in rows])
-        if mode == "replace":
+        if mode == "add":
+            vectors = vectors * torch.tensor([patches[r].alpha for r in rows])[:, None]
+        if positions == "all":
+            pairs.append(_masked_hook(name, vectors, query[rows], rows, mode))
+        elif mode == "replace":
             pairs.append(hooks.replacing(name, vectors, positions=-1, rows=rows))
         else:
-            alphas = torch.tensor([patches[r].alpha for r in rows])[:, None]
-            pairs.append(hooks.adding(name, vectors * alphas, positions=-1, rows=rows))
+            pairs.append(hooks.adding(name, vectors, positions=-1, rows=rows))
     return pairs
+
+
+def _masked_hook(name: str, vectors: Float[Tensor, "rows d_model"], where: Bool[Tensor, "rows pos"],
+                 rows: list[int], mode: str) -> hooks.HookPair:
+    """Replace or add each row's vector at the positions where `where` is true."""
+    index = torch.tensor(rows)
+
+    def hook_fn(act: Tensor, hook) -> Tensor:
+        current = act[index.to(act.device)]
+        value = vectors.to(current)[:, None, :]
+        new = value.expand_as(current) if mode == "replace" else current + value
+        act[index.to(act.device)] = torch.where(where.to(act.device)[..., None], new, current)
+        return act
+
+    return name, hook_fn
+
+
+def query_positions(model, tokens: Int[Tensor, "batch pos"], mask: Int[Tensor, "batch pos"]
+                    ) -> Bool[Tensor, "batch pos"]:
+    """The real (unpadded) positions of left-padded `tokens`, less each row's leading BOS."""
+    real = mask.bool()
+    first = real.int().argmax(dim=1)
+    rows = torch.arange(tokens.shape[0], device=tokens.device)
+    bos = model.tokenizer.bos_token_id
+    leading_bos = real[rows, first] & (tokens[rows, first] == bos) if bos is not None else None
+    if leading_bos is not None:
+        real[rows[leading_bos], first[leading_bos]] = False
+    return real
 
 
 def _forward_last(model, tokens, mask, cache, patches, capture_layers, keep_logits) -> list[Output]:
     store: dict[str, Tensor] = {}
     names = [RESID_POST.format(layer=layer) for layer in capture_layers]
-    fwd_hooks = _patch_hooks(patches) + hooks.capture_hooks(names, store, positions=-1)
+    query = query_positions(model, tokens, mask[:, -tokens.shape[1]:])
+    fwd_hooks = _patch_hooks(patches, query) + hooks.capture_hooks(names, store, positions=-1)
     extra = {"past_key_values": cache} if cache is not None else {"use_cache": False}
     with hooks.hooked(model, fwd_hooks):
         logits = model(tokens, attention_mask=mask, logits_to_keep=1, **extra)[:, -1]
