@@ -1,0 +1,108 @@
+"""Task-level θ: one vector per task, the mean of θ over K demonstration contexts, its layer chosen
+by a dev sweep. The paper learns one θ per test item; a task-level θ is learned once and reused for
+every query (an extension: see benchmarks/task_level.py for how the two compare)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import asdict
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tv_lens.learn import learn_items
+from tv_lens.prompts import PromptFormat
+from tv_lens.provenance import model_provenance, versions
+from tv_lens.runner import Budget
+from tv_lens.sweep import layer_sweep
+from tv_lens.tasks import Item, Task, get_scorer, sample_items
+from tv_lens.vectors import TaskVector
+
+
+def learn_task(
+    model,
+    task: Task,
+    *,
+    k: int = 16,
+    seed: int = 0,
+    n_shots: int = 5,
+    n_dummies: int = 2,
+    layer: int | None = None,
+    n_dev: int = 50,
+    dev: Sequence[Item] | None = None,
+    exclude: Collection[str] = (),
+    single_token_filter: bool | None = None,
+    fmt: PromptFormat | None = None,
+    budget: Budget | None = None,
+) -> TaskVector:
+    """θ of `task`: the mean over `k` random contexts (`n_shots` demonstrations, `n_dummies` dummy
+    queries each) of the per-context θ, at every layer.
+
+    Without `layer`, the layer is the first best of a sweep on `n_dev` dev queries (or the given
+    `dev` items). Inputs in `exclude` never appear in a context (hold out test queries with it).
+    """
+    if k < 1:
+        raise ValueError(f"k (the number of contexts) must be at least 1, got {k}")
+    use_filter = task.single_token_filter if single_token_filter is None else single_token_filter
+    kept = task.filtered(model.tokenizer) if use_filter else task
+    fmt = fmt or PromptFormat.for_task(kept)
+    contexts = sample_contexts(kept, k, seed, n_shots=n_shots, n_dummies=n_dummies, exclude=exclude)
+    thetas, _ = learn_items(model, contexts, fmt, budget=budget)
+    vectors = torch.stack(thetas).mean(0)
+    dev_accuracy: list[float] = []
+    if layer is None:
+        dev = dev if dev is not None else sample_items(kept, n_dev, seed + 1, n_shots=0, n_dummies=0,
+                                                       exclude=exclude, allow_repeats=True)
+        layer, dev_accuracy = choose_layer(model, kept, vectors, dev, fmt, budget=budget)
+    elif not 0 <= layer < model.cfg.n_layers:
+        raise ValueError(f"layer {layer} out of range: this model has layers 0..{model.cfg.n_layers - 1}")
+    info = model_provenance(model)
+    return TaskVector(
+        vectors=vectors, layer=layer, model=info["model"], fingerprint=info["fingerprint"],
+        prompt_format=asdict(fmt), n_shots=n_shots, n_contexts=k, seed=seed, task=task.name,
+        versions=versions(), dev_accuracy=dev_accuracy,
+    )
+
+
+def choose_layer(
+    model,
+    task: Task,
+    vectors: Float[Tensor, "n_layers d_model"],
+    dev: Sequence[Item],
+    fmt: PromptFormat,
+    *,
+    budget: Budget | None = None,
+) -> tuple[int, list[float]]:
+    """The first layer with the best dev accuracy when `vectors` is patched into every dev query,
+    and the accuracy at each layer."""
+    if not dev:
+        raise ValueError("choosing a layer needs at least one dev item: raise n_dev or pass layer=L")
+    scorer = get_scorer(task.scoring)
+    by_layer, _ = layer_sweep(model, [fmt.zero_shot_prompt(i) for i in dev], [vectors] * len(dev),
+                              lambda i, p: scorer(p, dev[i].answers), budget=budget)
+    values = [a.value for a in by_layer]
+    return max(range(len(values)), key=lambda layer: (values[layer], -layer)), values
+
+
+def sample_contexts(
+    task: Task, k: int, seed: int, *, n_shots: int = 5, n_dummies: int = 2, exclude: Collection[str] = ()
+) -> list[Item]:
+    """`k` demonstration contexts: distinct inputs for the demonstrations and dummy queries of each,
+    drawn with `random.Random(seed)` from the task's sorted inputs less `exclude`."""
+    excluded = set(exclude)
+    pool = [x for x in task.inputs if x not in excluded]
+    needed = n_shots + n_dummies
+    if n_dummies < 1 or n_shots < 0:
+        raise ValueError(f"a context needs n_shots >= 0 and n_dummies >= 1, got {n_shots} and {n_dummies}")
+    if len(pool) < needed:
+        raise ValueError(f"task {task.name!r} has {len(pool)} usable pairs, but a context needs {needed} "
+                         f"({n_shots} demonstrations + {n_dummies} dummy queries): lower n_shots or exclude less")
+    rng = random.Random(seed)
+    contexts = []
+    for _ in range(k):
+        chosen = rng.sample(pool, needed)
+        demos = tuple((x, task.canonical(x)) for x in chosen[:n_shots])
+        contexts.append(Item(query=chosen[n_shots], answers=(), demos=demos, dummies=tuple(chosen[n_shots:])))
+    return contexts
