@@ -1,0 +1,113 @@
+"""Multi-token generation with θ through the key/value cache, and scoring of generated answers."""
+
+import pytest
+import torch
+
+from tv_lens import hooks
+from tv_lens.generate import generate, generate_tokens, score_generation
+from tv_lens.learn import learn
+from tv_lens.prompts import PromptFormat
+from tv_lens.runner import RESID_POST, Patch, Run, encode, run
+from tv_lens.tasks import Task
+
+FMT = PromptFormat()
+N = 8
+
+
+def reference(model, prompt, n=N, layer=None, vector=None, positions=(), patch_generated=False):
+    """Greedy generation recomputing the whole sequence each step, no cache: θ replaces resid_post
+    at `positions` of the prompt and, with `patch_generated`, at every generated token fed back."""
+    tokens, generated = list(prompt), []
+    for _ in range(n):
+        where = list(positions) + (list(range(len(prompt), len(tokens))) if patch_generated else [])
+        edits = [hooks.replacing(RESID_POST.format(layer=layer), vector, positions=where)] if vector is not None else []
+        with hooks.hooked(model, edits):
+            token = int(model(torch.tensor([tokens], device=model.cfg.device))[0, -1].argmax())
+        generated.append(token)
+        tokens.append(token)
+        if token == model.tokenizer.eos_token_id or "\n" in model.tokenizer.decode(generated):
+            break
+    return model.tokenizer.decode(generated, skip_special_tokens=True).split("\n")[0]
+
+
+def prompts(model):
+    return encode(model, [FMT.render([("ab", "c"), ("de", "f")], "gh"), FMT.query("x"),
+                          FMT.render([("q", "r")], "stuv")])
+
+
+def test_cached_batched_generation_equals_full_recomputation(tiny):
+    toks = prompts(tiny)
+    expected = [reference(tiny, p) for p in toks]
+    assert generate_tokens(tiny, toks, max_new_tokens=N) == expected
+    assert [generate_tokens(tiny, [p], max_new_tokens=N)[0] for p in toks] == expected
+
+
+def test_theta_from_the_prompt_itself_leaves_generation_unchanged_at_every_layer(tiny):
+    toks = prompts(tiny)
+    plain = generate_tokens(tiny, toks, max_new_tokens=N)
+    outs = run(tiny, [Run(t) for t in toks], capture_layers=range(tiny.cfg.n_layers))
+    for layer in range(tiny.cfg.n_layers):
+        patches = [Patch(layer, o.resid[layer]) for o in outs]
+        assert generate_tokens(tiny, toks, patches, max_new_tokens=N) == plain
+
+
+def test_generated_tokens_are_patched_only_when_asked(tiny_llama):
+    theta = learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["gh", "ij"], layer=1)
+    toks = prompts(tiny_llama)
+    for patch_generated in (False, True):
+        got = generate_tokens(tiny_llama, toks, [Patch(1, theta.at(1))] * len(toks), max_new_tokens=N,
+                              patch_generated=patch_generated)
+        want = [reference(tiny_llama, p, layer=1, vector=theta.at(1), positions=[len(p) - 1],
+                          patch_generated=patch_generated) for p in toks]
+        assert got == want
+    every = generate_tokens(tiny_llama, toks, [Patch(1, theta.at(1), positions="all")] * len(toks),
+                            max_new_tokens=N)
+    assert every == [reference(tiny_llama, p, layer=1, vector=theta.at(1), positions=range(1, len(p)))
+                     for p in toks]
+
+
+def test_generate_public_api_stops_and_refuses_bad_input(tiny_llama, tiny_gemma):
+    theta = learn(tiny_llama, [("ab", "c")], dummies=["gh"], layer=1)
+    texts = generate(tiny_llama, theta, ["kl", "m"], max_new_tokens=5)
+    assert len(texts) == 2 and all("\n" not in t and len(t) <= 5 for t in texts)
+    assert generate(tiny_llama, theta, ["kl"], max_new_tokens=1)[0] == \
+        tiny_llama.tokenizer.decode([run(tiny_llama, [Run(encode(tiny_llama, [FMT.query("kl")])[0],
+                                                          Patch(1, theta.at(1)))])[0].token],
+                                    skip_special_tokens=True)
+    assert generate(tiny_llama, None, ["kl"], max_new_tokens=N) == \
+        [reference(tiny_llama, encode(tiny_llama, [FMT.query("kl")])[0])]
+    with pytest.raises(ValueError, match="at least one query"):
+        generate(tiny_llama, theta, [])
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate(tiny_llama, theta, ["kl"], max_new_tokens=0)
+    with pytest.raises(ValueError, match="allow_transfer"):
+        generate(tiny_gemma, theta, ["kl"])
+
+
+def test_generation_stops_at_the_first_newline():
+    class Scripted:
+        """Stands in for a model whose greedy text is fixed, to test the stop rule alone."""
+
+    from tv_lens.generate import _finished
+    from tv_lens.tiny import char_tokenizer
+
+    model = Scripted()
+    model.tokenizer = char_tokenizer()
+    ids = model.tokenizer("Rome\nexample", add_special_tokens=False)["input_ids"]
+    assert not _finished(model, ids[:4], "\n") and _finished(model, ids[:5], "\n")
+    assert _finished(model, [model.tokenizer.eos_token_id], "\n")
+
+
+def test_score_generation_exact_and_prefix():
+    capitals = Task(name="caps", category="knowledge", description="", scoring="prefix",
+                    pairs={"Italy": "Rome", "United States": ["Washington, D.C.", "Washington"]})
+    assert score_generation(capitals, "Italy", " Rome\nexample:France->Paris")
+    assert score_generation(capitals, "Italy", " Rome, the eternal city")
+    assert not score_generation(capitals, "Italy", " Ro")
+    assert not score_generation(capitals, "Italy", "\nRome")
+    assert score_generation(capitals, "United States", " Washington, D.C.")
+    assert not score_generation(capitals, "Italy", " Rome, the eternal city", scoring="exact")
+    words = Task(name="w", category="custom", description="", pairs={"hot": "cold"})
+    assert score_generation(words, "hot", " cold \n") and not score_generation(words, "hot", " colder")
+    with pytest.raises(ValueError, match="'exact' or 'prefix'"):
+        score_generation(words, "hot", "cold", scoring="fuzzy")
