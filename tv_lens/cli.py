@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tv_lens.cli_vectors import add_commands as add_vector_commands
+
 
 def _models(args: argparse.Namespace) -> None:
     from tv_lens.models import EMBEDDED
@@ -25,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models", help="list the embedded models").set_defaults(run=_models)
+    add_vector_commands(commands)
     return parser
 
 

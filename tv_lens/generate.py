@@ -8,6 +8,7 @@ prompt. `patch_generated=True` writes θ into every generated token as well.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -107,7 +108,8 @@ def _step(model, tokens, mask, cache, patches) -> tuple[Float[Tensor, "batch d_v
     """One forward of `tokens` after `cache` (None: from scratch), with patches; last-position logits."""
     query = query_positions(model, tokens, mask[:, -tokens.shape[1]:])
     extra = {"past_key_values": cache} if cache is not None else {}
-    with hooks.hooked(model, _patch_hooks(patches, query)):
+    with hooks.hooked(model, _patch_hooks(patches, query)), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*past_key_values.*deprecated", category=FutureWarning)
         logits, cache = model(tokens, attention_mask=mask, return_type="logits_and_cache",
                               logits_to_keep=1, **extra)
     _count(tokens, mask[:, -tokens.shape[1]:])

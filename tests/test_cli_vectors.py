@@ -1,0 +1,68 @@
+"""`tv-lens learn` / `tv-lens apply` end to end on the tiny models."""
+
+import json
+
+import pytest
+import torch
+
+from tv_lens.cli import main
+from tv_lens.vectors import TaskVector
+
+
+def cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vectors") / "next_letter.safetensors"
+    assert main(["learn", "--task", "next_letter", "--model", "tiny-llama", "--k", "3", "--n-dev", "4",
+                 "--out", str(path)]) == 0
+    return path
+
+
+def test_learn_writes_a_task_level_vector_with_its_layer(saved):
+    theta = TaskVector.load(saved)
+    assert theta.task == "next_letter" and theta.model == "tiny-llama" and theta.n_contexts == 3
+    assert theta.layer is not None and len(theta.dev_accuracy) == theta.n_layers
+
+
+def test_learn_with_a_layer_and_a_custom_task_file(tmp_path, capsys):
+    task_file = tmp_path / "shift.json"
+    task_file.write_text(json.dumps({f"{a}{a}": chr(ord(a) + 1) for a in "abcdefghijklmnop"}))
+    out_path = tmp_path / "shift.safetensors"
+    code, out, _ = cli(capsys, "learn", "--task", str(task_file), "--model", "tiny-llama", "--k", "2",
+                       "--layer", "2", "--out", str(out_path))
+    assert code == 0 and "layer 2" in out
+    assert TaskVector.load(out_path).dev_accuracy == []
+
+
+def test_apply_prints_one_answer_line_per_query(saved, capsys):
+    code, out, _ = cli(capsys, "apply", str(saved), "a", "b", "c")
+    lines = out.strip().splitlines()[-3:]
+    assert code == 0 and [line.split(" ->")[0] for line in lines] == ["a", "b", "c"]
+    code, out, _ = cli(capsys, "apply", str(saved), "a", "--max-new-tokens", "4", "--mode", "add",
+                       "--alpha", "0.5", "--positions", "all")
+    assert code == 0 and out.strip().splitlines()[-1].startswith("a ->")
+
+
+def test_another_model_is_refused_unless_forced(saved, capsys):
+    code, _, err = cli(capsys, "apply", str(saved), "a", "--model", "tiny-gemma")
+    assert code == 2 and err.count("\n") == 1 and "--force" in err
+    code, out, _ = cli(capsys, "apply", str(saved), "a", "--model", "tiny-gemma", "--force")
+    assert code == 0 and "a ->" in out
+
+
+def test_bad_files_and_widths_are_one_line_errors(saved, tmp_path, capsys):
+    (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 40)
+    narrow = TaskVector(vectors=torch.zeros(3, 32), layer=0, model="tiny-llama")
+    narrow.save(tmp_path / "narrow.safetensors")
+    cases = {"missing.safetensors": "no task vector file", "junk.safetensors": "not a readable",
+             "narrow.safetensors": "d_model 32"}
+    for name, message in cases.items():
+        code, _, err = cli(capsys, "apply", str(tmp_path / name), "a", "--force")
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+    code, _, err = cli(capsys, "learn", "--task", "nope", "--model", "tiny-llama", "--out", str(tmp_path / "x"))
+    assert code == 2 and "unknown task" in err

@@ -1,0 +1,79 @@
+"""`tv-lens learn` and `tv-lens apply`: make a task-vector file, and answer queries with one."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_commands(commands) -> None:
+    """Register `learn` and `apply` on the `tv-lens` subparsers."""
+    learn = commands.add_parser("learn", help="learn a task-level vector and save it",
+                                description="Learn a task-level θ (mean over K contexts), choose its layer "
+                                            "by a dev sweep unless --layer, and save it as safetensors.")
+    learn.add_argument("--task", required=True, help="a task name (e.g. antonyms) or a task file "
+                                                     "(.json, .jsonl, .csv)")
+    learn.add_argument("--out", required=True, help="where to write the vector (.safetensors)")
+    learn.add_argument("--model", default="gemma-3-270m", help="model spec (default: gemma-3-270m)")
+    learn.add_argument("--k", type=int, default=16, help="contexts averaged (default: 16)")
+    learn.add_argument("--layer", type=int, default=None, help="layer to use (default: best on a dev sweep)")
+    learn.add_argument("--shots", type=int, default=5, help="demonstrations per context (default: 5)")
+    learn.add_argument("--n-dev", type=int, default=50, help="dev queries of the layer sweep (default: 50)")
+    learn.add_argument("--seed", type=int, default=0)
+    learn.set_defaults(run=_learn)
+
+    apply = commands.add_parser("apply", help="answer queries with a saved task vector, no demonstrations",
+                                description="Answer each query with the task vector patched in; prints "
+                                            "`query -> answer` lines.")
+    apply.add_argument("vector", help="a file written by `tv-lens learn` or TaskVector.save")
+    apply.add_argument("queries", nargs="+")
+    apply.add_argument("--model", default=None, help="model spec (default: the vector's own model)")
+    apply.add_argument("--force", action="store_true", help="apply the vector to another model of the "
+                                                            "same width anyway")
+    apply.add_argument("--max-new-tokens", type=int, default=1,
+                       help="tokens to generate, stopping at a newline (default: 1, the paper's first token)")
+    apply.add_argument("--layer", type=int, default=None, help="layer (default: the vector's own)")
+    apply.add_argument("--mode", choices=("replace", "add"), default="replace")
+    apply.add_argument("--alpha", type=float, default=1.0, help="strength in add mode (default: 1)")
+    apply.add_argument("--positions", choices=("last", "all"), default="last",
+                       help="patch the last query token (paper) or every query token")
+    apply.set_defaults(run=_apply)
+
+
+def _learn(args: argparse.Namespace) -> None:
+    from tv_lens.models import load_model
+    from tv_lens.task_level import learn_task
+    from tv_lens.tasks import get_task, load_task
+
+    task = load_task(args.task) if Path(args.task).suffix in (".json", ".jsonl", ".csv") else get_task(args.task)
+    model = load_model(args.model)
+    theta = learn_task(model, task, k=args.k, seed=args.seed, n_shots=args.shots, layer=args.layer,
+                       n_dev=args.n_dev)
+    if theta.dev_accuracy:
+        curve = " ".join(f"{a:.2f}" for a in theta.dev_accuracy)
+        print(f"dev accuracy by layer: {curve}")
+    path = theta.save(args.out)
+    print(f"saved {path}: {theta.summary()}")
+
+
+def _apply(args: argparse.Namespace) -> None:
+    from tv_lens.models import fingerprint, load_model
+    from tv_lens.serving import TaskVectorSolver
+    from tv_lens.vectors import TaskVector
+
+    theta = TaskVector.load(args.vector)
+    spec = args.model or theta.model
+    if not spec:
+        raise ValueError(f"{args.vector} does not name its model: pass --model")
+    if args.model and args.model != theta.model and not args.force:
+        raise ValueError(f"{args.vector} was learned on {theta.model}, not {args.model}: drop --model, "
+                         f"or pass --force to apply it anyway")
+    model = load_model(spec)
+    if theta.fingerprint and theta.fingerprint != fingerprint(model) and not args.force:
+        raise ValueError(f"{args.vector} was learned on weights {theta.fingerprint}, but {spec} now has "
+                         f"{fingerprint(model)}: pass --force to apply it anyway")
+    solver = TaskVectorSolver(model, theta, layer=args.layer, mode=args.mode, alpha=args.alpha,
+                              positions=args.positions, allow_transfer=args.force)
+    answers = solver.generate(args.queries, max_new_tokens=args.max_new_tokens)
+    for query, answer in zip(args.queries, answers):
+        print(f"{query} -> {answer}")
