@@ -38,6 +38,14 @@ def _label_ids(labels: Sequence[str]) -> tuple[list[str], Tensor]:
     return names, torch.tensor([names.index(label) for label in labels])
 
 
+def mean_pairwise_distance(vectors: Float[Tensor, "n d"]) -> float:
+    """Mean cosine distance over pairs of distinct rows (nan for fewer than two rows)."""
+    n = len(vectors)
+    if n < 2:
+        return float("nan")
+    return (cosine_distances(vectors).sum() / (n * (n - 1))).item()
+
+
 def within_between(vectors: Float[Tensor, "n d"], labels: Sequence[str]) -> tuple[float, float]:
     """Mean cosine distance over pairs of the same task (self-pairs excluded) and of different tasks."""
     _, ids = _label_ids(labels)

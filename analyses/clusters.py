@@ -1,0 +1,124 @@
+"""Experiment 5, clustering: θ of many items per task (4 demonstrations) at one common layer (the
+median of the tasks' best layers), embedded with t-SNE, and how well they separate by task.
+
+    python -m analyses.clusters --model tiny-llama --tasks next_letter to_upper --out runs/x
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from analyses import main_table
+from analyses.common import Outcome, Progress, kept, load, parser, resolve_tasks, say
+from tv_lens.geometry import cluster_stats, mean_pairwise_distance, tsne_2d
+from tv_lens.learn import learn_items
+from tv_lens.prompts import PromptFormat
+from tv_lens.results import Store
+from tv_lens.tasks import Task, sample_items
+
+ANALYSIS = "clusters"
+
+
+@dataclass(frozen=True)
+class ClusterSettings:
+    """The paper's: 50 vectors per task from 4 demonstrations and 2 dummy queries each."""
+
+    n_per_task: int = 50
+    n_shots: int = 4
+    n_dummies: int = 2
+
+
+def task_thetas(model, task: Task, layer: int, settings: ClusterSettings, seed: int) -> tuple[torch.Tensor, list[str]]:
+    """θ at `layer` for `n_per_task` items of `task` ([n, d_model]), and the items' queries."""
+    task = kept(model, task)
+    repeats = task.category == "algorithmic"
+    n = settings.n_per_task if repeats else min(settings.n_per_task, len(task))
+    items = sample_items(task, n, seed, n_shots=settings.n_shots, n_dummies=settings.n_dummies,
+                         allow_repeats=repeats)
+    thetas, _ = learn_items(model, items, PromptFormat.for_task(task))
+    return torch.stack([t[layer] for t in thetas]), [i.query for i in items]
+
+
+def common_layer(best_layers: dict[str, int]) -> int:
+    """The median best layer (the lower one for an even number of tasks)."""
+    return statistics.median_low(best_layers.values())
+
+
+def run(model, out, tasks: Sequence[str | Task] | None = None, settings: ClusterSettings = ClusterSettings(),
+        seed: int = 0, layer: int | None = None,
+        main_settings: main_table.MainTableSettings = main_table.MainTableSettings(),
+        perplexity: float = 30.0, progress: Progress = say) -> Outcome:
+    """θ vectors of every task at `layer` (default: the median best layer of the main table)."""
+    tasks = resolve_tasks(tasks)
+    if len(tasks) < 2:
+        raise ValueError("clustering needs at least two tasks")
+    if layer is None:
+        layer = common_layer(main_table.best_layers(model, out, tasks, main_settings, seed, progress))
+    store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
+    vectors, labels, queries, rows = [], [], [], []
+    for i, task in enumerate(tasks, 1):
+        key = f"{task.name}__layer{layer}"
+        done = store.load(key)
+        if done is None:
+            start = time.perf_counter()
+            thetas, task_queries = task_thetas(model, task, layer, settings, seed)
+            done = {"queries": task_queries}
+            store.save(key, done, {"thetas": thetas})
+            progress(f"[clusters] {i}/{len(tasks)} {task.name}: {len(task_queries)} vectors at layer {layer} "
+                     f"in {time.perf_counter() - start:.1f} s")
+        else:
+            progress(f"[clusters] {i}/{len(tasks)} {task.name}: finished earlier, reused")
+        thetas = store.load_tensors(key)["thetas"]
+        vectors.append(thetas)
+        labels += [task.name] * len(thetas)
+        queries += done["queries"]
+        rows.append({"task": task.name, "category": task.category, "n_items": len(thetas),
+                     "within": mean_pairwise_distance(thetas)})
+    vectors = torch.cat(vectors)
+    points = tsne_2d(vectors, seed=seed, perplexity=perplexity)
+    written = store.write_results({
+        "layer": layer, "perplexity": perplexity, "stats": cluster_stats(vectors, labels).to_dict(), "tasks": rows,
+        "points": [{"task": t, "query": q, "x": float(x), "y": float(y)}
+                   for t, q, (x, y) in zip(labels, queries, points)],
+    })
+    return Outcome(written, store.results_path, store.computed, store.reused)
+
+
+def format_table(results: dict) -> str:
+    """The clustering numbers in one line each."""
+    s = results["stats"]
+    return "\n".join([
+        f"layer {results['layer']}, {s['n_vectors']} vectors of {s['n_tasks']} tasks",
+        f"mean cosine distance within task {s['within']:.3f}, between tasks {s['between']:.3f}",
+        f"silhouette (cosine) {s['silhouette']:.3f}",
+        f"leave-one-out nearest-centroid task accuracy {s['nearest_centroid_accuracy']:.3f}",
+    ])
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layer", type=int, help="common layer (default: median best layer of the main table)")
+    p.add_argument("--n-per-task", type=int, default=ClusterSettings.n_per_task)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    add_arguments(p)
+    main_table.add_settings_arguments(p)
+    args = p.parse_args(argv)
+    model, out = load(args)
+    outcome = run(model, out, args.tasks, ClusterSettings(n_per_task=args.n_per_task), args.seed, args.layer,
+                  main_table.settings_from_args(args))
+    say(format_table(outcome.results))
+    say(f"wrote {outcome.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

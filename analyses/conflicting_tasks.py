@@ -1,0 +1,153 @@
+"""Experiment 3, conflicting tasks: demonstrations of task A, with task B's θ patched in at the
+last position. Does the model follow A (the demonstrations) or B (the vector)?
+
+    python -m analyses.conflicting_tasks --model tiny-llama --pairs next_letter:to_upper --out runs/x
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from analyses import main_table
+from analyses.common import Outcome, Progress, kept, load, parser, resolve_task, say
+from tv_lens.learn import learn_items
+from tv_lens.prompts import PromptFormat
+from tv_lens.results import Store
+from tv_lens.runner import Patch, Run, decode, encode, run_groups
+from tv_lens.stats import Accuracy
+from tv_lens.tasks import Item, Task, get_scorer, sample_items
+
+ANALYSIS = "conflicting_tasks"
+PAPER_PAIRS = (("next_letter", "to_upper"), ("list_last", "list_first"), ("prev_letter", "next_letter"),
+               ("present_past", "present_gerund"), ("en_es", "en_fr"))
+
+
+@dataclass(frozen=True)
+class ConflictSettings:
+    """The paper's: 4 demonstrations, 2 dummy queries for θ_B, 50 queries per pair."""
+
+    n_shots: int = 4
+    n_dummies: int = 2
+    n_items: int = 50
+
+
+def pair_items(task_a: Task, task_b: Task, settings: ConflictSettings, seed: int) -> tuple[list[Item], list[Item]]:
+    """Items of A (A's demonstrations, a query valid for both tasks) and, for the same queries,
+    items of B whose demonstrations and dummy queries give θ_B (none of them is the query)."""
+    common = set(task_a.inputs) & set(task_b.inputs)
+    if not common:
+        raise ValueError(f"tasks {task_a.name!r} and {task_b.name!r} share no input: "
+                         "a conflicting pair needs queries valid for both tasks")
+    repeats = task_a.category == "algorithmic"
+    n = settings.n_items if repeats else min(settings.n_items, len(common))
+    items_a = sample_items(task_a, n, seed, n_shots=settings.n_shots, n_dummies=0,
+                           exclude=[x for x in task_a.inputs if x not in common], allow_repeats=repeats)
+    rng = random.Random(f"{seed}:{task_a.name}:{task_b.name}")
+    items_b = []
+    for item in items_a:
+        chosen = rng.sample([x for x in task_b.inputs if x != item.query], settings.n_shots + settings.n_dummies)
+        items_b.append(Item(query=item.query, answers=task_b.answers(item.query),
+                            demos=tuple((x, task_b.canonical(x)) for x in chosen[:settings.n_shots]),
+                            dummies=tuple(chosen[settings.n_shots:])))
+    return items_a, items_b
+
+
+def pair_result(model, task_a: Task, task_b: Task, layer: int, settings: ConflictSettings, seed: int) -> dict:
+    """Plain ICL on A's prompts and the same prompts with θ_B at `layer`, each scored against A and B."""
+    task_a, task_b = kept(model, task_a), kept(model, task_b)
+    items_a, items_b = pair_items(task_a, task_b, settings, seed)
+    fmt_a, fmt_b = PromptFormat.for_task(task_a), PromptFormat.for_task(task_b)
+    thetas_b, _ = learn_items(model, items_b, fmt_b)
+    prompts = encode(model, [fmt_a.icl_prompt(i) for i in items_a])
+    outputs = run_groups(model, [[Run(t), Run(t, Patch(layer, theta[layer]))]
+                                 for t, theta in zip(prompts, thetas_b)])
+    icl = decode(model, [o[0].token for o in outputs])
+    patched = decode(model, [o[1].token for o in outputs])
+    score_a, score_b = get_scorer(task_a.scoring), get_scorer(task_b.scoring)
+
+    def accuracy(preds: list[str], score, items: list[Item]) -> dict:
+        return Accuracy.of(score(p, i.answers) for p, i in zip(preds, items)).to_dict()
+
+    return {
+        "task_a": task_a.name, "task_b": task_b.name, "layer": layer, "n_items": len(items_a),
+        "icl_vs_a": accuracy(icl, score_a, items_a), "icl_vs_b": accuracy(icl, score_b, items_b),
+        "patched_vs_a": accuracy(patched, score_a, items_a), "patched_vs_b": accuracy(patched, score_b, items_b),
+        "items": [{"query": a.query, "answers_a": list(a.answers), "answers_b": list(b.answers),
+                   "icl": i, "patched": p} for a, b, i, p in zip(items_a, items_b, icl, patched)],
+    }
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """'A:B' -> (A, B)."""
+    a, sep, b = text.partition(":")
+    if not sep or not a or not b:
+        raise ValueError(f"a pair is written A:B (demonstrations of A, θ of B), got {text!r}")
+    return a, b
+
+
+def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS,
+        settings: ConflictSettings = ConflictSettings(), seed: int = 0, layer: int | None = None,
+        main_settings: main_table.MainTableSettings = main_table.MainTableSettings(),
+        progress: Progress = say) -> Outcome:
+    """Every pair, at `layer` or else at B's best layer in the main table (run or reused in `out`)."""
+    resolved = [(resolve_task(a), resolve_task(b)) for a, b in pairs]
+    if layer is None:
+        tasks_b = list({b.name: b for _, b in resolved}.values())
+        layers = main_table.best_layers(model, out, tasks_b, main_settings, seed, progress)
+    store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
+    results = []
+    for i, (a, b) in enumerate(resolved, 1):
+        at = layer if layer is not None else layers[b.name]
+        key = f"{a.name}__{b.name}__layer{at}"
+        done = store.load(key)
+        if done is None:
+            start = time.perf_counter()
+            done = pair_result(model, a, b, at, settings, seed)
+            store.save(key, done)
+            progress(f"[conflicting_tasks] {i}/{len(resolved)} {a.name} -> {b.name} at layer {at}: "
+                     f"patched follows B {done['patched_vs_b']['value']:.2f}, A {done['patched_vs_a']['value']:.2f} "
+                     f"in {time.perf_counter() - start:.1f} s")
+        else:
+            progress(f"[conflicting_tasks] {i}/{len(resolved)} {a.name} -> {b.name}: finished earlier, reused")
+        results.append(done)
+    layer_choice = f"given: {layer}" if layer is not None else "best layer of task B in the main table"
+    written = store.write_results({"layer_choice": layer_choice, "pairs": results})
+    return Outcome(written, store.results_path, store.computed, store.reused)
+
+
+def format_table(results: dict) -> str:
+    """Accuracy against A and B, for ICL and for the patched run, per pair."""
+    lines = [f"{'A (demonstrations) -> B (θ)':<36} {'layer':>5} {'ICL~A':>6} {'ICL~B':>6} {'TV~A':>6} {'TV~B':>6}"]
+    for p in results["pairs"]:
+        lines.append(f"{p['task_a'] + ' -> ' + p['task_b']:<36} {p['layer']:>5} {p['icl_vs_a']['value']:>6.2f} "
+                     f"{p['icl_vs_b']['value']:>6.2f} {p['patched_vs_a']['value']:>6.2f} {p['patched_vs_b']['value']:>6.2f}")
+    return "\n".join(lines)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pairs", nargs="+", type=parse_pair, default=list(PAPER_PAIRS),
+                   help="pairs A:B (default: the paper's five)")
+    p.add_argument("--layer", type=int, help="patch layer (default: B's best layer in the main table)")
+    p.add_argument("--n-items", type=int, default=ConflictSettings.n_items)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0], tasks=False)
+    add_arguments(p)
+    main_table.add_settings_arguments(p)
+    args = p.parse_args(argv)
+    model, out = load(args)
+    outcome = run(model, out, args.pairs, ConflictSettings(n_items=args.n_items), args.seed, args.layer,
+                  main_table.settings_from_args(args))
+    say(format_table(outcome.results))
+    say(f"wrote {outcome.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

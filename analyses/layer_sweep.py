@@ -1,0 +1,67 @@
+"""Experiment 2, the layer sweep: task-vector dev accuracy at each layer, per task, and its mean
+and spread over tasks. Read from the main table's results (each task's dev curve), never recomputed.
+
+    python -m analyses.layer_sweep --model tiny-llama --tasks next_letter to_upper --out runs/x
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import numpy as np
+
+from analyses import main_table
+from analyses.common import Outcome, Progress, load, parser, say
+from tv_lens.results import Store
+from tv_lens.tasks import Task
+
+ANALYSIS = "layer_sweep"
+
+
+def curves(main_results: dict) -> dict:
+    """Per-task dev accuracy by layer and, per layer, its mean, standard deviation, min and max."""
+    tasks = [{"task": r["task"], "category": r["category"], "best_layer": r["best_layer"],
+              "accuracy": [a["value"] for a in r["dev_accuracy_by_layer"]],
+              "correct": [a["correct"] for a in r["dev_accuracy_by_layer"]],
+              "total": [a["total"] for a in r["dev_accuracy_by_layer"]]}
+             for r in main_results["tasks"]]
+    table = np.array([t["accuracy"] for t in tasks], dtype=float)
+    return {"n_layers": table.shape[1], "tasks": tasks,
+            "mean": table.mean(0).tolist(), "std": table.std(0).tolist(),
+            "min": table.min(0).tolist(), "max": table.max(0).tolist()}
+
+
+def run(model, out, tasks: Sequence[str | Task] | None = None,
+        settings: main_table.MainTableSettings = main_table.MainTableSettings(), seed: int = 0,
+        progress: Progress = say, main_results: dict | None = None) -> Outcome:
+    """The layer sweep from `main_results` (default: run or reuse the main table in `out`)."""
+    if main_results is None:
+        main_results = main_table.run(model, out, tasks, settings, seed, progress).results
+    store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
+    written = store.write_results(curves(main_results))
+    return Outcome(written, store.results_path)
+
+
+def format_table(results: dict) -> str:
+    """Mean (std) dev accuracy per layer over tasks."""
+    lines = [f"{'layer':>5} {'mean':>6} {'std':>6}"]
+    for layer, (m, s) in enumerate(zip(results["mean"], results["std"])):
+        lines.append(f"{layer:>5} {m:>6.2f} {s:>6.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    main_table.add_settings_arguments(p)
+    args = p.parse_args(argv)
+    model, out = load(args)
+    outcome = run(model, out, args.tasks, main_table.settings_from_args(args), args.seed)
+    say(format_table(outcome.results))
+    say(f"wrote {outcome.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,142 @@
+"""Experiment 1, the main table: zero-shot baseline / ICL / task vector per task, means per
+category and overall, and TV/ICL, with 95% CIs.
+
+    python -m analyses.main_table --model tiny-llama --tasks next_letter to_upper --out runs/x
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from analyses.common import Outcome, Progress, parser, load, resolve_tasks, say
+from tv_lens.evaluate import evaluate
+from tv_lens.results import Store
+from tv_lens.summary import TaskHits, summarize
+from tv_lens.tasks import Task, get_scorer
+
+ANALYSIS = "main_table"
+
+
+@dataclass(frozen=True)
+class MainTableSettings:
+    """The paper's protocol sizes (PAPER.md); every one can be changed."""
+
+    n_shots: int = 5
+    n_dummies: int = 2
+    n_baseline: int = 100
+    n_dev: int = 50
+    n_test: int = 50
+
+
+def task_result(model, task: Task, settings: MainTableSettings, seed: int) -> dict:
+    """`evaluate` on one task, with each test item scored for ICL and TV (for paired CIs)."""
+    result = evaluate(model, task, seed=seed, **asdict(settings))
+    score = get_scorer(task.scoring)
+    data = result.to_dict()
+    data["hits"] = {"icl": [score(r.icl, r.answers) for r in result.test_items],
+                    "tv": [score(r.tv, r.answers) for r in result.test_items]}
+    return data
+
+
+def task_results(
+    model, out, tasks: Sequence[Task], settings: MainTableSettings = MainTableSettings(), seed: int = 0,
+    progress: Progress = say,
+) -> tuple[list[dict], Store]:
+    """Each task's result, computed and saved now or reused from an earlier run into `out`."""
+    store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
+    results = []
+    for i, task in enumerate(tasks, 1):
+        done = store.load(task.name)
+        if done is None:
+            start = time.perf_counter()
+            done = task_result(model, task, settings, seed)
+            store.save(task.name, done)
+            progress(f"[main_table] {i}/{len(tasks)} {task.name}: baseline {done['baseline']['value']:.2f} "
+                     f"icl {done['icl']['value']:.2f} tv {done['tv']['value']:.2f} "
+                     f"(layer {done['best_layer']}) in {time.perf_counter() - start:.1f} s")
+        else:
+            progress(f"[main_table] {i}/{len(tasks)} {task.name}: finished earlier, reused")
+        results.append(done)
+    return results, store
+
+
+def best_layers(model, out, tasks: Sequence[Task], settings: MainTableSettings = MainTableSettings(),
+                seed: int = 0, progress: Progress = say) -> dict[str, int]:
+    """Each task's best task-vector layer from the main table (run or reused)."""
+    results, _ = task_results(model, out, tasks, settings, seed, progress)
+    return {r["task"]: r["best_layer"] for r in results}
+
+
+def hits(result: dict) -> TaskHits:
+    """Per-item correctness of one task result (baseline items from their counts)."""
+    base = result["baseline"]
+    return TaskHits(baseline=[True] * base["correct"] + [False] * (base["total"] - base["correct"]),
+                    icl=result["hits"]["icl"], tv=result["hits"]["tv"])
+
+
+def summary(results: Sequence[dict], seed: int = 0) -> dict:
+    """Means over all tasks and per category (in order of first appearance)."""
+    categories: dict[str, list[dict]] = {}
+    for r in results:
+        categories.setdefault(r["category"], []).append(r)
+    return {
+        "overall": summarize([hits(r) for r in results], seed=seed).to_dict(),
+        "categories": {c: summarize([hits(r) for r in rs], seed=seed).to_dict() for c, rs in categories.items()},
+    }
+
+
+def run(model, out, tasks: Sequence[str | Task] | None = None, settings: MainTableSettings = MainTableSettings(),
+        seed: int = 0, progress: Progress = say) -> Outcome:
+    """The main table for `tasks` (default the paper's 18), resumable, written to out/main_table/."""
+    results, store = task_results(model, out, resolve_tasks(tasks), settings, seed, progress)
+    written = store.write_results({"tasks": results, "summary": summary(results, seed)})
+    return Outcome(written, store.results_path, store.computed, store.reused)
+
+
+def _ci(x: dict) -> str:
+    return f"{x['value']:.2f} [{x['ci_low']:.2f},{x['ci_high']:.2f}]"
+
+
+def format_table(results: dict) -> str:
+    """The main table as text: one row per task, then category and overall means with CIs."""
+    lines = [f"{'task':<20} {'category':<12} {'baseline':>8} {'ICL':>6} {'TV':>6} {'layer':>5}"]
+    for r in results["tasks"]:
+        lines.append(f"{r['task']:<20} {r['category']:<12} {r['baseline']['value']:>8.2f} "
+                     f"{r['icl']['value']:>6.2f} {r['tv']['value']:>6.2f} {r['best_layer']:>5}")
+    lines.append("")
+    lines.append(f"{'mean (95% CI)':<20} {'tasks':>5}  {'baseline':<17} {'ICL':<17} {'TV':<17} TV/ICL")
+    groups = {**results["summary"]["categories"], "overall": results["summary"]["overall"]}
+    for name, g in groups.items():
+        lines.append(f"{name:<20} {g['n_tasks']:>5}  {_ci(g['baseline']):<17} {_ci(g['icl']):<17} "
+                     f"{_ci(g['tv']):<17} {_ci(g['tv_over_icl'])}")
+    return "\n".join(lines)
+
+
+def add_settings_arguments(p: argparse.ArgumentParser) -> None:
+    """--n-shots, --n-dummies, --n-baseline, --n-dev, --n-test (the paper's by default)."""
+    for name, default in asdict(MainTableSettings()).items():
+        p.add_argument("--" + name.replace("_", "-"), type=int, default=default,
+                       help=f"main table: {name.replace('_', ' ')} (default {default})")
+
+
+def settings_from_args(args: argparse.Namespace) -> MainTableSettings:
+    return MainTableSettings(**{k: getattr(args, k) for k in asdict(MainTableSettings())})
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    add_settings_arguments(p)
+    args = p.parse_args(argv)
+    model, out = load(args)
+    outcome = run(model, out, args.tasks, settings_from_args(args), args.seed)
+    say(format_table(outcome.results))
+    say(f"wrote {outcome.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
