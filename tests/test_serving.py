@@ -1,0 +1,42 @@
+"""`TaskVectorSolver`: a stored vector answering queries without demonstrations."""
+
+import pytest
+
+from tv_lens.apply import apply
+from tv_lens.generate import generate
+from tv_lens.learn import learn
+from tv_lens.serving import TaskVectorSolver
+
+
+@pytest.fixture
+def theta(tiny_llama):
+    return learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["gh", "ij"], layer=1, task="toy")
+
+
+def test_solver_answers_like_apply_and_generate(tiny_llama, theta):
+    solver = TaskVectorSolver(tiny_llama, theta)
+    queries = ["kl", "m", "nop"]
+    assert solver(queries) == [p.strip() for p in apply(tiny_llama, theta, queries)]
+    assert solver.generate(queries, max_new_tokens=4) == [t.strip() for t in generate(tiny_llama, theta, queries,
+                                                                                      max_new_tokens=4)]
+    add = TaskVectorSolver(tiny_llama, theta, layer=2, mode="add", alpha=0.0)
+    assert add(queries) == [p.strip() for p in apply(tiny_llama, theta, queries, layer=2, mode="add", alpha=0.0)]
+
+
+def test_from_file_loads_the_vectors_own_model(tiny_llama, theta, tmp_path):
+    path = theta.save(tmp_path / "toy.safetensors")
+    solver = TaskVectorSolver.from_file(path)
+    assert solver.model is not tiny_llama and solver.model.tv_lens_spec == "tiny-llama"
+    assert solver(["kl", "m"]) == TaskVectorSolver(tiny_llama, theta)(["kl", "m"])
+    assert TaskVectorSolver.from_file(path, model=tiny_llama).model is tiny_llama
+
+
+def test_solver_refuses_another_model_and_bad_layers(tiny_gemma, tiny_llama, theta, tmp_path):
+    path = theta.save(tmp_path / "toy.safetensors")
+    with pytest.raises(ValueError, match="allow_transfer"):
+        TaskVectorSolver.from_file(path, model=tiny_gemma)
+    assert len(TaskVectorSolver.from_file(path, model=tiny_gemma, allow_transfer=True)(["kl"])) == 1
+    with pytest.raises(ValueError, match="out of range"):
+        TaskVectorSolver(tiny_llama, theta, layer=9)
+    with pytest.raises(ValueError, match="at least one query"):
+        TaskVectorSolver(tiny_llama, theta)([])
