@@ -111,3 +111,13 @@ def test_score_generation_exact_and_prefix():
     assert score_generation(words, "hot", " cold \n") and not score_generation(words, "hot", " colder")
     with pytest.raises(ValueError, match="'exact' or 'prefix'"):
         score_generation(words, "hot", "cold", scoring="fuzzy")
+
+
+@pytest.mark.slow
+def test_cached_generation_is_exact_on_the_embedded_model(gemma):
+    toks = encode(gemma, [FMT.render([("hot", "cold"), ("big", "small"), ("up", "down")], "fast")])
+    plain = generate_tokens(gemma, toks, max_new_tokens=6)
+    assert plain == [reference(gemma, toks[0], n=6)]
+    (out,) = run(gemma, [Run(toks[0])], capture_layers=[4, 9])
+    for i, layer in enumerate((4, 9)):
+        assert generate_tokens(gemma, toks, [Patch(layer, out.resid[i])], max_new_tokens=6) == plain
