@@ -6,11 +6,14 @@
 from tv_lens import hooks
 from tv_lens.apply import apply
 from tv_lens.evaluate import EvalResult, evaluate
+from tv_lens.generate import generate, score_generation
 from tv_lens.learn import learn
 from tv_lens.models import fingerprint, load_model, load_tokenizer
 from tv_lens.prompts import PromptFormat
+from tv_lens.serving import TaskVectorSolver
 from tv_lens.stats import Accuracy
 from tv_lens.sweep import layer_sweep
+from tv_lens.task_level import learn_task
 from tv_lens.tasks import Task, get_task, list_tasks, load_task, register_task, sample_splits
 from tv_lens.vectors import TaskVector
 
@@ -20,17 +23,21 @@ __all__ = [
     "PromptFormat",
     "Task",
     "TaskVector",
+    "TaskVectorSolver",
     "apply",
     "evaluate",
     "fingerprint",
+    "generate",
     "get_task",
     "hooks",
     "layer_sweep",
     "learn",
+    "learn_task",
     "list_tasks",
     "load_model",
     "load_task",
     "load_tokenizer",
     "register_task",
     "sample_splits",
+    "score_generation",
 ]

@@ -15,10 +15,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens import hooks
 from tv_lens.apply import check_compatible
 from tv_lens.prompts import PromptFormat
 from tv_lens.runner import Patch, _check_window, _count, _left_pad, _patch_hooks, encode, query_positions
-from tv_lens import hooks
 from tv_lens.tasks import Task
 from tv_lens.vectors import TaskVector
 
