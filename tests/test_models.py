@@ -124,3 +124,18 @@ def test_cli_lists_models(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "gemma-3-270m" in out and "smollm2-135m" in out and "MiB" in out
+
+
+def test_cached_compat_weights_give_identical_logits(tmp_path):
+    from tv_lens.models import enable_compatibility_mode
+    from tv_lens.tiny import tiny_model
+
+    reference = tiny_model("tiny-gemma")
+    tokens = reference.to_tokens("abc->d\nef->")
+    processed = tmp_path / "compat.safetensors"
+    for _ in range(2):  # first computes and saves, second reads back
+        bridge = tiny_model("tiny-gemma", compat=False)
+        enable_compatibility_mode(bridge, processed)
+        assert bridge.compatibility_mode
+        assert torch.equal(bridge(tokens), reference(tokens))
+    assert len(list(tmp_path.glob("compat-tl*.safetensors"))) == 1

@@ -138,11 +138,49 @@ def load_model(
             f"({', '.join(EMBEDDED)})"
         ) from None
     bridge.eval()
-    bridge.enable_compatibility_mode(disable_warnings=True)
+    processed = Path(source).parent / "compat-weights.safetensors" if fingerprint else None
+    enable_compatibility_mode(bridge, processed)
     bridge.tv_lens_spec = spec
     if fingerprint is not None:
         bridge.tv_lens_fingerprint = fingerprint
     return bridge
+
+
+def enable_compatibility_mode(bridge, processed: Path | None = None) -> None:
+    """`bridge.enable_compatibility_mode()`, reusing the processed weights saved in `processed`.
+
+    Folding and centering a 262k-token unembedding takes ~10 s and ~4 GB of transient memory;
+    its output depends only on the weights and the TransformerLens version, so it is computed once
+    and then read back (memory-mapped) from the cache. Everything else compat mode does still runs.
+    """
+    from transformer_lens.weight_processing import ProcessWeights
+
+    if processed is None:
+        bridge.enable_compatibility_mode(disable_warnings=True)
+        return
+    from importlib.metadata import version
+
+    from safetensors.torch import load_file, save_file
+
+    tl_version = version("transformer-lens")
+    processed = processed.with_name(f"{processed.stem}-tl{tl_version}.safetensors")
+    original = ProcessWeights.process_weights
+
+    def cached(state_dict, *args, **kwargs):
+        if processed.exists():
+            state_dict.clear()
+            return load_file(processed)
+        result = original(state_dict, *args, **kwargs)
+        tmp = processed.with_name(f".{processed.name}.{os.getpid()}")
+        save_file({k: v.contiguous() for k, v in result.items()}, tmp)
+        os.replace(tmp, processed)
+        return result
+
+    ProcessWeights.process_weights = staticmethod(cached)
+    try:
+        bridge.enable_compatibility_mode(disable_warnings=True)
+    finally:
+        ProcessWeights.process_weights = staticmethod(original)
 
 
 def load_tokenizer(spec: str = "gemma-3-270m"):
