@@ -20,6 +20,14 @@ def _models(args: argparse.Namespace) -> None:
             print(f"{model.name:<15} {'yes':<10} {size / 2**20:>5.0f} MiB  {model.package}")
 
 
+def _tasks(args: argparse.Namespace) -> None:
+    from tv_lens.models import load_tokenizer
+    from tv_lens.tasks.report import format_task_table, task_table
+
+    tokenizer = load_tokenizer(args.model) if args.model else None
+    print(format_task_table(task_table(tokenizer)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tv-lens",
@@ -27,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("models", help="list the embedded models").set_defaults(run=_models)
+    tasks = commands.add_parser("tasks", help="list the tasks with their pair counts")
+    tasks.add_argument("--model", help="also count the pairs left by the single-token filter of this model")
+    tasks.set_defaults(run=_tasks)
     add_vector_commands(commands)
     return parser
 
@@ -35,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"tv-lens: error: {err}", file=sys.stderr)
         return 2
     return 0
