@@ -78,6 +78,7 @@ class Counter:
     tokens: int = 0
     forwards: int = 0
     padded_tokens: int = 0
+    logit_rows: int = 0
 
 
 COUNTER = Counter()
@@ -310,5 +311,6 @@ def _forward_last(model, tokens, mask, cache, patches, capture_layers, keep_logi
 
 def _count(tokens: Tensor, mask: Tensor) -> None:
     COUNTER.forwards += 1
+    COUNTER.logit_rows += tokens.shape[0]
     COUNTER.tokens += int(mask.sum())
     COUNTER.padded_tokens += tokens.numel()
