@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from analyses import main_table
-from analyses.common import Outcome, Progress, kept, load, parser, resolve_tasks, say
+from analyses.common import Outcome, Progress, kept, load, parser, report_reused, resolve_tasks, say
 from tv_lens.geometry import cluster_stats, mean_pairwise_distance, tsne_2d
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
@@ -54,13 +54,15 @@ def common_layer(best_layers: dict[str, int]) -> int:
 def run(model, out, tasks: Sequence[str | Task] | None = None, settings: ClusterSettings = ClusterSettings(),
         seed: int = 0, layer: int | None = None,
         main_settings: main_table.MainTableSettings = main_table.MainTableSettings(),
-        perplexity: float = 30.0, progress: Progress = say) -> Outcome:
-    """θ vectors of every task at `layer` (default: the median best layer of the main table)."""
+        perplexity: float = 30.0, best_layers: dict[str, int] | None = None, progress: Progress = say) -> Outcome:
+    """θ vectors of every task at `layer` (default: the median of the tasks' best layers, from
+    `best_layers` or the main table run or reused in `out`)."""
     tasks = resolve_tasks(tasks)
     if len(tasks) < 2:
         raise ValueError("clustering needs at least two tasks")
     if layer is None:
-        layer = common_layer(main_table.best_layers(model, out, tasks, main_settings, seed, progress))
+        layers = best_layers or main_table.best_layers(model, out, tasks, main_settings, seed, progress)
+        layer = common_layer({t.name: layers[t.name] for t in tasks})
     store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
     vectors, labels, queries, rows = [], [], [], []
     for i, task in enumerate(tasks, 1):
@@ -73,14 +75,13 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Cluster
             store.save(key, done, {"thetas": thetas})
             progress(f"[clusters] {i}/{len(tasks)} {task.name}: {len(task_queries)} vectors at layer {layer} "
                      f"in {time.perf_counter() - start:.1f} s")
-        else:
-            progress(f"[clusters] {i}/{len(tasks)} {task.name}: finished earlier, reused")
         thetas = store.load_tensors(key)["thetas"]
         vectors.append(thetas)
         labels += [task.name] * len(thetas)
         queries += done["queries"]
         rows.append({"task": task.name, "category": task.category, "n_items": len(thetas),
                      "within": mean_pairwise_distance(thetas)})
+    report_reused(ANALYSIS, store.reused, progress)
     vectors = torch.cat(vectors)
     points = tsne_2d(vectors, seed=seed, perplexity=perplexity)
     written = store.write_results({

@@ -32,6 +32,12 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def report_reused(analysis: str, reused: Sequence[str], progress: Progress) -> None:
+    """One line naming the units taken from an earlier run instead of recomputed."""
+    if reused:
+        progress(f"[{analysis}] {len(reused)} finished earlier, reused: {', '.join(reused)}")
+
+
 def resolve_task(spec: str | Task) -> Task:
     """A Task from a Task, a registered task name, or a task file path (.json, .jsonl, .csv)."""
     if isinstance(spec, Task):

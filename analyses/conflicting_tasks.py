@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from analyses import main_table
-from analyses.common import Outcome, Progress, kept, load, parser, resolve_task, say
+from analyses.common import Outcome, Progress, kept, load, parser, report_reused, resolve_task, say
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.results import Store
@@ -93,12 +93,15 @@ def parse_pair(text: str) -> tuple[str, str]:
 def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS,
         settings: ConflictSettings = ConflictSettings(), seed: int = 0, layer: int | None = None,
         main_settings: main_table.MainTableSettings = main_table.MainTableSettings(),
-        progress: Progress = say) -> Outcome:
-    """Every pair, at `layer` or else at B's best layer in the main table (run or reused in `out`)."""
+        best_layers: dict[str, int] | None = None, progress: Progress = say) -> Outcome:
+    """Every pair, at `layer` or else at B's best layer (from `best_layers`, or the main table run
+    or reused in `out`)."""
     resolved = [(resolve_task(a), resolve_task(b)) for a, b in pairs]
-    if layer is None:
-        tasks_b = list({b.name: b for _, b in resolved}.values())
-        layers = main_table.best_layers(model, out, tasks_b, main_settings, seed, progress)
+    layers = best_layers or {}
+    missing = [b for _, b in resolved if b.name not in layers]
+    if layer is None and missing:
+        tasks_b = list({b.name: b for b in missing}.values())
+        layers = {**layers, **main_table.best_layers(model, out, tasks_b, main_settings, seed, progress)}
     store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
     results = []
     for i, (a, b) in enumerate(resolved, 1):
@@ -112,9 +115,8 @@ def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS
             progress(f"[conflicting_tasks] {i}/{len(resolved)} {a.name} -> {b.name} at layer {at}: "
                      f"patched follows B {done['patched_vs_b']['value']:.2f}, A {done['patched_vs_a']['value']:.2f} "
                      f"in {time.perf_counter() - start:.1f} s")
-        else:
-            progress(f"[conflicting_tasks] {i}/{len(resolved)} {a.name} -> {b.name}: finished earlier, reused")
         results.append(done)
+    report_reused(ANALYSIS, store.reused, progress)
     layer_choice = f"given: {layer}" if layer is not None else "best layer of task B in the main table"
     written = store.write_results({"layer_choice": layer_choice, "pairs": results})
     return Outcome(written, store.results_path, store.computed, store.reused)

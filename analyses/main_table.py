@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from analyses.common import Outcome, Progress, parser, load, resolve_tasks, say
+from analyses.common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say
 from tv_lens.evaluate import evaluate
 from tv_lens.results import Store
 from tv_lens.summary import TaskHits, summarize
@@ -58,9 +58,8 @@ def task_results(
             progress(f"[main_table] {i}/{len(tasks)} {task.name}: baseline {done['baseline']['value']:.2f} "
                      f"icl {done['icl']['value']:.2f} tv {done['tv']['value']:.2f} "
                      f"(layer {done['best_layer']}) in {time.perf_counter() - start:.1f} s")
-        else:
-            progress(f"[main_table] {i}/{len(tasks)} {task.name}: finished earlier, reused")
         results.append(done)
+    report_reused(ANALYSIS, store.reused, progress)
     return results, store
 
 
@@ -68,6 +67,11 @@ def best_layers(model, out, tasks: Sequence[Task], settings: MainTableSettings =
                 seed: int = 0, progress: Progress = say) -> dict[str, int]:
     """Each task's best task-vector layer from the main table (run or reused)."""
     results, _ = task_results(model, out, tasks, settings, seed, progress)
+    return layers_of(results)
+
+
+def layers_of(results: Sequence[dict]) -> dict[str, int]:
+    """Task name -> best layer, from main-table task results."""
     return {r["task"]: r["best_layer"] for r in results}
 
 

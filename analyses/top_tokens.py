@@ -15,7 +15,7 @@ from dataclasses import asdict
 import torch
 
 from analyses import main_table
-from analyses.common import Outcome, Progress, kept, load, parser, resolve_tasks, say
+from analyses.common import Outcome, Progress, kept, load, parser, report_reused, resolve_tasks, say
 from tv_lens.learn import learn_items
 from tv_lens.lens import top_tokens
 from tv_lens.prompts import PromptFormat
@@ -35,10 +35,11 @@ def mean_theta(model, task: Task, settings: main_table.MainTableSettings, seed: 
 
 def run(model, out, tasks: Sequence[str | Task] | None = None,
         settings: main_table.MainTableSettings = main_table.MainTableSettings(), seed: int = 0, k: int = 20,
-        progress: Progress = say) -> Outcome:
-    """Top-`k` tokens of each task's mean θ, raw and centred, at the task's best layer."""
+        best_layers: dict[str, int] | None = None, progress: Progress = say) -> Outcome:
+    """Top-`k` tokens of each task's mean θ, raw and centred, at the task's best layer (from
+    `best_layers`, or the main table run or reused in `out`)."""
     tasks = resolve_tasks(tasks)
-    layers = main_table.best_layers(model, out, tasks, settings, seed, progress)
+    layers = best_layers or main_table.best_layers(model, out, tasks, settings, seed, progress)
     store = Store.open(out, ANALYSIS, model, {"main_table": asdict(settings)}, seed)
     thetas, counts = {}, {}
     for i, task in enumerate(tasks, 1):
@@ -50,10 +51,9 @@ def run(model, out, tasks: Sequence[str | Task] | None = None,
             store.save(task.name, done, {"theta": theta})
             progress(f"[top_tokens] {i}/{len(tasks)} {task.name}: mean θ of {n} items "
                      f"in {time.perf_counter() - start:.1f} s")
-        else:
-            progress(f"[top_tokens] {i}/{len(tasks)} {task.name}: finished earlier, reused")
         thetas[task.name] = store.load_tensors(task.name)["theta"]
         counts[task.name] = done["n_items"]
+    report_reused(ANALYSIS, store.reused, progress)
     centre = torch.stack(list(thetas.values())).mean(0)
     rows = [{"task": t.name, "category": t.category, "layer": layers[t.name], "n_items": counts[t.name],
              "raw": top_tokens(model, thetas[t.name], k, layer=layers[t.name]).to_dict(),

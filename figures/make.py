@@ -1,0 +1,96 @@
+"""Figures of a run directory: interactive HTML (plotly.js inlined, works offline), static PNG
+(kaleido, which needs Chrome or Chromium) and one report.html with every figure and table.
+
+    python -m figures.make runs/gemma --out figures/gemma-3-270m
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+from figures.report import report_html
+from tv_lens import plots
+from tv_lens.results import RESULTS_FILE, load_results
+
+FIGURES = {
+    "main_table": plots.main_table,
+    "layer_sweep": plots.layer_sweep,
+    "conflicting_tasks": plots.conflicting_tasks,
+    "top_tokens": plots.top_tokens_table,
+    "clusters": plots.tsne_scatter,
+}
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+
+
+def load_run(run_dir: Path) -> dict[str, dict]:
+    """The validated results of every analysis found in `run_dir`, in the paper's order."""
+    found = {name: load_results(run_dir / name) for name in FIGURES if (run_dir / name / RESULTS_FILE).exists()}
+    if not found:
+        raise FileNotFoundError(f"no results in {run_dir}: run `tv-lens reproduce --out {run_dir}` first")
+    return found
+
+
+def find_browser() -> str | None:
+    """The Chrome/Chromium kaleido would use (BROWSER_PATH, or the first on PATH)."""
+    return os.environ.get("BROWSER_PATH") or next(filter(None, map(shutil.which, BROWSERS)), None)
+
+
+def write_pngs(figures: dict[str, go.Figure], out: Path) -> list[Path]:
+    """One PNG per figure at its layout size; none, with a one-line reason, without a browser."""
+    if find_browser() is None:
+        print("PNGs skipped: no Chrome/Chromium found (install one, e.g. `apt-get install -y chromium`, "
+              "or set BROWSER_PATH)", file=sys.stderr)
+        return []
+    paths = [out / f"{name}.png" for name in figures]
+    figs = list(figures.values())
+    try:
+        pio.write_images(figs, paths, width=[f.layout.width for f in figs], height=[f.layout.height for f in figs])
+    except Exception as err:  # kaleido reports a browser that fails to start in many ways
+        print(f"PNGs skipped: kaleido could not render with {find_browser()}: {err}".splitlines()[0], file=sys.stderr)
+        return []
+    return paths
+
+
+def make(run_dir: str | Path, out: str | Path | None = None, png: bool = True) -> list[Path]:
+    """Write `<name>.html` (and `<name>.png`) per analysis and `report.html` into `out`
+    (default `<run_dir>/figures`); returns the files written."""
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "figures"
+    out.mkdir(parents=True, exist_ok=True)
+    results = load_run(run_dir)
+    figures = {name: FIGURES[name](data) for name, data in results.items()}
+    written = []
+    for name, fig in figures.items():
+        fig.write_html(out / f"{name}.html", include_plotlyjs=True)
+        written.append(out / f"{name}.html")
+    if png:
+        written += write_pngs(figures, out)
+    (out / "report.html").write_text(report_html(results, figures))
+    return written + [out / "report.html"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("run_dir", type=Path, help="a run directory written by tv-lens reproduce or the analyses")
+    p.add_argument("--out", type=Path, help="output folder (default RUN_DIR/figures)")
+    p.add_argument("--no-png", action="store_true", help="skip the static PNGs")
+    args = p.parse_args(argv)
+    try:
+        written = make(args.run_dir, args.out, png=not args.no_png)
+    except (ValueError, FileNotFoundError) as err:
+        print(f"figures: error: {err}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"{path}  ({path.stat().st_size / 1024:.0f} KiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

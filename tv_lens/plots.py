@@ -1,0 +1,179 @@
+"""Plotly figures of the paper's experiments, for notebooks and the figure script.
+
+Each function takes what the analyses write (a results dict) and, where natural, the library's
+own objects (an `EvalResult`, a list of them, t-SNE coordinates); hover shows task, item,
+prediction and layer where they apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+from tv_lens.evaluate import EvalResult
+
+METHODS = (("baseline", "Baseline (zero-shot)", "#9e9e9e"), ("icl", "ICL", "#1f77b4"),
+           ("tv", "Task vector", "#d62728"))
+PALETTE = qualitative.Dark24
+LAYOUT = dict(template="plotly_white", width=1000, height=560, font=dict(size=13),
+              margin=dict(l=60, r=20, t=70, b=60))
+
+
+def _task_dicts(results) -> list[dict]:
+    """Task entries from an EvalResult, a list of EvalResults or dicts, or a results dict with 'tasks'."""
+    if isinstance(results, EvalResult):
+        return [results.to_dict()]
+    if isinstance(results, dict):
+        return list(results["tasks"])
+    return [r.to_dict() if isinstance(r, EvalResult) else r for r in results]
+
+
+def _errors(accs: Sequence[dict]) -> dict:
+    """Asymmetric error bars from each accuracy's CI."""
+    return dict(type="data", symmetric=False, array=[a["ci_high"] - a["value"] for a in accs],
+                arrayminus=[a["value"] - a["ci_low"] for a in accs], thickness=1.2, width=3)
+
+
+def _examples(items: Sequence[dict], key: str, n: int = 3) -> str:
+    return "<br>".join(f"{i['query']!r} → {i[key]!r}" for i in items[:n])
+
+
+def visible(token: str) -> str:
+    """A token with its whitespace made visible (␣ for space, ⏎ for a line break)."""
+    return token.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
+
+
+def main_table(results, title: str = "Baseline, ICL and task vector accuracy per task") -> go.Figure:
+    """Grouped bars per task (and per-category / overall means when `results` is a main-table
+    results dict), with 95% CIs; hover gives the layer and the first test predictions."""
+    tasks = _task_dicts(results)
+    groups = {}
+    if isinstance(results, dict) and "summary" in results:
+        groups = {**{f"mean: {c}": g for c, g in results["summary"]["categories"].items()},
+                  "mean: all tasks": results["summary"]["overall"]}
+    fig = go.Figure()
+    for key, label, colour in METHODS:
+        accs, hovers = [], []
+        for t in tasks:
+            acc = t[key]
+            hover = (f"<b>{t['task']}</b> ({t['category']})<br>{label}: {acc['value']:.2f} "
+                     f"[{acc['ci_low']:.2f}, {acc['ci_high']:.2f}], {acc['correct']}/{acc['total']}"
+                     f"<br>task-vector layer {t['best_layer']}")
+            if key != "baseline" and t.get("test_items"):
+                hover += "<br>" + _examples(t["test_items"], key)
+            accs.append(acc)
+            hovers.append(hover)
+        for name, g in groups.items():
+            est = g[key]
+            accs.append(est)
+            hovers.append(f"<b>{name}</b> ({g['n_tasks']} tasks)<br>{label}: {est['value']:.2f} "
+                          f"[{est['ci_low']:.2f}, {est['ci_high']:.2f}]")
+        fig.add_bar(x=[t["task"] for t in tasks] + list(groups), y=[a["value"] for a in accs], error_y=_errors(accs),
+                    name=label, marker_color=colour, hovertext=hovers, hoverinfo="text")
+    fig.update_layout(barmode="group", title=title, yaxis=dict(title="accuracy", range=[0, 1.05]),
+                      xaxis=dict(tickangle=-40), **LAYOUT)
+    return fig
+
+
+def _curves(results) -> list[dict]:
+    """Per-task dev curves as {task, best_layer, accuracy, correct?, total?}."""
+    curves = []
+    for t in _task_dicts(results):
+        if "accuracy" in t:
+            curves.append(t)
+        else:
+            by_layer = t["dev_accuracy_by_layer"]
+            curves.append({"task": t["task"], "category": t["category"], "best_layer": t["best_layer"],
+                           "accuracy": [a["value"] for a in by_layer], "correct": [a["correct"] for a in by_layer],
+                           "total": [a["total"] for a in by_layer]})
+    return curves
+
+
+def layer_sweep(results, title: str = "Task-vector dev accuracy by layer") -> go.Figure:
+    """One line per task (a star at its best layer), the mean over tasks, and a ±1 std band."""
+    curves = _curves(results)
+    table = np.array([c["accuracy"] for c in curves], dtype=float)
+    layers = list(range(table.shape[1]))
+    fig = go.Figure()
+    if len(curves) > 1:
+        mean, std = table.mean(0), table.std(0)
+        fig.add_scatter(x=layers + layers[::-1], y=list(np.clip(mean + std, 0, 1)) + list(np.clip(mean - std, 0, 1))[::-1],
+                        fill="toself", fillcolor="rgba(0,0,0,0.08)", line=dict(width=0), hoverinfo="skip",
+                        name="mean ± std")
+        fig.add_scatter(x=layers, y=mean, mode="lines", line=dict(color="black", width=4), name="mean over tasks",
+                        customdata=std, hovertemplate="mean over tasks<br>layer %{x}: %{y:.2f} ± %{customdata:.2f}<extra></extra>")
+    for i, c in enumerate(curves):
+        colour = PALETTE[i % len(PALETTE)]
+        counts = [f"{k}/{n}" for k, n in zip(c.get("correct", []), c.get("total", []))] or [""] * len(layers)
+        fig.add_scatter(x=layers, y=c["accuracy"], mode="lines+markers", name=c["task"], opacity=0.8,
+                        line=dict(width=1.5, color=colour), marker=dict(size=5, color=colour), customdata=counts,
+                        hovertemplate=f"<b>{c['task']}</b><br>layer %{{x}}: %{{y:.2f}} (%{{customdata}})"
+                                      f"<br>best layer {c['best_layer']}<extra></extra>")
+        best = c["best_layer"]
+        fig.add_scatter(x=[best], y=[c["accuracy"][best]], mode="markers", showlegend=False, hoverinfo="skip",
+                        marker=dict(symbol="star", size=13, color=colour, line=dict(width=1, color="black")))
+    fig.update_layout(title=title, xaxis=dict(title="layer L (θ read and patched at blocks.L.hook_resid_post)",
+                                              dtick=1, range=[-0.5, len(layers) - 0.5]), yaxis=dict(title="dev accuracy", range=[-0.02, 1.02]),
+                      **LAYOUT)
+    return fig
+
+
+def conflicting_tasks(results, title: str = "Conflicting tasks: demonstrations of A, θ of B") -> go.Figure:
+    """Per pair: accuracy against A and against B, for plain ICL and with θ_B patched in."""
+    bars = (("icl_vs_a", "ICL, scored as A", "#1f77b4"), ("icl_vs_b", "ICL, scored as B", "#aec7e8"),
+            ("patched_vs_a", "θ_B patched, scored as A", "#ff9896"),
+            ("patched_vs_b", "θ_B patched, scored as B", "#d62728"))
+    pairs = results["pairs"]
+    fig = go.Figure()
+    for key, label, colour in bars:
+        accs = [p[key] for p in pairs]
+        pred = "icl" if key.startswith("icl") else "patched"
+        hovers = [f"<b>{p['task_a']} → {p['task_b']}</b>, layer {p['layer']}<br>{label}: {a['value']:.2f} "
+                  f"[{a['ci_low']:.2f}, {a['ci_high']:.2f}], {a['correct']}/{a['total']}<br>"
+                  + _examples(p["items"], pred) for p, a in zip(pairs, accs)]
+        fig.add_bar(x=[f"{p['task_a']} → {p['task_b']}" for p in pairs], y=[a["value"] for a in accs],
+                    error_y=_errors(accs), name=label, marker_color=colour, hovertext=hovers, hoverinfo="text")
+    fig.update_layout(barmode="group", title=title, yaxis=dict(title="accuracy", range=[0, 1.05]), **LAYOUT)
+    return fig
+
+
+def top_tokens_table(results, n: int = 10, title: str = "Top tokens of the mean task vector") -> go.Figure:
+    """A table: task, layer, the first `n` tokens of θ and of θ minus the mean θ over tasks."""
+    rows = results["tasks"]
+    columns = [[r["task"] for r in rows], [str(r["layer"]) for r in rows],
+               [" · ".join(visible(t) for t in r["raw"]["tokens"][:n]) for r in rows],
+               [" · ".join(visible(t) for t in r["centred"]["tokens"][:n]) for r in rows]]
+    fig = go.Figure(go.Table(
+        columnwidth=[110, 40, 420, 420],
+        header=dict(values=["task", "layer", "θ", "θ − mean θ over tasks"], fill_color="#e8e8e8", align="left"),
+        cells=dict(values=columns, align="left", height=44, font=dict(size=12))))
+    fig.update_layout(title=title, **{**LAYOUT, "height": 160 + 50 * len(rows)})
+    return fig
+
+
+def tsne_scatter(results=None, *, points=None, labels: Sequence[str] = (), queries: Sequence[str] = (),
+                 title: str = "t-SNE of task vectors") -> go.Figure:
+    """Task vectors in 2-D, coloured by task: a clusters results dict, or `points` ([n, 2]) with
+    `labels` (task per point) and optional `queries` for the hover."""
+    if results is not None:
+        points = [(p["x"], p["y"]) for p in results["points"]]
+        labels = [p["task"] for p in results["points"]]
+        queries = [p["query"] for p in results["points"]]
+        s = results["stats"]
+        title = (f"t-SNE of task vectors at layer {results['layer']}: silhouette {s['silhouette']:.2f}, "
+                 f"nearest-centroid accuracy {s['nearest_centroid_accuracy']:.2f}")
+    points = np.asarray(points, dtype=float)
+    queries = list(queries) or [""] * len(points)
+    fig = go.Figure()
+    for n, task in enumerate(dict.fromkeys(labels)):
+        rows = [i for i, label in enumerate(labels) if label == task]
+        fig.add_scatter(x=points[rows, 0], y=points[rows, 1], mode="markers", name=task,
+                        marker=dict(size=7, opacity=0.8, color=PALETTE[n % len(PALETTE)]),
+                        customdata=[queries[i] for i in rows],
+                        hovertemplate=f"<b>{task}</b><br>query %{{customdata}}<extra></extra>")
+    fig.update_layout(title=title, xaxis=dict(title="t-SNE 1", showticklabels=False),
+                      yaxis=dict(title="t-SNE 2", showticklabels=False), **LAYOUT)
+    return fig
