@@ -9,10 +9,10 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from analyses import clusters, conflicting_tasks, layer_sweep, main_table, top_tokens
-from analyses.common import DEFAULT_MODEL, Outcome, Progress, default_out, resolve_tasks, say
+from analyses.common import Outcome, Progress, default_out, resolve_tasks, say
+from tv_lens.cli_reproduce import add_arguments
 
 
 @dataclass(frozen=True)
@@ -73,16 +73,6 @@ def format_report(outcomes: dict[str, Outcome]) -> str:
     for name, outcome in outcomes.items():
         parts += [f"== {name.replace('_', ' ')} ==", FORMATTERS[name](outcome.results), ""]
     return "\n".join(parts)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of `tv-lens reproduce` (also `python -m analyses.reproduce`)."""
-    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model spec (default {DEFAULT_MODEL}, embedded)")
-    p.add_argument("--quick", action="store_true",
-                   help=f"smoke run: tasks {', '.join(QUICK.tasks)}, {QUICK.main.n_test} items each")
-    p.add_argument("--out", type=Path, help="run directory (default runs/<model>, runs/<model>-quick with --quick)")
-    p.add_argument("--tasks", nargs="+", help="task names or task files (default: the paper's 18)")
-    p.add_argument("--seed", type=int, default=0)
 
 
 def run_from_args(args: argparse.Namespace) -> None:

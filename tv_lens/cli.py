@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tv_lens.cli_reproduce import add_commands as add_reproduce_command
 from tv_lens.cli_vectors import add_commands as add_vector_commands
 
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     tasks.add_argument("--model", help="also count the pairs left by the single-token filter of this model")
     tasks.set_defaults(run=_tasks)
     add_vector_commands(commands)
+    add_reproduce_command(commands)
     return parser
 
 
