@@ -85,7 +85,8 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Cluster
     vectors = torch.cat(vectors)
     points = tsne_2d(vectors, seed=seed, perplexity=perplexity)
     written = store.write_results({
-        "layer": layer, "perplexity": perplexity, "stats": cluster_stats(vectors, labels).to_dict(), "tasks": rows,
+        "layer": layer, "perplexity": perplexity, "stats": cluster_stats(vectors, labels).to_dict(),
+        "stats_centred": cluster_stats(vectors - vectors.mean(0), labels).to_dict(), "tasks": rows,
         "points": [{"task": t, "query": q, "x": float(x), "y": float(y)}
                    for t, q, (x, y) in zip(labels, queries, points)],
     })
@@ -93,13 +94,15 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Cluster
 
 
 def format_table(results: dict) -> str:
-    """The clustering numbers in one line each."""
-    s = results["stats"]
+    """The clustering numbers, for θ as is and for θ minus the mean over all vectors."""
+    s, c = results["stats"], results["stats_centred"]
     return "\n".join([
-        f"layer {results['layer']}, {s['n_vectors']} vectors of {s['n_tasks']} tasks",
-        f"mean cosine distance within task {s['within']:.3f}, between tasks {s['between']:.3f}",
-        f"silhouette (cosine) {s['silhouette']:.3f}",
-        f"leave-one-out nearest-centroid task accuracy {s['nearest_centroid_accuracy']:.3f}",
+        f"layer {results['layer']}, {s['n_vectors']} vectors of {s['n_tasks']} tasks    {'θ':>8} {'centred':>8}",
+        f"mean cosine distance within task            {s['within']:>8.4f} {c['within']:>8.4f}",
+        f"mean cosine distance between tasks          {s['between']:>8.4f} {c['between']:>8.4f}",
+        f"silhouette (cosine)                         {s['silhouette']:>8.3f} {c['silhouette']:>8.3f}",
+        f"nearest-centroid task accuracy (LOO)        {s['nearest_centroid_accuracy']:>8.3f} "
+        f"{c['nearest_centroid_accuracy']:>8.3f}",
     ])
 
 

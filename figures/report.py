@@ -54,11 +54,11 @@ def conflicting_tables(results: dict) -> str:
 
 
 def clusters_tables(results: dict) -> str:
-    s = results["stats"]
-    overall = table(["layer", "vectors", "tasks", "cosine distance within", "between", "silhouette",
-                     "nearest-centroid accuracy (leave one out)"],
-                    [[results["layer"], s["n_vectors"], s["n_tasks"], f"{s['within']:.4f}", f"{s['between']:.4f}",
-                      f"{s['silhouette']:.3f}", f"{s['nearest_centroid_accuracy']:.3f}"]])
+    rows = [[kind, results["layer"], s["n_vectors"], s["n_tasks"], f"{s['within']:.4f}", f"{s['between']:.4f}",
+             f"{s['silhouette']:.3f}", f"{s['nearest_centroid_accuracy']:.3f}"]
+            for kind, s in (("θ", results["stats"]), ("θ − mean θ", results["stats_centred"]))]
+    overall = table(["vectors", "layer", "count", "tasks", "cosine distance within task", "between tasks",
+                     "silhouette", "nearest-centroid accuracy (leave one out)"], rows)
     per_task = table(["task", "vectors", "mean cosine distance within"],
                      [[t["task"], t["n_items"], f"{t['within']:.4f}"] for t in results["tasks"]])
     return overall + per_task

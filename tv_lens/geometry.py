@@ -101,10 +101,13 @@ def cluster_stats(vectors: Float[Tensor, "n d"], labels: Sequence[str]) -> Clust
 def tsne_2d(vectors: Float[Tensor, "n d"], seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
     """A 2-D t-SNE embedding ([n, 2]) with cosine distance; perplexity is capped below n/3."""
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     n = len(vectors)
     if n < 4:
         raise ValueError(f"t-SNE needs at least 4 vectors, got {n}")
     tsne = TSNE(n_components=2, metric="cosine", init="pca", random_state=seed,
                 perplexity=min(perplexity, (n - 1) / 3))
-    return tsne.fit_transform(vectors.double().numpy())
+    # One OpenMP thread: on a busy machine sklearn's spinning threads made t-SNE 1000x slower.
+    with threadpool_limits(1, user_api="openmp"):
+        return tsne.fit_transform(vectors.double().numpy())

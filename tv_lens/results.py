@@ -159,6 +159,8 @@ def load_results(path: str | Path) -> dict:
 ACCURACY = {"correct": int, "total": int, "value": float, "ci_low": float, "ci_high": float}
 ESTIMATE = {"value": float, "ci_low": float, "ci_high": float}
 GROUP = {"n_tasks": int, "baseline": ESTIMATE, "icl": ESTIMATE, "tv": ESTIMATE, "tv_over_icl": ESTIMATE}
+CLUSTER_STATS = {"n_vectors": int, "n_tasks": int, "within": float, "between": float,
+                 "silhouette": float, "nearest_centroid_accuracy": float}
 TOKENS = {"tokens": [str], "ids": [int], "scores": [float]}
 HEADER = {"schema_version": int, "analysis": str, "settings": dict, "seed": int, "versions": dict,
           "model": {"model": str, "fingerprint": str, "n_layers": int, "d_model": int}}
@@ -190,9 +192,9 @@ SCHEMAS: dict[str, dict] = {
     },
     "clusters": {
         "layer": int,
-        "stats": {"n_vectors": int, "n_tasks": int, "within": float, "between": float,
-                  "silhouette": float, "nearest_centroid_accuracy": float},
-        "tasks": [{"task": str, "category": str, "n_items": int}],
+        "stats": CLUSTER_STATS,
+        "stats_centred": CLUSTER_STATS,
+        "tasks": [{"task": str, "category": str, "n_items": int, "within": float}],
         "points": [{"task": str, "query": str, "x": float, "y": float}],
     },
 }

@@ -1,0 +1,203 @@
+"""Each analysis end to end on the tiny model: results validate, interrupted runs resume without
+redoing finished work, changed settings redo it."""
+
+import json
+
+import pytest
+import torch
+
+from analyses import clusters, conflicting_tasks, layer_sweep, main_table, reproduce, top_tokens
+from tv_lens.results import SCHEMA_VERSION, ResultsError, Store, load_results, validate
+from tv_lens.tasks import get_task
+
+TASKS = ["next_letter", "to_upper", "list_last", "list_first"]
+SMALL = main_table.MainTableSettings(n_baseline=6, n_dev=6, n_test=6)
+SMALL_PROTOCOL = reproduce.Protocol(main=SMALL, conflict=conflicting_tasks.ConflictSettings(n_items=6),
+                                    cluster=clusters.ClusterSettings(n_per_task=6), k=5)
+QUIET = dict(progress=lambda message: None)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run 20x slower with two torch threads on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """The tasks for which the main table really ran `evaluate` (not reused)."""
+    ran = []
+    real = main_table.evaluate
+
+    def evaluate(model, task, **kwargs):
+        ran.append(task.name)
+        return real(model, task, **kwargs)
+
+    monkeypatch.setattr(main_table, "evaluate", evaluate)
+    return ran
+
+
+def test_main_table_end_to_end_and_rerun_reuses_everything(tiny_llama, tmp_path, counted):
+    first = main_table.run(tiny_llama, tmp_path, TASKS[:2], SMALL, **QUIET)
+    assert counted == TASKS[:2] and first.computed == TASKS[:2] and first.reused == []
+    saved = load_results(tmp_path / "main_table")
+    assert saved["schema_version"] == SCHEMA_VERSION and saved["analysis"] == "main_table"
+    assert saved["model"]["model"] == "tiny-llama" and saved["settings"]["n_test"] == 6
+    assert set(saved["summary"]["categories"]) == {"algorithmic"}
+    assert [len(t["hits"]["tv"]) for t in saved["tasks"]] == [6, 6]
+    again = main_table.run(tiny_llama, tmp_path, TASKS[:2], SMALL, **QUIET)
+    assert counted == TASKS[:2] and again.computed == [] and again.reused == TASKS[:2]
+    assert again.results["tasks"] == first.results["tasks"]
+    assert "mean" in main_table.format_table(again.results)
+
+
+def test_interrupted_main_table_resumes_where_it_stopped(tiny_llama, tmp_path, monkeypatch, counted):
+    real = main_table.task_result
+
+    def crash_on_third(model, task, settings, seed):
+        if task.name == TASKS[2]:
+            raise KeyboardInterrupt
+        return real(model, task, settings, seed)
+
+    monkeypatch.setattr(main_table, "task_result", crash_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        main_table.run(tiny_llama, tmp_path, TASKS, SMALL, **QUIET)
+    assert counted == TASKS[:2]
+    assert not (tmp_path / "main_table" / "results.json").exists()
+    monkeypatch.setattr(main_table, "task_result", real)
+    resumed = main_table.run(tiny_llama, tmp_path, TASKS, SMALL, **QUIET)
+    assert resumed.reused == TASKS[:2] and resumed.computed == TASKS[2:]
+    assert counted == TASKS
+
+
+def test_deleted_unit_and_changed_settings_are_redone(tiny_llama, tmp_path, counted):
+    main_table.run(tiny_llama, tmp_path, TASKS[:2], SMALL, **QUIET)
+    (tmp_path / "main_table" / "units" / f"{TASKS[1]}.json").unlink()
+    redo = main_table.run(tiny_llama, tmp_path, TASKS[:2], SMALL, **QUIET)
+    assert redo.computed == [TASKS[1]] and redo.reused == [TASKS[0]]
+    other = main_table.MainTableSettings(n_baseline=6, n_dev=6, n_test=7)
+    changed = main_table.run(tiny_llama, tmp_path, TASKS[:2], other, **QUIET)
+    assert changed.computed == TASKS[:2] and changed.reused == []
+
+
+def test_units_of_another_model_are_not_reused(tiny_llama, tiny_gemma, tmp_path):
+    llama = Store.open(tmp_path, "main_table", tiny_llama, {"n": 1}, 0)
+    llama.save("t", {"x": 1})
+    assert Store.open(tmp_path, "main_table", tiny_llama, {"n": 1}, 0).load("t") == {"x": 1}
+    assert Store.open(tmp_path, "main_table", tiny_gemma, {"n": 1}, 0).load("t") is None
+    assert Store.open(tmp_path, "main_table", tiny_llama, {"n": 1}, 1).load("t") is None
+
+
+def test_layer_sweep_reads_the_main_table_without_recomputing(tiny_llama, tmp_path, counted):
+    main = main_table.run(tiny_llama, tmp_path, TASKS[:2], SMALL, **QUIET)
+    sweep = layer_sweep.run(tiny_llama, tmp_path, TASKS[:2], SMALL, **QUIET)
+    assert counted == TASKS[:2]
+    saved = load_results(tmp_path / "layer_sweep")
+    assert saved["n_layers"] == tiny_llama.cfg.n_layers == len(saved["mean"])
+    curves = [[a["value"] for a in t["dev_accuracy_by_layer"]] for t in main.results["tasks"]]
+    assert [t["accuracy"] for t in sweep.results["tasks"]] == curves
+    assert saved["mean"] == pytest.approx([sum(c) / len(c) for c in zip(*curves)])
+
+
+def test_conflicting_pair_queries_are_valid_for_both_tasks():
+    a, b = get_task("next_letter"), get_task("to_upper")
+    items_a, items_b = conflicting_tasks.pair_items(a, b, conflicting_tasks.ConflictSettings(n_items=30), seed=0)
+    assert len(items_a) == len(items_b) == 30
+    for ia, ib in zip(items_a, items_b):
+        assert ia.query == ib.query and ia.query in a.inputs and ia.query in b.inputs
+        assert ia.answers == a.answers(ia.query) and ib.answers == b.answers(ib.query)
+        assert len(ia.demos) == len(ib.demos) == 4 and len(ib.dummies) == 2
+        assert ia.query not in [x for x, _ in ia.demos] + [x for x, _ in ib.demos] + list(ib.dummies)
+        assert all(y == a.canonical(x) for x, y in ia.demos) and all(y == b.canonical(x) for x, y in ib.demos)
+    with pytest.raises(ValueError, match="share no input"):
+        conflicting_tasks.pair_items(get_task("to_lower"), b, conflicting_tasks.ConflictSettings(), seed=0)
+
+
+def test_conflicting_tasks_at_best_layer_of_b_and_at_a_given_layer(tiny_llama, tmp_path, counted):
+    pairs = [("next_letter", "to_upper"), ("list_last", "list_first")]
+    settings = conflicting_tasks.ConflictSettings(n_items=6)
+    outcome = conflicting_tasks.run(tiny_llama, tmp_path, pairs, settings, main_settings=SMALL, **QUIET)
+    assert counted == ["to_upper", "list_first"]
+    best = main_table.best_layers(tiny_llama, tmp_path, [get_task(b) for _, b in pairs], SMALL, **QUIET)
+    assert counted == ["to_upper", "list_first"]
+    saved = load_results(tmp_path / "conflicting_tasks")
+    assert [(p["task_a"], p["task_b"]) for p in saved["pairs"]] == pairs
+    assert [p["layer"] for p in saved["pairs"]] == [best[b] for _, b in pairs]
+    assert all(p["n_items"] == len(p["items"]) == 6 for p in saved["pairs"])
+    assert outcome.computed == [f"{a}__{b}__layer{best[b]}" for a, b in pairs]
+    given = conflicting_tasks.run(tiny_llama, tmp_path, pairs[:1], settings, layer=1, **QUIET)
+    assert given.results["pairs"][0]["layer"] == 1 and given.computed == ["next_letter__to_upper__layer1"]
+    again = conflicting_tasks.run(tiny_llama, tmp_path, pairs[:1], settings, layer=1, **QUIET)
+    assert again.computed == [] and again.reused == ["next_letter__to_upper__layer1"]
+    assert "->" in conflicting_tasks.format_table(again.results)
+
+
+def test_top_tokens_raw_and_centred(tiny_llama, tmp_path):
+    outcome = top_tokens.run(tiny_llama, tmp_path, TASKS[:3], SMALL, k=5, **QUIET)
+    assert outcome.computed == TASKS[:3]
+    saved = load_results(tmp_path / "top_tokens")
+    assert saved["k"] == 5
+    for row in saved["tasks"]:
+        assert len(row["raw"]["tokens"]) == len(row["centred"]["tokens"]) == 5
+        assert row["n_items"] == SMALL.n_test
+    assert len({tuple(r["centred"]["ids"]) for r in saved["tasks"]}) > 1
+    again = top_tokens.run(tiny_llama, tmp_path, TASKS[:3], SMALL, k=5, **QUIET)
+    assert again.computed == [] and again.results["tasks"] == outcome.results["tasks"]
+
+
+def test_clusters_at_the_median_best_layer(tiny_llama, tmp_path):
+    outcome = clusters.run(tiny_llama, tmp_path, TASKS[:3], clusters.ClusterSettings(n_per_task=6),
+                           main_settings=SMALL, **QUIET)
+    saved = load_results(tmp_path / "clusters")
+    best = main_table.best_layers(tiny_llama, tmp_path, [get_task(t) for t in TASKS[:3]], SMALL, **QUIET)
+    assert saved["layer"] == sorted(best.values())[1]
+    assert len(saved["points"]) == 18 and saved["stats"]["n_tasks"] == 3
+    assert {p["task"] for p in saved["points"]} == set(TASKS[:3])
+    assert outcome.computed == [f"{t}__layer{saved['layer']}" for t in TASKS[:3]]
+    other_layer = clusters.run(tiny_llama, tmp_path, TASKS[:3], clusters.ClusterSettings(n_per_task=6),
+                               layer=(saved["layer"] + 1) % tiny_llama.cfg.n_layers, **QUIET)
+    assert len(other_layer.computed) == 3
+
+
+def test_reproduce_runs_every_analysis(tiny_llama, tmp_path):
+    outcomes = reproduce.reproduce(tiny_llama, tmp_path, TASKS, SMALL_PROTOCOL, **QUIET)
+    assert list(outcomes) == ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters"]
+    for name in outcomes:
+        validate(json.loads((tmp_path / name / "results.json").read_text()))
+    assert len(outcomes["conflicting_tasks"].results["pairs"]) == 2
+    report = reproduce.format_report(outcomes)
+    assert "== main table ==" in report and "== clusters ==" in report
+    again = reproduce.reproduce(tiny_llama, tmp_path, TASKS, SMALL_PROTOCOL, **QUIET)
+    assert all(o.computed == [] for o in again.values())
+
+
+def test_cli_reproduce_quick(tmp_path, capsys):
+    from tv_lens.cli import main
+
+    assert main(["reproduce", "--model", "tiny-llama", "--quick", "--tasks", "next_letter", "to_upper",
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "next_letter -> to_upper" in out and "overall" in out and "figures.make" in out
+    assert (tmp_path / "clusters" / "results.json").exists()
+
+
+def test_schema_validation_errors(tiny_llama, tmp_path):
+    main_table.run(tiny_llama, tmp_path, TASKS[:1], SMALL, **QUIET)
+    good = json.loads((tmp_path / "main_table" / "results.json").read_text())
+    validate(good)
+    missing = {**good, "summary": {"overall": good["summary"]["overall"]}}
+    with pytest.raises(ResultsError, match="summary: missing field 'categories'"):
+        validate(missing)
+    wrong = json.loads(json.dumps(good))
+    wrong["tasks"][0]["best_layer"] = "3"
+    with pytest.raises(ResultsError, match=r"tasks\[0\].best_layer: expected an integer"):
+        validate(wrong)
+    with pytest.raises(ResultsError, match="newer"):
+        validate({**good, "schema_version": SCHEMA_VERSION + 1})
+    with pytest.raises(ResultsError, match="unknown analysis"):
+        validate({**good, "analysis": "nope"})
+    with pytest.raises(ResultsError, match="does not exist"):
+        load_results(tmp_path / "nothing")
