@@ -115,9 +115,11 @@ def test_score_generation_exact_and_prefix():
 
 @pytest.mark.slow
 def test_cached_generation_is_exact_on_the_embedded_model(gemma):
-    toks = encode(gemma, [FMT.render([("hot", "cold"), ("big", "small"), ("up", "down")], "fast")])
+    toks = encode(gemma, [FMT.render([("hot", "cold"), ("big", "small"), ("up", "down")], "fast"),
+                          FMT.render([("France", "Paris")], "Italy")])
     plain = generate_tokens(gemma, toks, max_new_tokens=6)
-    assert plain == [reference(gemma, toks[0], n=6)]
-    (out,) = run(gemma, [Run(toks[0])], capture_layers=[4, 9])
+    assert plain == [reference(gemma, t, n=6) for t in toks]
+    outs = run(gemma, [Run(t) for t in toks], capture_layers=[4, 9])
     for i, layer in enumerate((4, 9)):
-        assert generate_tokens(gemma, toks, [Patch(layer, out.resid[i])], max_new_tokens=6) == plain
+        patches = [Patch(layer, o.resid[i]) for o in outs]
+        assert generate_tokens(gemma, toks, patches, max_new_tokens=6) == plain

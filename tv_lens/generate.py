@@ -75,6 +75,8 @@ def generate_tokens(
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if not prompts:
+        return []
     patches = list(patches) if patches is not None else [None] * len(prompts)
     tokens, mask = _left_pad(model, prompts)
     _check_window(model, tokens.shape[1] + max_new_tokens)
