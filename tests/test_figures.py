@@ -1,0 +1,93 @@
+"""Figures from a tiny run: HTML works offline, PNGs are small, report.html renders every plot in
+headless Chromium without console errors."""
+
+import re
+import subprocess
+
+import pytest
+import torch
+
+from analyses import clusters, conflicting_tasks, main_table, reproduce
+from figures import make as figures
+from tv_lens import plots
+from tv_lens.evaluate import evaluate
+from tv_lens.geometry import tsne_2d
+from tv_lens.tasks import get_task
+
+ANALYSES = ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters"]
+PROTOCOL = reproduce.Protocol(main=main_table.MainTableSettings(n_baseline=6, n_dev=6, n_test=6),
+                              conflict=conflicting_tasks.ConflictSettings(n_items=6),
+                              cluster=clusters.ClusterSettings(n_per_task=6), k=5)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run 20x slower with two torch threads on a busy 2-core machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_llama, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    reproduce.reproduce(tiny_llama, out, ["next_letter", "to_upper", "list_last", "list_first"], PROTOCOL,
+                        progress=lambda message: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def made(run_dir):
+    return figures.make(run_dir)
+
+
+def test_every_figure_is_written_offline_and_small(run_dir, made):
+    out = run_dir / "figures"
+    for name in ANALYSES:
+        html = (out / f"{name}.html").read_text()
+        assert not re.search(r"<script[^>]*\bsrc=", html), "plotly.js must be inlined, not loaded"
+        assert "Plotly.newPlot" in html and len(html) > 1_000_000
+    report = (out / "report.html").read_text()
+    assert report.count("Plotly.newPlot") == len(ANALYSES) and "next_letter" in report
+    if figures.find_browser() is None:
+        pytest.skip("no Chrome/Chromium: PNGs are not made")
+    for name in ANALYSES:
+        size = (out / f"{name}.png").stat().st_size
+        assert 5_000 < size < 200_000, (name, size)
+
+
+def test_report_renders_every_plot_in_headless_chromium(run_dir, made):
+    browser = figures.find_browser()
+    if browser is None:
+        pytest.skip("no Chrome/Chromium installed (apt-get install -y chromium)")
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
+         "--virtual-time-budget=15000", "--dump-dom", str(run_dir / "figures" / "report.html")],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(re.findall(r'class="[^"]*\bjs-plotly-plot\b', done.stdout)) == len(ANALYSES)
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
+
+
+def test_pngs_are_skipped_with_a_message_without_a_browser(run_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(figures, "find_browser", lambda: None)
+    written = figures.make(run_dir, tmp_path)
+    assert not any(p.suffix == ".png" for p in written) and (tmp_path / "report.html").exists()
+    assert "PNGs skipped: no Chrome/Chromium found" in capsys.readouterr().err
+
+
+def test_figure_script_errors_on_an_empty_run(tmp_path, capsys):
+    assert figures.main([str(tmp_path), "--no-png"]) == 2
+    assert "no results" in capsys.readouterr().err
+
+
+def test_plots_take_library_objects(tiny_llama):
+    result = evaluate(tiny_llama, get_task("next_letter"), n_baseline=4, n_dev=4, n_test=4)
+    sweep = plots.layer_sweep(result)
+    assert len(sweep.data[0].x) == tiny_llama.cfg.n_layers and sweep.data[0].name == "next_letter"
+    assert len(plots.main_table([result]).data) == 3
+    points = tsne_2d(torch.randn(8, 5))
+    scatter = plots.tsne_scatter(points=points, labels=["a"] * 4 + ["b"] * 4, queries=list("abcdefgh"))
+    assert [trace.name for trace in scatter.data] == ["a", "b"]
