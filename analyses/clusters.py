@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from analyses import main_table
 from analyses.common import Outcome, Progress, kept, load, parser, report_reused, resolve_tasks, say
@@ -35,7 +37,8 @@ class ClusterSettings:
     n_dummies: int = 2
 
 
-def task_thetas(model, task: Task, layer: int, settings: ClusterSettings, seed: int) -> tuple[torch.Tensor, list[str]]:
+def task_thetas(model, task: Task, layer: int, settings: ClusterSettings,
+                seed: int) -> tuple[Float[Tensor, "n d_model"], list[str]]:
     """θ at `layer` for `n_per_task` items of `task` ([n, d_model]), and the items' queries."""
     task = kept(model, task)
     repeats = task.category == "algorithmic"

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from analyses import main_table
 from analyses.common import Outcome, Progress, kept, load, parser, report_reused, resolve_tasks, say
@@ -25,7 +27,8 @@ from tv_lens.tasks import Task, sample_splits
 ANALYSIS = "top_tokens"
 
 
-def mean_theta(model, task: Task, settings: main_table.MainTableSettings, seed: int) -> tuple[torch.Tensor, int]:
+def mean_theta(model, task: Task, settings: main_table.MainTableSettings,
+               seed: int) -> tuple[Float[Tensor, "n_layers d_model"], int]:
     """θ ([n_layers, d_model]) averaged over the main table's test items of `task`, and their number."""
     task = kept(model, task)
     splits = sample_splits(task, seed=seed, **asdict(settings))
