@@ -127,7 +127,8 @@ def format_table(results: dict) -> str:
     lines = [f"{'A (demonstrations) -> B (θ)':<36} {'layer':>5} {'ICL~A':>6} {'ICL~B':>6} {'TV~A':>6} {'TV~B':>6}"]
     for p in results["pairs"]:
         lines.append(f"{p['task_a'] + ' -> ' + p['task_b']:<36} {p['layer']:>5} {p['icl_vs_a']['value']:>6.2f} "
-                     f"{p['icl_vs_b']['value']:>6.2f} {p['patched_vs_a']['value']:>6.2f} {p['patched_vs_b']['value']:>6.2f}")
+                     f"{p['icl_vs_b']['value']:>6.2f} {p['patched_vs_a']['value']:>6.2f} "
+                     f"{p['patched_vs_b']['value']:>6.2f}")
     return "\n".join(lines)
 
 

@@ -44,11 +44,12 @@ def main_table_tables(results: dict) -> str:
 def layer_sweep_tables(results: dict) -> str:
     return table(["layer", "mean", "std", "min", "max"],
                  [[i, f"{m:.2f}", f"{s:.2f}", f"{lo:.2f}", f"{hi:.2f}"]
-                  for i, (m, s, lo, hi) in enumerate(zip(results["mean"], results["std"], results["min"], results["max"]))])
+                  for i, (m, s, lo, hi) in enumerate(zip(*(results[k] for k in ("mean", "std", "min", "max"))))])
 
 
 def conflicting_tables(results: dict) -> str:
-    return table(["A (demonstrations) → B (θ)", "layer", "items", "ICL as A", "ICL as B", "patched as A", "patched as B"],
+    return table(["A (demonstrations) → B (θ)", "layer", "items", "ICL as A", "ICL as B",
+                  "patched as A", "patched as B"],
                  [[f"{p['task_a']} → {p['task_b']}", p["layer"], p["n_items"], _ci(p["icl_vs_a"]), _ci(p["icl_vs_b"]),
                    _ci(p["patched_vs_a"]), _ci(p["patched_vs_b"])] for p in results["pairs"]])
 

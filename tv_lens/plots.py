@@ -100,11 +100,13 @@ def layer_sweep(results, title: str = "Task-vector dev accuracy by layer") -> go
     fig = go.Figure()
     if len(curves) > 1:
         mean, std = table.mean(0), table.std(0)
-        fig.add_scatter(x=layers + layers[::-1], y=list(np.clip(mean + std, 0, 1)) + list(np.clip(mean - std, 0, 1))[::-1],
+        band = list(np.clip(mean + std, 0, 1)) + list(np.clip(mean - std, 0, 1))[::-1]
+        fig.add_scatter(x=layers + layers[::-1], y=band,
                         fill="toself", fillcolor="rgba(0,0,0,0.08)", line=dict(width=0), hoverinfo="skip",
                         name="mean ± std")
         fig.add_scatter(x=layers, y=mean, mode="lines", line=dict(color="black", width=4), name="mean over tasks",
-                        customdata=std, hovertemplate="mean over tasks<br>layer %{x}: %{y:.2f} ± %{customdata:.2f}<extra></extra>")
+                        customdata=std,
+                        hovertemplate="mean over tasks<br>layer %{x}: %{y:.2f} ± %{customdata:.2f}<extra></extra>")
     for i, c in enumerate(curves):
         colour = PALETTE[i % len(PALETTE)]
         counts = [f"{k}/{n}" for k, n in zip(c.get("correct", []), c.get("total", []))] or [""] * len(layers)
@@ -115,9 +117,10 @@ def layer_sweep(results, title: str = "Task-vector dev accuracy by layer") -> go
         best = c["best_layer"]
         fig.add_scatter(x=[best], y=[c["accuracy"][best]], mode="markers", showlegend=False, hoverinfo="skip",
                         marker=dict(symbol="star", size=13, color=colour, line=dict(width=1, color="black")))
-    fig.update_layout(title=title, xaxis=dict(title="layer L (θ read and patched at blocks.L.hook_resid_post)",
-                                              dtick=1, range=[-0.5, len(layers) - 0.5]), yaxis=dict(title="dev accuracy", range=[-0.02, 1.02]),
-                      **LAYOUT)
+    fig.update_layout(title=title,
+                      xaxis=dict(title="layer L (θ read and patched at blocks.L.hook_resid_post)", dtick=1,
+                                 range=[-0.5, len(layers) - 0.5]),
+                      yaxis=dict(title="dev accuracy", range=[-0.02, 1.02]), **LAYOUT)
     return fig
 
 
