@@ -9,6 +9,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from tv_lens.plots import visible
+
 TITLES = {"main_table": "1. Main table: baseline, ICL, task vector",
           "layer_sweep": "2. Layer sweep",
           "conflicting_tasks": "3. Conflicting tasks",
@@ -16,7 +18,7 @@ TITLES = {"main_table": "1. Main table: baseline, ICL, task vector",
           "clusters": "5. Clustering of θ"}
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-td:first-child,th:first-child{text-align:left}pre{background:#f6f6f6;padding:8px;overflow-x:auto}"""
+td:first-child,th:first-child{text-align:left}td{vertical-align:top}pre{background:#f6f6f6;padding:8px;overflow-x:auto}"""
 
 
 def table(header: list[str], rows: list[list]) -> str:
@@ -65,8 +67,14 @@ def clusters_tables(results: dict) -> str:
     return overall + per_task
 
 
+def top_tokens_tables(results: dict) -> str:
+    return table(["task", "layer", "θ", "θ − mean θ over tasks"],
+                 [[t["task"], t["layer"], " · ".join(map(visible, t["raw"]["tokens"])),
+                   " · ".join(map(visible, t["centred"]["tokens"]))] for t in results["tasks"]])
+
+
 TABLES = {"main_table": main_table_tables, "layer_sweep": layer_sweep_tables,
-          "conflicting_tasks": conflicting_tables, "clusters": clusters_tables}
+          "conflicting_tasks": conflicting_tables, "top_tokens": top_tokens_tables, "clusters": clusters_tables}
 
 
 def report_html(results: dict[str, dict], figures: dict[str, go.Figure]) -> str:

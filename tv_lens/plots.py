@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 from plotly.colors import qualitative
+from plotly.subplots import make_subplots
 
 from tv_lens.evaluate import EvalResult
 
@@ -73,6 +74,8 @@ def main_table(results, title: str = "Baseline, ICL and task vector accuracy per
                           f"[{est['ci_low']:.2f}, {est['ci_high']:.2f}]")
         fig.add_bar(x=[t["task"] for t in tasks] + list(groups), y=[a["value"] for a in accs], error_y=_errors(accs),
                     name=label, marker_color=colour, hovertext=hovers, hoverinfo="text")
+    if groups:
+        fig.add_vline(x=len(tasks) - 0.5, line=dict(color="#888", dash="dot", width=1))
     fig.update_layout(barmode="group", title=title, yaxis=dict(title="accuracy", range=[0, 1.05]),
                       xaxis=dict(tickangle=-40), **LAYOUT)
     return fig
@@ -92,35 +95,60 @@ def _curves(results) -> list[dict]:
     return curves
 
 
-def layer_sweep(results, title: str = "Task-vector dev accuracy by layer") -> go.Figure:
-    """One line per task (a star at its best layer), the mean over tasks, and a ±1 std band."""
+def _sweep_lines(fig: go.Figure, curves: list[dict], visible, **cell) -> None:
+    """One line per task with a star at its best layer; hover gives layer, accuracy and counts."""
+    for i, c in enumerate(curves):
+        colour = PALETTE[i % len(PALETTE)]
+        counts = [f"{k}/{n}" for k, n in zip(c.get("correct", []), c.get("total", []))] or [""] * len(c["accuracy"])
+        fig.add_scatter(x=list(range(len(c["accuracy"]))), y=c["accuracy"], mode="lines+markers", name=c["task"],
+                        legendgroup=c["task"], visible=visible, line=dict(width=1.5, color=colour),
+                        marker=dict(size=5, color=colour), customdata=counts,
+                        hovertemplate=f"<b>{c['task']}</b><br>layer %{{x}}: %{{y:.2f}} (%{{customdata}})"
+                                      f"<br>best layer {c['best_layer']}<extra></extra>", **cell)
+        best = c["best_layer"]
+        fig.add_scatter(x=[best], y=[c["accuracy"][best]], mode="markers", showlegend=False, hoverinfo="skip",
+                        legendgroup=c["task"], visible=visible,
+                        marker=dict(symbol="star", size=13, color=colour, line=dict(width=1, color="black")), **cell)
+
+
+def layer_sweep(results, title: str = "Task-vector dev accuracy by layer", shown: int = 6) -> go.Figure:
+    """Dev accuracy of θ patched at each layer. Several tasks: the mean ± std over tasks with one
+    line per task (hidden beyond `shown` tasks: click the legend), and a tasks × layers heatmap."""
     curves = _curves(results)
     table = np.array([c["accuracy"] for c in curves], dtype=float)
     layers = list(range(table.shape[1]))
-    fig = go.Figure()
-    if len(curves) > 1:
-        mean, std = table.mean(0), table.std(0)
-        band = list(np.clip(mean + std, 0, 1)) + list(np.clip(mean - std, 0, 1))[::-1]
-        fig.add_scatter(x=layers + layers[::-1], y=band,
-                        fill="toself", fillcolor="rgba(0,0,0,0.08)", line=dict(width=0), hoverinfo="skip",
-                        name="mean ± std")
-        fig.add_scatter(x=layers, y=mean, mode="lines", line=dict(color="black", width=4), name="mean over tasks",
-                        customdata=std,
-                        hovertemplate="mean over tasks<br>layer %{x}: %{y:.2f} ± %{customdata:.2f}<extra></extra>")
-    for i, c in enumerate(curves):
-        colour = PALETTE[i % len(PALETTE)]
-        counts = [f"{k}/{n}" for k, n in zip(c.get("correct", []), c.get("total", []))] or [""] * len(layers)
-        fig.add_scatter(x=layers, y=c["accuracy"], mode="lines+markers", name=c["task"], opacity=0.8,
-                        line=dict(width=1.5, color=colour), marker=dict(size=5, color=colour), customdata=counts,
-                        hovertemplate=f"<b>{c['task']}</b><br>layer %{{x}}: %{{y:.2f}} (%{{customdata}})"
-                                      f"<br>best layer {c['best_layer']}<extra></extra>")
-        best = c["best_layer"]
-        fig.add_scatter(x=[best], y=[c["accuracy"][best]], mode="markers", showlegend=False, hoverinfo="skip",
-                        marker=dict(symbol="star", size=13, color=colour, line=dict(width=1, color="black")))
-    fig.update_layout(title=title,
-                      xaxis=dict(title="layer L (θ read and patched at blocks.L.hook_resid_post)", dtick=1,
-                                 range=[-0.5, len(layers) - 0.5]),
-                      yaxis=dict(title="dev accuracy", range=[-0.02, 1.02]), **LAYOUT)
+    axis_title = "layer L (blocks.L.hook_resid_post)"
+    if len(curves) == 1:
+        fig = go.Figure()
+        _sweep_lines(fig, curves, True)
+        fig.update_layout(title=title, xaxis=dict(title=axis_title, dtick=1, range=[-0.5, len(layers) - 0.5]),
+                          yaxis=dict(title="dev accuracy", range=[-0.02, 1.02]), **LAYOUT)
+        return fig
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.5, 0.5], horizontal_spacing=0.16,
+                        subplot_titles=("mean over tasks ± 1 std, and per task", "per task"))
+    left, right = dict(row=1, col=1), dict(row=1, col=2)
+    mean, std = table.mean(0), table.std(0)
+    band = list(np.clip(mean + std, 0, 1)) + list(np.clip(mean - std, 0, 1))[::-1]
+    fig.add_scatter(x=layers + layers[::-1], y=band, fill="toself", fillcolor="rgba(0,0,0,0.1)",
+                    line=dict(width=0), hoverinfo="skip", name="mean ± std", **left)
+    fig.add_scatter(x=layers, y=mean, mode="lines", line=dict(color="black", width=4), name="mean over tasks",
+                    customdata=std, hovertemplate="mean over tasks<br>layer %{x}: %{y:.2f} ± %{customdata:.2f}"
+                                                  "<extra></extra>", **left)
+    _sweep_lines(fig, curves, True if len(curves) <= shown else "legendonly", **left)
+    names = [c["task"] for c in curves]
+    counts = [[f"{k}/{n}" for k, n in zip(c.get("correct", []), c.get("total", []))] or [""] * len(layers)
+              for c in curves]
+    fig.add_heatmap(z=table, x=layers, y=names, zmin=0, zmax=1, colorscale="Viridis", customdata=counts,
+                    colorbar=dict(title=dict(text="accuracy", side="right"), thickness=12, x=1.0, len=0.9),
+                    hovertemplate="<b>%{y}</b><br>layer %{x}: %{z:.2f} (%{customdata})<extra></extra>", **right)
+    fig.add_scatter(x=[c["best_layer"] for c in curves], y=names, mode="markers", name="best layer",
+                    marker=dict(symbol="star", size=10, color="white", line=dict(width=1, color="black")),
+                    hovertemplate="<b>%{y}</b><br>best layer %{x}<extra></extra>", **right)
+    fig.update_xaxes(title=axis_title, dtick=2, range=[-0.5, len(layers) - 0.5])
+    fig.update_yaxes(title="dev accuracy", range=[-0.02, 1.02], **left)
+    fig.update_yaxes(autorange="reversed", **right)
+    fig.update_layout(title=title, legend=dict(x=1.1, font=dict(size=11), tracegroupgap=0),
+                      **{**LAYOUT, "width": 1200, "height": 600})
     return fig
 
 
@@ -143,7 +171,7 @@ def conflicting_tasks(results, title: str = "Conflicting tasks: demonstrations o
     return fig
 
 
-def top_tokens_table(results, n: int = 10, title: str = "Top tokens of the mean task vector") -> go.Figure:
+def top_tokens_table(results, n: int = 8, title: str = "Top tokens of the mean task vector") -> go.Figure:
     """A table: task, layer, the first `n` tokens of θ and of θ minus the mean θ over tasks."""
     rows = results["tasks"]
     columns = [[r["task"] for r in rows], [str(r["layer"]) for r in rows],
@@ -152,8 +180,8 @@ def top_tokens_table(results, n: int = 10, title: str = "Top tokens of the mean 
     fig = go.Figure(go.Table(
         columnwidth=[110, 40, 420, 420],
         header=dict(values=["task", "layer", "θ", "θ − mean θ over tasks"], fill_color="#e8e8e8", align="left"),
-        cells=dict(values=columns, align="left", height=44, font=dict(size=12))))
-    fig.update_layout(title=title, **{**LAYOUT, "height": 160 + 50 * len(rows)})
+        cells=dict(values=columns, align="left", height=40, font=dict(size=11))))
+    fig.update_layout(title=title, **{**LAYOUT, "height": 160 + 44 * len(rows)})
     return fig
 
 
@@ -174,7 +202,7 @@ def tsne_scatter(results=None, *, points=None, labels: Sequence[str] = (), queri
     for n, task in enumerate(dict.fromkeys(labels)):
         rows = [i for i, label in enumerate(labels) if label == task]
         fig.add_scatter(x=points[rows, 0], y=points[rows, 1], mode="markers", name=task,
-                        marker=dict(size=7, opacity=0.8, color=PALETTE[n % len(PALETTE)]),
+                        marker=dict(size=6, color=PALETTE[n % len(PALETTE)]),
                         customdata=[queries[i] for i in rows],
                         hovertemplate=f"<b>{task}</b><br>query %{{customdata}}<extra></extra>")
     fig.update_layout(title=title, xaxis=dict(title="t-SNE 1", showticklabels=False),
