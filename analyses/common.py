@@ -9,10 +9,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tv_lens.cli_reproduce import DEFAULT_MODEL
 from tv_lens.tasks import Task, get_task, list_tasks, load_task
 
 TASK_FILE_SUFFIXES = (".json", ".jsonl", ".csv")
-DEFAULT_MODEL = "gemma-3-270m"
 
 Progress = Callable[[str], None]
 

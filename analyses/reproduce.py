@@ -10,6 +10,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+import torch
+
 from analyses import clusters, conflicting_tasks, layer_sweep, main_table, top_tokens
 from analyses.common import Outcome, Progress, default_out, resolve_tasks, say
 from tv_lens.cli_reproduce import add_arguments
@@ -80,6 +82,8 @@ def run_from_args(args: argparse.Namespace) -> None:
     from tv_lens.models import load_model
 
     start = time.perf_counter()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = args.out or default_out(args.model, args.quick)
     say(f"loading {args.model} ...")
     model = load_model(args.model)

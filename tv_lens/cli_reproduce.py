@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="run directory (default runs/<model>, runs/<model>-quick with --quick)")
     p.add_argument("--tasks", nargs="+", help="task names or task files (default: the paper's 18)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int,
+                   help="torch CPU threads (default: torch's choice); 1 on a machine busy with other jobs, "
+                        "where competing threads can make a run 10x slower")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -181,7 +181,7 @@ def top_tokens_table(results, n: int = 8, title: str = "Top tokens of the mean t
         columnwidth=[110, 40, 420, 420],
         header=dict(values=["task", "layer", "θ", "θ − mean θ over tasks"], fill_color="#e8e8e8", align="left"),
         cells=dict(values=columns, align="left", height=40, font=dict(size=11))))
-    fig.update_layout(title=title, **{**LAYOUT, "height": 160 + 44 * len(rows)})
+    fig.update_layout(title=title, **{**LAYOUT, "height": 130 + 44 * len(rows)})
     return fig
 
 
