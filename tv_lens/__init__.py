@@ -3,11 +3,12 @@
     Output = Apply(query, Learn(examples))
 """
 
-from tv_lens import hooks
+from tv_lens import hooks, plots
 from tv_lens.apply import apply
 from tv_lens.evaluate import EvalResult, evaluate
 from tv_lens.generate import generate, score_generation
 from tv_lens.learn import learn
+from tv_lens.lens import top_tokens
 from tv_lens.models import fingerprint, load_model, load_tokenizer
 from tv_lens.prompts import PromptFormat
 from tv_lens.serving import TaskVectorSolver
@@ -37,7 +38,9 @@ __all__ = [
     "load_model",
     "load_task",
     "load_tokenizer",
+    "plots",
     "register_task",
     "sample_splits",
     "score_generation",
+    "top_tokens",
 ]

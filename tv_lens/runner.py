@@ -11,6 +11,7 @@ last position only.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -293,7 +294,8 @@ def _forward_last(model, tokens, mask, cache, patches, capture_layers, keep_logi
     query = query_positions(model, tokens, mask[:, -tokens.shape[1]:])
     fwd_hooks = _patch_hooks(patches, query) + hooks.capture_hooks(names, store, positions=-1)
     extra = {"past_key_values": cache} if cache is not None else {"use_cache": False}
-    with hooks.hooked(model, fwd_hooks):
+    with hooks.hooked(model, fwd_hooks), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
         logits = model(tokens, attention_mask=mask, logits_to_keep=1, **extra)[:, -1]
     _count(tokens, mask[:, -tokens.shape[1]:])
     if torch.isnan(logits).any():
