@@ -4,7 +4,6 @@ redoing finished work, changed settings redo it."""
 import json
 
 import pytest
-import torch
 
 from analyses import clusters, conflicting_tasks, layer_sweep, main_table, reproduce, top_tokens
 from tv_lens.results import SCHEMA_VERSION, ResultsError, Store, load_results, validate
@@ -17,13 +16,7 @@ SMALL_PROTOCOL = reproduce.Protocol(main=SMALL, conflict=conflicting_tasks.Confl
 QUIET = dict(progress=lambda message: None)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run 20x slower with two torch threads on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

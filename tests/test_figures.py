@@ -20,13 +20,7 @@ PROTOCOL = reproduce.Protocol(main=main_table.MainTableSettings(n_baseline=6, n_
                               cluster=clusters.ClusterSettings(n_per_task=6), k=5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run 20x slower with two torch threads on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -122,7 +122,8 @@ def load_model(
     from transformer_lens.model_bridge import TransformerBridge
 
     if spec in TINY_MODELS:
-        return tiny_model(spec).to(device or "cpu")
+        model = tiny_model(spec)
+        return model.to(device) if device is not None else model
     apply_kv_cache_patch()
     torch.set_grad_enabled(False)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
