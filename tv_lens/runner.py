@@ -209,6 +209,7 @@ def _check_window(model, width: int) -> None:
         )
 
 
+@torch.inference_mode()
 def _run_chunk(model, groups, prefix_lens, capture_layers, keep_logits, budget):
     runs = [(gi, r) for gi, g in enumerate(groups) for r in g]
     suffixes = [r.tokens[prefix_lens[gi]:] for gi, r in runs]
