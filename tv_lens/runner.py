@@ -164,23 +164,23 @@ def _shared_prefix_len(group: Sequence[Run]) -> int:
 
 
 def _chunks(order: list[int], groups, prefix_lens: list[int], budget: Budget):
-    """Consecutive groups whose padded prefix and suffix passes fit the budget."""
+    """Consecutive groups (at least one at a time) whose padded passes fit the budget."""
     chunk: list[int] = []
-    max_prefix = max_total = rows = 0
     for i in order:
-        g_prefix = prefix_lens[i]
-        g_total = max(len(r.tokens) for r in groups[i])
-        new_prefix, new_total = max(max_prefix, g_prefix), max(max_total, g_total)
-        new_rows = rows + len(groups[i])
-        cost = max(new_prefix * (len(chunk) + 1), new_total * new_rows)
-        if chunk and (cost > budget.tokens or new_rows > budget.rows):
+        if chunk and _over_budget(chunk + [i], groups, prefix_lens, budget):
             yield chunk
-            chunk, max_prefix, max_total, rows = [], 0, 0, 0
-            new_prefix, new_total, new_rows = g_prefix, g_total, len(groups[i])
+            chunk = []
         chunk.append(i)
-        max_prefix, max_total, rows = new_prefix, new_total, new_rows
     if chunk:
         yield chunk
+
+
+def _over_budget(chunk: list[int], groups, prefix_lens: list[int], budget: Budget) -> bool:
+    """Whether the chunk's prefix pass or its suffix pass (rows x padded width) exceeds the budget."""
+    rows = sum(len(groups[i]) for i in chunk)
+    prefix_tokens = max(prefix_lens[i] for i in chunk) * len(chunk)
+    suffix_tokens = max(len(r.tokens) for i in chunk for r in groups[i]) * rows
+    return rows > budget.rows or max(prefix_tokens, suffix_tokens) > budget.tokens
 
 
 def _left_pad(model, seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
