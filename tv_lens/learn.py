@@ -33,7 +33,7 @@ def learn(
     if not dummies:
         raise ValueError("learn needs at least one dummy query: pass dummies=[x1, x2] (inputs of the task)")
     fmt = fmt or PromptFormat()
-    item = Item(query=dummies[0], answers=(), demos=tuple(map(tuple, demos)), dummies=tuple(dummies))
+    item = Item(query="", answers=(), demos=tuple(map(tuple, demos)), dummies=tuple(dummies))  # no real query
     (theta,), _ = learn_items(model, [item], fmt)
     info = model_provenance(model)
     return TaskVector(
