@@ -1,6 +1,6 @@
 """Serving: answer queries with 5-shot ICL, or with the bare query and a stored task-level θ.
 
-    python benchmarks/serving.py [--model gemma-3-270m] [--queries 10] [--n-test 30] [--k 16] [--n-dev 20]
+    python benchmarks/serving.py [--model gemma-3-270m] [--queries 10] [--n-test 30] [--k 16] [--n-dev 50]
                                  [--threads N] [--tasks ...]
 
 Per task: a task-level θ (K contexts, seed 1, test queries held out where the task allows, layer by a
@@ -111,7 +111,7 @@ def main() -> None:
     parser.add_argument("--model", default="gemma-3-270m")
     parser.add_argument("--queries", type=int, default=10, help="timed queries per task")
     parser.add_argument("--n-test", type=int, default=30, help="accuracy items per task")
-    parser.add_argument("--n-dev", type=int, default=20, help="dev queries for the layer sweep")
+    parser.add_argument("--n-dev", type=int, default=50, help="dev queries for the layer sweep (paper: 50)")
     parser.add_argument("--k", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--tasks", nargs="*", default=None)
