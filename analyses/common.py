@@ -59,7 +59,7 @@ def resolve_tasks(specs: Sequence[str | Task] | None) -> list[Task]:
 
 def kept(model, task: Task) -> Task:
     """The task as the model sees it: single-token-filtered where the task asks for it (as evaluate does)."""
-    return task.filtered(model.tokenizer) if task.single_token_filter else task
+    return task.filtered(model.tokenizer)
 
 
 def default_out(model_spec: str, quick: bool = False) -> Path:

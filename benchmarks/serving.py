@@ -48,7 +48,7 @@ def seconds(call: Callable[[], object]) -> float:
 def measure(model, name: str, n_queries: int, n_test: int, n_dev: int, k: int) -> dict:
     """Accuracies, latencies and tokens per query of ICL and of a task-level θ on one task."""
     task = get_task(name)
-    kept = task.filtered(model.tokenizer) if task.single_token_filter else task
+    kept = task.filtered(model.tokenizer)
     fmt = PromptFormat.for_task(kept)
     splits = sample_splits(kept, seed=0, n_test=n_test, n_dev=n_dev, n_baseline=0)
     held_out = {item.query for item in splits.test}

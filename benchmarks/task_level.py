@@ -35,7 +35,7 @@ def compare(model, name: str, n_test: int, n_dev: int, k: int) -> dict:
     """Baseline, ICL, per-item TV and task-level TV accuracy of one task."""
     task = get_task(name)
     result = evaluate(model, task, seed=0, n_test=n_test, n_dev=n_dev, n_baseline=n_test)
-    kept = task.filtered(model.tokenizer) if task.single_token_filter else task
+    kept = task.filtered(model.tokenizer)
     fmt = PromptFormat.for_task(kept)
     splits = sample_splits(kept, seed=0, n_test=n_test, n_dev=n_dev, n_baseline=n_test)
     held_out = {item.query for item in splits.test}

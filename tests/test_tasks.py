@@ -327,3 +327,13 @@ def test_task_table_with_tokenizer_has_counts():
     assert rows["antonyms"].filtered
     text = format_task_table(list(rows.values()))
     assert text.splitlines()[0].split() == ["task", "category", "scoring", "pairs", "1-tok", "A", "1-tok", "B", "filter", "variant", "kept"]
+
+
+def test_filtered_follows_the_tasks_own_setting_unless_overridden():
+    tokenizer = VocabTokenizer(["->", " Paris"])
+    knowledge = Task("k", "knowledge", "", {"France": "Paris", "Peru": "Lima"}, scoring="prefix")
+    assert knowledge.filtered(tokenizer) is knowledge
+    forced = knowledge.filtered(tokenizer, single_token_filter=True)
+    assert dict(forced.pairs) == {"France": ("Paris",)} and forced.leading_space
+    linguistic = Task("g", "linguistic", "", {"go": "going", "eat": "eating"})
+    assert linguistic.filtered(tokenizer, single_token_filter=False) is linguistic

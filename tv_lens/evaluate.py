@@ -98,7 +98,7 @@ def evaluate(
         clock = now
 
     use_filter = task.single_token_filter if single_token_filter is None else single_token_filter
-    kept = task.filtered(model.tokenizer) if use_filter else task
+    kept = task.filtered(model.tokenizer, use_filter)
     fmt = fmt or PromptFormat.for_task(kept)
     splits = sample_splits(kept, seed=seed, n_test=n_test, n_dev=n_dev, n_baseline=n_baseline,
                            n_shots=n_shots, n_dummies=n_dummies)

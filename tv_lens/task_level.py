@@ -45,8 +45,7 @@ def learn_task(
     """
     if k < 1:
         raise ValueError(f"k (the number of contexts) must be at least 1, got {k}")
-    use_filter = task.single_token_filter if single_token_filter is None else single_token_filter
-    kept = task.filtered(model.tokenizer) if use_filter else task
+    kept = task.filtered(model.tokenizer, single_token_filter)
     fmt = fmt or PromptFormat.for_task(kept)
     contexts = sample_contexts(kept, k, seed, n_shots=n_shots, n_dummies=n_dummies, exclude=exclude)
     thetas, _ = learn_items(model, contexts, fmt, budget=budget)
