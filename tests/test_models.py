@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tv_lens.models import EMBEDDED, ModelLoadError, cache_dir, fingerprint, load_model
+from tv_lens.tiny import tiny_model
 
 ANTONYMS = "hot -> cold\nbig -> small\nfast -> slow\nhappy -> sad\nup ->"
 
@@ -139,3 +140,8 @@ def test_cached_compat_weights_give_identical_logits(tmp_path):
         assert bridge.compatibility_mode
         assert torch.equal(bridge(tokens), reference(tokens))
     assert len(list(tmp_path.glob("compat-tl*.safetensors"))) == 1
+
+
+def test_a_tiny_model_config_names_the_device_its_weights_are_on():
+    for model in (tiny_model("tiny-llama"), load_model("tiny-gemma")):
+        assert {p.device.type for p in model.parameters()} == {torch.device(model.cfg.device).type}

@@ -121,12 +121,11 @@ def load_model(
     """
     from transformer_lens.model_bridge import TransformerBridge
 
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if spec in TINY_MODELS:
-        model = tiny_model(spec)
-        return model.to(device) if device is not None else model
+        return tiny_model(spec, device=device)
     apply_kv_cache_patch()
     torch.set_grad_enabled(False)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     source, fingerprint = _resolve(spec)
     try:
         bridge = TransformerBridge.boot_transformers(str(source), device=device, dtype=dtype)

@@ -26,8 +26,10 @@ def char_tokenizer():
     )
 
 
-def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compat: bool = True):
-    """A random-weight `TransformerBridge` of the given kind (`tiny-llama` or `tiny-gemma`)."""
+def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compat: bool = True,
+               device: str | torch.device = "cpu"):
+    """A random-weight `TransformerBridge` of the given kind (`tiny-llama` or `tiny-gemma`) on `device`
+    (the same weights on every device: they are drawn on the CPU)."""
     from transformer_lens.model_bridge import TransformerBridge
 
     from tv_lens._kv_cache_patch import apply_kv_cache_patch
@@ -61,4 +63,4 @@ def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compa
     if compat:
         bridge.enable_compatibility_mode(disable_warnings=True)
     bridge.tv_lens_spec = kind
-    return bridge
+    return bridge.to(device)  # also sets cfg.device, which otherwise names CUDA whenever there is one
