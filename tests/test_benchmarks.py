@@ -1,0 +1,31 @@
+"""Each benchmark runs end to end on a tiny model and prints its figures (timings are not asserted)."""
+
+import runpy
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TINY = ["--model", "tiny-llama", "--tasks", "next_letter"]
+
+
+@pytest.mark.parametrize("script, args, expected", [
+    ("main_experiment.py", TINY, ["| next_letter |", "tokens/s", "peak RSS"]),
+    ("task_level.py", TINY + ["--n-test", "4", "--n-dev", "4", "--k", "2"], ["task-level TV", "| **mean** |"]),
+    ("serving.py", TINY + ["--n-test", "4", "--n-dev", "4", "--k", "2", "--queries", "2", "--batch-sizes", "3"],
+     ["| 1 |", "| 3 |", "Floor: a forward of one token takes", "Tokens per query"]),
+    ("load.py", ["--models", "tiny-llama"], ["tiny-llama      cold", "tiny-llama      warm"]),
+])
+def test_benchmark_runs_on_a_tiny_model(script, args, expected, monkeypatch, capsys, one_thread):
+    monkeypatch.setattr(sys, "argv", [script, *args])
+    runpy.run_path(str(BENCHMARKS / script), run_name="__main__")
+    out = capsys.readouterr().out
+    for text in expected:
+        assert text in out
+
+
+def test_serving_refuses_batches_larger_than_the_test_items(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["serving.py", *TINY, "--n-test", "4", "--batch-sizes", "8"])
+    with pytest.raises(SystemExit):
+        runpy.run_path(str(BENCHMARKS / "serving.py"), run_name="__main__")
