@@ -12,6 +12,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from jaxtyping import Float
+from torch import Tensor
+
 from analyses.common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say
 from tv_lens.evaluate import evaluate
 from tv_lens.results import Store
@@ -19,6 +22,7 @@ from tv_lens.summary import TaskHits, summarize
 from tv_lens.tasks import Task, get_scorer
 
 ANALYSIS = "main_table"
+MEAN_THETA = "mean_theta"
 
 
 @dataclass(frozen=True)
@@ -32,14 +36,15 @@ class MainTableSettings:
     n_test: int = 50
 
 
-def task_result(model, task: Task, settings: MainTableSettings, seed: int) -> dict:
-    """`evaluate` on one task, with each test item scored for ICL and TV (for paired CIs)."""
+def task_result(model, task: Task, settings: MainTableSettings, seed: int) -> tuple[dict, Tensor]:
+    """`evaluate` on one task, with each test item scored for ICL and TV (for paired CIs), and the
+    mean θ of its test items (every layer)."""
     result = evaluate(model, task, seed=seed, **asdict(settings))
     score = get_scorer(task.scoring)
     data = result.to_dict()
     data["hits"] = {"icl": [score(r.icl, r.answers) for r in result.test_items],
                     "tv": [score(r.tv, r.answers) for r in result.test_items]}
-    return data
+    return data, result.mean_theta
 
 
 def task_results(
@@ -50,17 +55,24 @@ def task_results(
     store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
     results = []
     for i, task in enumerate(tasks, 1):
-        done = store.load(task.name)
+        done = store.load(task.name, needs=[MEAN_THETA])
         if done is None:
             start = time.perf_counter()
-            done = task_result(model, task, settings, seed)
-            store.save(task.name, done)
+            done, mean_theta = task_result(model, task, settings, seed)
+            store.save(task.name, done, {MEAN_THETA: mean_theta})
             progress(f"[main_table] {i}/{len(tasks)} {task.name}: baseline {done['baseline']['value']:.2f} "
                      f"icl {done['icl']['value']:.2f} tv {done['tv']['value']:.2f} "
                      f"(layer {done['best_layer']}) in {time.perf_counter() - start:.1f} s")
         results.append(done)
     report_reused(ANALYSIS, store.reused, progress)
     return results, store
+
+
+def mean_thetas(model, out, results: Sequence[dict], settings: MainTableSettings = MainTableSettings(),
+                seed: int = 0) -> dict[str, Float[Tensor, "n_layers d_model"]]:
+    """Task name -> θ averaged over its test items (every layer), as the main table in `out` saved it."""
+    store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
+    return {r["task"]: store.load_tensors(r["task"])[MEAN_THETA] for r in results}
 
 
 def best_layers(model, out, tasks: Sequence[Task], settings: MainTableSettings = MainTableSettings(),

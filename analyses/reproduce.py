@@ -55,7 +55,7 @@ def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,
             progress=progress)
     else:
         progress("[conflicting_tasks] skipped: no pair of the paper has both tasks in this run")
-    outcomes["top_tokens"] = top_tokens.run(model, out, tasks, protocol.main, seed, protocol.k, layers, progress)
+    outcomes["top_tokens"] = top_tokens.run(model, out, tasks, protocol.main, seed, protocol.k, progress, main.results)
     if len(tasks) >= 2:
         outcomes["clusters"] = clusters.run(model, out, tasks, protocol.cluster, seed, main_settings=protocol.main,
                                             best_layers=layers, progress=progress)

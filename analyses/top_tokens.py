@@ -8,63 +8,39 @@ on small models the raw projection is dominated by a component every task shares
 from __future__ import annotations
 
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict
 
 import torch
-from jaxtyping import Float
-from torch import Tensor
 
 from analyses import main_table
-from analyses.common import Outcome, Progress, kept, load, parser, report_reused, resolve_tasks, say
-from tv_lens.learn import learn_items
+from analyses.common import Outcome, Progress, load, parser, say
 from tv_lens.lens import top_tokens
-from tv_lens.prompts import PromptFormat
 from tv_lens.results import Store
-from tv_lens.tasks import Task, sample_splits
+from tv_lens.tasks import Task
 
 ANALYSIS = "top_tokens"
 
 
-def mean_theta(model, task: Task, settings: main_table.MainTableSettings,
-               seed: int) -> tuple[Float[Tensor, "n_layers d_model"], int]:
-    """θ ([n_layers, d_model]) averaged over the main table's test items of `task`, and their number."""
-    task = kept(model, task)
-    splits = sample_splits(task, seed=seed, **asdict(settings))
-    thetas, _ = learn_items(model, splits.test, PromptFormat.for_task(task))
-    return torch.stack(thetas).mean(0), len(thetas)
-
-
 def run(model, out, tasks: Sequence[str | Task] | None = None,
         settings: main_table.MainTableSettings = main_table.MainTableSettings(), seed: int = 0, k: int = 20,
-        best_layers: dict[str, int] | None = None, progress: Progress = say) -> Outcome:
-    """Top-`k` tokens of each task's mean θ, raw and centred, at the task's best layer (from
-    `best_layers`, or the main table run or reused in `out`)."""
-    tasks = resolve_tasks(tasks)
-    layers = best_layers or main_table.best_layers(model, out, tasks, settings, seed, progress)
-    store = Store.open(out, ANALYSIS, model, {"main_table": asdict(settings)}, seed)
-    thetas, counts = {}, {}
-    for i, task in enumerate(tasks, 1):
-        done = store.load(task.name)
-        if done is None:
-            start = time.perf_counter()
-            theta, n = mean_theta(model, task, settings, seed)
-            done = {"n_items": n}
-            store.save(task.name, done, {"theta": theta})
-            progress(f"[top_tokens] {i}/{len(tasks)} {task.name}: mean θ of {n} items "
-                     f"in {time.perf_counter() - start:.1f} s")
-        thetas[task.name] = store.load_tensors(task.name)["theta"]
-        counts[task.name] = done["n_items"]
-    report_reused(ANALYSIS, store.reused, progress)
+        progress: Progress = say, main_results: dict | None = None) -> Outcome:
+    """Top-`k` tokens of each task's mean test θ at its best layer, raw and centred, both taken from
+    `main_results` (default: run or reuse the main table in `out`)."""
+    if main_results is None:
+        main_results = main_table.run(model, out, tasks, settings, seed, progress).results
+    results = main_results["tasks"]
+    thetas = main_table.mean_thetas(model, out, results, settings, seed)
     centre = torch.stack(list(thetas.values())).mean(0)
-    rows = [{"task": t.name, "category": t.category, "layer": layers[t.name], "n_items": counts[t.name],
-             "raw": top_tokens(model, thetas[t.name], k, layer=layers[t.name]).to_dict(),
-             "centred": top_tokens(model, thetas[t.name], k, layer=layers[t.name],
-                                   centre=centre[layers[t.name]]).to_dict()}
-            for t in tasks]
+    rows = []
+    for r in results:
+        layer, theta = r["best_layer"], thetas[r["task"]]
+        rows.append({"task": r["task"], "category": r["category"], "layer": layer, "n_items": len(r["test_items"]),
+                     "raw": top_tokens(model, theta, k, layer=layer).to_dict(),
+                     "centred": top_tokens(model, theta, k, layer=layer, centre=centre[layer]).to_dict()})
+    store = Store.open(out, ANALYSIS, model, {"main_table": asdict(settings)}, seed)
     written = store.write_results({"k": k, "tasks": rows})
-    return Outcome(written, store.results_path, store.computed, store.reused)
+    return Outcome(written, store.results_path)
 
 
 def format_table(results: dict, shown: int = 8) -> str:

@@ -50,8 +50,8 @@ def main() -> None:
     phases: dict[str, float] = defaultdict(float)
     results = []
     start = time.perf_counter()
-    print(f"| task | pairs kept | baseline | ICL | task vector | best layer | seconds |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| task | pairs kept | baseline | ICL | task vector | best layer | seconds |")
+    print("|---|---|---|---|---|---|---|")
     for name in tasks:
         t0 = time.perf_counter()
         r = tv.evaluate(model, tv.get_task(name))
@@ -61,14 +61,14 @@ def main() -> None:
         print(f"| {name} | {r.n_pairs_filtered} | {r.baseline} | {r.icl} | {r.tv} | {r.best_layer} | "
               f"{time.perf_counter() - t0:.1f} |", flush=True)
     total = time.perf_counter() - start
-    mean = lambda key: sum(getattr(r, key).value for r in results) / len(results)
-    print(f"| **mean** | | {mean('baseline'):.2f} | {mean('icl'):.2f} | {mean('tv'):.2f} | | {total:.1f} |")
+    mean = {key: sum(getattr(r, key).value for r in results) / len(results) for key in ("baseline", "icl", "tv")}
+    print(f"| **mean** | | {mean['baseline']:.2f} | {mean['icl']:.2f} | {mean['tv']:.2f} | | {total:.1f} |")
 
     n_block = block_params(model)
     unembed = 2 * model.cfg.d_model * model.cfg.d_vocab
     executed = 2 * n_block * COUNTER.padded_tokens + unembed * COUNTER.logit_rows
-    read_rows = sum(r.baseline.total + r.icl.total + r.tv.total + len(r.dev_accuracy_by_layer) * r.dev_accuracy_by_layer[0].total
-                    for r in results)
+    read_rows = sum(r.baseline.total + r.icl.total + r.tv.total
+                    + len(r.dev_accuracy_by_layer) * r.dev_accuracy_by_layer[0].total for r in results)
     floor = 2 * n_block * COUNTER.tokens + unembed * read_rows
     print()
     print(f"model {args.model}: {model.cfg.n_layers} layers, d_model {model.cfg.d_model}, "

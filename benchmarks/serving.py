@@ -104,7 +104,8 @@ def report(rows: list[dict], args, floor: float, elapsed: float) -> None:
     print(f"\nFloor: a forward of one token takes {floor:.0f} ms, so no batch-1 θ query can beat "
           f"{icl_one / floor:.2f}x against ICL's {icl_one:.0f} ms (target >= 3x).")
     tokens = {m: statistics.mean(r["tokens"][m] for r in rows) for m in METHODS}
-    print(f"Tokens per query: ICL {tokens['icl']:.1f}, θ {tokens['tv']:.1f} ({tokens['icl'] / tokens['tv']:.1f}x fewer).")
+    print(f"Tokens per query: ICL {tokens['icl']:.1f}, θ {tokens['tv']:.1f} "
+          f"({tokens['icl'] / tokens['tv']:.1f}x fewer).")
     mean = {m: statistics.mean(r["accuracy"][m].value for r in rows) for m in METHODS}
     print(f"Accuracy over all {len(rows)} tasks: ICL {mean['icl']:.2f}, θ {mean['tv']:.2f}.")
     strong = [r for r in rows if r["accuracy"]["icl"].value >= 0.5]

@@ -2,12 +2,16 @@
 redoing finished work, changed settings redo it."""
 
 import json
+from dataclasses import asdict
 
 import pytest
+import torch
 
 from analyses import clusters, conflicting_tasks, layer_sweep, main_table, reproduce, top_tokens
+from tv_lens.learn import learn_items
+from tv_lens.prompts import PromptFormat
 from tv_lens.results import SCHEMA_VERSION, ResultsError, Store, load_results, validate
-from tv_lens.tasks import get_task
+from tv_lens.tasks import get_task, sample_splits
 
 TASKS = ["next_letter", "to_upper", "list_last", "list_first"]
 SMALL = main_table.MainTableSettings(n_baseline=6, n_dev=6, n_test=6)
@@ -128,17 +132,32 @@ def test_conflicting_tasks_at_best_layer_of_b_and_at_a_given_layer(tiny_llama, t
     assert "->" in conflicting_tasks.format_table(again.results)
 
 
-def test_top_tokens_raw_and_centred(tiny_llama, tmp_path):
+def test_top_tokens_project_the_main_tables_mean_theta_without_recomputing(tiny_llama, tmp_path, counted):
     outcome = top_tokens.run(tiny_llama, tmp_path, TASKS[:3], SMALL, k=5, **QUIET)
-    assert outcome.computed == TASKS[:3]
-    saved = load_results(tmp_path / "top_tokens")
+    assert counted == TASKS[:3]
+    saved, main = load_results(tmp_path / "top_tokens"), load_results(tmp_path / "main_table")
     assert saved["k"] == 5
-    for row in saved["tasks"]:
+    for row, result in zip(saved["tasks"], main["tasks"]):
         assert len(row["raw"]["tokens"]) == len(row["centred"]["tokens"]) == 5
-        assert row["n_items"] == SMALL.n_test
+        assert row["n_items"] == SMALL.n_test and row["layer"] == result["best_layer"]
     assert len({tuple(r["centred"]["ids"]) for r in saved["tasks"]}) > 1
+    task = get_task(TASKS[0]).filtered(tiny_llama.tokenizer)
+    splits = sample_splits(task, seed=0, **asdict(SMALL))
+    thetas, _ = learn_items(tiny_llama, splits.test, PromptFormat.for_task(task))
+    stored = main_table.mean_thetas(tiny_llama, tmp_path, main["tasks"], SMALL)[TASKS[0]]
+    assert torch.allclose(stored, torch.stack(thetas).mean(0), rtol=1e-4, atol=1e-6)
     again = top_tokens.run(tiny_llama, tmp_path, TASKS[:3], SMALL, k=5, **QUIET)
-    assert again.computed == [] and again.results["tasks"] == outcome.results["tasks"]
+    assert counted == TASKS[:3] and again.results["tasks"] == outcome.results["tasks"]
+
+
+def test_a_unit_missing_the_tensors_asked_for_is_redone(tiny_llama, tmp_path):
+    store = Store.open(tmp_path, "a", tiny_llama, {}, 0)
+    store.save("old", {"x": 1})
+    store.save("new", {"x": 2}, {"theta": torch.ones(3)})
+    assert store.load("old") == {"x": 1} and store.load("old", needs=["theta"]) is None
+    assert store.load("new", needs=["theta"]) == {"x": 2} and store.load("new", needs=["other"]) is None
+    (tmp_path / "a" / "units" / "new.safetensors").unlink()
+    assert store.load("new", needs=["theta"]) is None
 
 
 def test_clusters_at_the_median_best_layer(tiny_llama, tmp_path):

@@ -8,13 +8,13 @@ import os
 
 import pytest
 import torch
-from test_core import FMT, check_batched_equals_unbatched, check_identity, max_rel, shift_task
+from test_core import check_batched_equals_unbatched, check_identity, max_rel, shift_task
 
 from tv_lens.apply import apply
 from tv_lens.evaluate import evaluate
 from tv_lens.generate import generate
-from tv_lens.lens import top_tokens
 from tv_lens.learn import learn
+from tv_lens.lens import top_tokens
 from tv_lens.models import fingerprint, load_model
 from tv_lens.serving import TaskVectorSolver
 from tv_lens.task_level import learn_task

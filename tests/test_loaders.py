@@ -41,7 +41,8 @@ def test_json_mapping(tmp_path):
 
 
 def test_json_list_of_records(tmp_path):
-    records = [{"input": "chien", "output": "dog"}, {"input": "grand", "outputs": ["big", "tall", "large"], "note": "x"}]
+    records = [{"input": "chien", "output": "dog"},
+               {"input": "grand", "outputs": ["big", "tall", "large"], "note": "x"}]
     task = load_task(write(tmp_path, "fr.json", json.dumps(records)), scoring="any_of", name="french")
     assert dict(task.pairs) == EXPECTED
     assert (task.name, task.scoring) == ("french", "any_of")
@@ -146,7 +147,8 @@ def test_conflicting_outputs_name_both_rows(tmp_path):
     assert "input 'a' has outputs ['c'] but key 'a' gave ['b']" in message
     message = load_error(write(tmp_path, "c.csv", "input,output\na,b\nx,y\na,c\n"))
     assert "row 4: input 'a' has outputs ['c'] but row 2 gave ['b']" in message
-    message = load_error(write(tmp_path, "c.jsonl", '{"input": "a", "output": "b"}\n{"input": "a", "outputs": ["b", "c"]}'))
+    jsonl = '{"input": "a", "output": "b"}\n{"input": "a", "outputs": ["b", "c"]}'
+    message = load_error(write(tmp_path, "c.jsonl", jsonl))
     assert "line 2" in message and "line 1 gave ['b']" in message
 
 

@@ -148,7 +148,8 @@ def test_sampling_is_deterministic_in_process_and_depends_on_the_seed():
 
 def splits_signature(seed):
     return {
-        name: [[item.query, list(item.demos), list(item.dummies)] for items in sample_splits(get_task(name), seed=seed).__dict__.values() for item in items]
+        name: [[item.query, list(item.demos), list(item.dummies)]
+               for items in sample_splits(get_task(name), seed=seed).__dict__.values() for item in items]
         for name in ("list_first", "to_upper", "fr_en", "person_religion")
     }
 

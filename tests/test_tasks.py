@@ -326,7 +326,8 @@ def test_task_table_with_tokenizer_has_counts():
     assert rows["next_letter"].kept == 25 and not rows["next_letter"].filtered
     assert rows["antonyms"].filtered
     text = format_task_table(list(rows.values()))
-    assert text.splitlines()[0].split() == ["task", "category", "scoring", "pairs", "1-tok", "A", "1-tok", "B", "filter", "variant", "kept"]
+    assert text.splitlines()[0].split() == ["task", "category", "scoring", "pairs", "1-tok", "A", "1-tok", "B",
+                                            "filter", "variant", "kept"]
 
 
 def test_filtered_follows_the_tasks_own_setting_unless_overridden():

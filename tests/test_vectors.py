@@ -9,8 +9,18 @@ import torch
 from tv_lens import hooks
 from tv_lens.apply import apply, check_compatible
 from tv_lens.learn import learn
-from tv_lens.runner import (RESID_POST, Budget, Patch, Run, _left_pad, _patch_hooks, encode,
-                            query_positions, run, run_groups)
+from tv_lens.runner import (
+    RESID_POST,
+    Budget,
+    Patch,
+    Run,
+    _left_pad,
+    _patch_hooks,
+    encode,
+    query_positions,
+    run,
+    run_groups,
+)
 from tv_lens.task_level import learn_task, sample_contexts
 from tv_lens.tasks import get_task
 from tv_lens.vectors import SCHEMA_VERSION, TaskVector, VectorFileError

@@ -57,7 +57,7 @@ def apply(
 def apply_tokens(
     model,
     prompts: Sequence[str],
-    vectors: Sequence[Float[Tensor, "d_model"]],
+    vectors: Sequence[Float[Tensor, " d_model"]],
     layer: int,
     *,
     mode: str = "replace",

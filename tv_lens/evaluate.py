@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from tv_lens.apply import apply_tokens
 from tv_lens.learn import learn_items
@@ -27,7 +31,8 @@ class ItemRecord:
 
 @dataclass
 class EvalResult:
-    """Baseline / ICL / task-vector accuracies (with Wilson 95% CIs), the dev curve and provenance."""
+    """Baseline / ICL / task-vector accuracies (with Wilson 95% CIs), the dev curve and provenance;
+    also θ averaged over the test items at every layer (`mean_theta`, in memory only: not in `to_dict`)."""
 
     task: str
     category: str
@@ -46,9 +51,11 @@ class EvalResult:
     tokens: int
     test_items: list[ItemRecord] = field(default_factory=list)
     versions: dict = field(default_factory=versions)
+    mean_theta: Float[Tensor, "n_layers d_model"] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
+        out = asdict(replace(self, mean_theta=None))
+        del out["mean_theta"]
         for key in ("baseline", "icl", "tv"):
             out[key] = getattr(self, key).to_dict()
         out["dev_accuracy_by_layer"] = [a.to_dict() for a in self.dev_accuracy_by_layer]
@@ -140,4 +147,5 @@ def evaluate(
         model=model_provenance(model), timings=timings, tokens=COUNTER.tokens - tokens_before,
         test_items=[ItemRecord(i.query, i.answers, c, t)
                     for i, c, t in zip(splits.test, icl_preds, tv_preds)],
+        mean_theta=torch.stack(test_thetas).mean(0),
     )

@@ -19,7 +19,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-Positions = int | Sequence[int] | Int[Tensor, "batch"] | None
+Positions = int | Sequence[int] | Int[Tensor, " batch"] | None
 HookPair = tuple[str, Callable]
 
 

@@ -30,7 +30,7 @@ def project(model, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_voca
     return model.unembed(model.ln_final(x))
 
 
-def as_vector(theta_or_vector: TaskVector | Tensor, layer: int | None = None) -> Float[Tensor, "d_model"]:
+def as_vector(theta_or_vector: TaskVector | Tensor, layer: int | None = None) -> Float[Tensor, " d_model"]:
     """The single vector to project: `theta.at(layer)` for a TaskVector, row `layer` of an
     [n_layers, d_model] tensor, or a [d_model] tensor as is."""
     if isinstance(theta_or_vector, TaskVector):
@@ -50,7 +50,7 @@ def top_tokens(
     theta_or_vector: TaskVector | Tensor,
     k: int = 20,
     layer: int | None = None,
-    centre: Float[Tensor, "d_model"] | None = None,
+    centre: Float[Tensor, " d_model"] | None = None,
 ) -> TopTokens:
     """The `k` tokens with the highest lens logits for θ (minus `centre`, e.g. the mean θ over
     tasks, which removes the component every task shares)."""

@@ -96,7 +96,8 @@ EMBEDDED: dict[str, EmbeddedModel] = {
 }
 
 SPEC_FORMS = (
-    f"an embedded model ({', '.join(EMBEDDED)}), a tiny test model ({', '.join(TINY_MODELS)}), a Hugging Face model id (e.g. 'gpt2'), "
+    f"an embedded model ({', '.join(EMBEDDED)}), a tiny test model ({', '.join(TINY_MODELS)}), "
+    "a Hugging Face model id (e.g. 'gpt2'), "
     "a local Hugging Face directory, or a path to a .gguf file"
 )
 

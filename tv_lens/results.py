@@ -13,6 +13,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -99,8 +100,9 @@ class Store:
                 and header.get("model", {}).get("fingerprint") == self.model["fingerprint"]
                 and header.get("settings") == self.settings and header.get("seed") == self.seed)
 
-    def load(self, key: str) -> dict | None:
-        """The saved result of unit `key` if it was finished under the same header, else None."""
+    def load(self, key: str, needs: Sequence[str] = ()) -> dict | None:
+        """The saved result of unit `key` if it was finished under the same header (and saved the
+        tensors named in `needs`), else None."""
         path = self._unit_path(key)
         if not path.exists():
             return None
@@ -109,6 +111,9 @@ class Store:
         except ResultsError:
             return None
         if not self.matches(saved) or saved.get("key") != key:
+            return None
+        has_tensor_file = self._unit_path(key, ".safetensors").exists()
+        if not set(needs) <= (set(saved.get("tensors", ())) if has_tensor_file else set()):
             return None
         self.reused.append(key)
         return saved["result"]
@@ -123,7 +128,8 @@ class Store:
             tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
             os.replace(tmp, path)
-        write_json(self._unit_path(key), {**self.header(), "key": key, "result": plain(result)})
+        write_json(self._unit_path(key), {**self.header(), "key": key, "tensors": sorted(tensors or {}),
+                                          "result": plain(result)})
         self.computed.append(key)
 
     def load_tensors(self, key: str) -> dict[str, Tensor]:

@@ -34,7 +34,7 @@ class Patch:
     """
 
     layer: int
-    vector: Float[Tensor, "d_model"]
+    vector: Float[Tensor, " d_model"]
     mode: str = "replace"
     alpha: float = 1.0
     hook: str = RESID_POST
@@ -60,7 +60,7 @@ class Output:
     """What one run produced at its last position."""
 
     token: int
-    logits: Float[Tensor, "d_vocab"] | None = None
+    logits: Float[Tensor, " d_vocab"] | None = None
     resid: Float[Tensor, "n_layers d_model"] | None = None
 
 

@@ -61,7 +61,7 @@ class TaskVector:
     def d_model(self) -> int:
         return self.vectors.shape[1]
 
-    def at(self, layer: int | None = None) -> Float[Tensor, "d_model"]:
+    def at(self, layer: int | None = None) -> Float[Tensor, " d_model"]:
         """θ at `layer` (default: the vector's own layer)."""
         layer = self.layer if layer is None else layer
         if layer is None:

@@ -79,7 +79,8 @@ def _record_row(path: Path, where: str, record: Any) -> _Row:
         raise TaskFileError(f'{path}: {where}: expected an object {{"input": ..., "output": ...}}, got {record!r}')
     fields = dict(record.pairs)
     if "input" not in fields or ("output" in fields) == ("outputs" in fields):
-        raise TaskFileError(f'{path}: {where}: needs "input" and exactly one of "output" or "outputs", got {sorted(fields)}')
+        raise TaskFileError(
+            f'{path}: {where}: needs "input" and exactly one of "output" or "outputs", got {sorted(fields)}')
     source = _text(path, where, "input", fields["input"])
     if "outputs" in fields and not isinstance(fields["outputs"], list):
         raise TaskFileError(f'{path}: {where}: "outputs" must be a list of strings')
@@ -98,7 +99,8 @@ def _json_rows(path: Path, text: str) -> list[_Row]:
         return rows
     if isinstance(document, list):
         return [_record_row(path, f"item {index}", record) for index, record in enumerate(document, 1)]
-    raise TaskFileError(f"{path}: expected a JSON object {{input: output}} or a list of objects, got {type(document).__name__}")
+    raise TaskFileError(
+        f"{path}: expected a JSON object {{input: output}} or a list of objects, got {type(document).__name__}")
 
 
 def _jsonl_rows(path: Path, text: str) -> list[_Row]:
@@ -121,7 +123,8 @@ def _csv_rows(path: Path, text: str) -> list[_Row]:
             where = f"row {reader.line_num}"
             if record.get("input") is None or record.get("output") is None:
                 raise TaskFileError(f"{path}: {where}: missing input or output cell")
-            rows.append(_Row(where, _text(path, where, "input", record["input"]), _outputs(path, where, record["output"])))
+            source = _text(path, where, "input", record["input"])
+            rows.append(_Row(where, source, _outputs(path, where, record["output"])))
         return rows
     except csv.Error as error:
         raise TaskFileError(f"{path}: row {reader.line_num + 1}: invalid CSV ({error})") from None

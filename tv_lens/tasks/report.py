@@ -70,6 +70,7 @@ def format_task_table(rows: list[TaskRow]) -> str:
     numeric = {3, 4, 5, 8} if with_counts else {3}
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join(
-        "  ".join(cell.rjust(w) if i in numeric else cell.ljust(w) for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
+        "  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
+                  for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
         for line in lines
     )

@@ -101,7 +101,8 @@ def sample_items(
     return [_build_item(task, query, rng, n_shots, n_dummies) for query in queries]
 
 
-def _split_pools(task: Task, shuffled: list[str], n_test: int, n_dev: int, repeats: bool) -> tuple[list[str], list[str]]:
+def _split_pools(task: Task, shuffled: list[str], n_test: int, n_dev: int,
+                 repeats: bool) -> tuple[list[str], list[str]]:
     if n_test + n_dev <= len(shuffled):
         return shuffled[:n_test], shuffled[n_test : n_test + n_dev]
     if not repeats or len(shuffled) < (n_test > 0) + (n_dev > 0):
