@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from analyses import main_table
-from analyses.common import Outcome, Progress, kept, load, parser, report_reused, resolve_tasks, say
+from analyses.common import Outcome, Progress, kept, load, parser, report_reused, resolve_tasks, say, show
 from tv_lens.geometry import cluster_stats, mean_pairwise_distance, tsne_2d
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
@@ -122,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     model, out = load(args)
     outcome = run(model, out, args.tasks, ClusterSettings(n_per_task=args.n_per_task), args.seed, args.layer,
                   main_table.settings_from_args(args))
-    say(format_table(outcome.results))
-    say(f"wrote {outcome.path}")
-    return 0
+    return show(outcome, format_table)
 
 
 if __name__ == "__main__":

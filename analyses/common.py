@@ -32,6 +32,13 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def show(outcome: Outcome, format_table: Callable[[dict], str]) -> int:
+    """Print an analysis's table and where its results went; the exit status of its command."""
+    say(format_table(outcome.results))
+    say(f"wrote {outcome.path}")
+    return 0
+
+
 def report_reused(analysis: str, reused: Sequence[str], progress: Progress) -> None:
     """One line naming the units taken from an earlier run instead of recomputed."""
     if reused:

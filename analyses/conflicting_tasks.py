@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from analyses import main_table
-from analyses.common import Outcome, Progress, kept, load, parser, report_reused, resolve_task, say
+from analyses.common import Outcome, Progress, kept, load, parser, report_reused, resolve_task, say, show
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.results import Store
@@ -147,9 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     model, out = load(args)
     outcome = run(model, out, args.pairs, ConflictSettings(n_items=args.n_items), args.seed, args.layer,
                   main_table.settings_from_args(args))
-    say(format_table(outcome.results))
-    say(f"wrote {outcome.path}")
-    return 0
+    return show(outcome, format_table)
 
 
 if __name__ == "__main__":

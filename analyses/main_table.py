@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from jaxtyping import Float
 from torch import Tensor
 
-from analyses.common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say
+from analyses.common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show
 from tv_lens.evaluate import evaluate
 from tv_lens.results import Store
 from tv_lens.summary import TaskHits, summarize
@@ -149,9 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     model, out = load(args)
     outcome = run(model, out, args.tasks, settings_from_args(args), args.seed)
-    say(format_table(outcome.results))
-    say(f"wrote {outcome.path}")
-    return 0
+    return show(outcome, format_table)
 
 
 if __name__ == "__main__":

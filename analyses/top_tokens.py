@@ -14,7 +14,7 @@ from dataclasses import asdict
 import torch
 
 from analyses import main_table
-from analyses.common import Outcome, Progress, load, parser, say
+from analyses.common import Outcome, Progress, load, parser, say, show
 from tv_lens.lens import top_tokens
 from tv_lens.results import Store
 from tv_lens.tasks import Task
@@ -60,9 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     model, out = load(args)
     outcome = run(model, out, args.tasks, main_table.settings_from_args(args), args.seed, args.k)
-    say(format_table(outcome.results))
-    say(f"wrote {outcome.path}")
-    return 0
+    return show(outcome, format_table)
 
 
 if __name__ == "__main__":

@@ -213,3 +213,20 @@ def test_schema_validation_errors(tiny_llama, tmp_path):
         validate({**good, "analysis": "nope"})
     with pytest.raises(ResultsError, match="does not exist"):
         load_results(tmp_path / "nothing")
+
+
+SIZES = ["--n-baseline", "4", "--n-dev", "4", "--n-test", "4"]
+
+
+@pytest.mark.parametrize("module, args", [
+    (main_table, ["--tasks", "next_letter", "to_upper"]),
+    (layer_sweep, ["--tasks", "next_letter", "to_upper"]),
+    (top_tokens, ["--tasks", "next_letter", "to_upper", "-k", "3"]),
+    (conflicting_tasks, ["--pairs", "next_letter:to_upper", "--n-items", "4"]),
+    (clusters, ["--tasks", "next_letter", "to_upper", "--n-per-task", "4"]),
+])
+def test_each_analysis_runs_from_its_command_line(module, args, tmp_path, capsys):
+    assert module.main(["--model", "tiny-llama", "--out", str(tmp_path), *SIZES, *args]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path / module.ANALYSIS / 'results.json'}" in out
+    load_results(tmp_path / module.ANALYSIS)
