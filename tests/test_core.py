@@ -171,3 +171,16 @@ def test_prompts_longer_than_a_sliding_window_are_refused():
     model.original_model.config.sliding_window = 8
     with pytest.raises(ValueError, match="sliding attention window"):
         run(model, [Run(encode(model, ["example:abcdefgh->"])[0])])
+
+
+def test_eval_result_round_trips_through_json_and_keeps_mean_theta_in_memory(tiny_llama):
+    import json
+
+    from tv_lens.evaluate import EvalResult
+
+    result = evaluate(tiny_llama, shift_task(), n_baseline=4, n_dev=4, n_test=4, n_shots=3)
+    assert result.mean_theta.shape == (tiny_llama.cfg.n_layers, tiny_llama.cfg.d_model)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert "mean_theta" not in data
+    again = EvalResult.from_dict(data)
+    assert again == result and again.mean_theta is None
