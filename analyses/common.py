@@ -50,7 +50,7 @@ def resolve_task(spec: str | Task) -> Task:
     if isinstance(spec, Task):
         return spec
     path = Path(spec)
-    if path.suffix in TASK_FILE_SUFFIXES and path.exists():
+    if path.suffix in TASK_FILE_SUFFIXES:
         return load_task(path)
     return get_task(spec)
 

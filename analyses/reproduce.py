@@ -85,9 +85,11 @@ def run_from_args(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or default_out(args.model, args.quick)
+    protocol = QUICK if args.quick else PAPER
+    tasks = resolve_tasks(args.tasks or protocol.tasks)  # bad task names fail before the model loads
     say(f"loading {args.model} ...")
     model = load_model(args.model)
-    outcomes = reproduce(model, out, args.tasks, QUICK if args.quick else PAPER, args.seed)
+    outcomes = reproduce(model, out, tasks, protocol, args.seed)
     say("")
     say(format_report(outcomes))
     say(f"results in {out}/ ({time.perf_counter() - start:.0f} s); figures: python -m figures.make {out}")

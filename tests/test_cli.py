@@ -25,3 +25,25 @@ def test_unknown_model_is_a_one_line_error(capsys):
     assert main(["tasks", "--model", "no such model"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("tv-lens: error:") and "\n" not in err
+
+
+def test_a_model_the_hub_cannot_give_is_a_one_line_error_for_tasks_too(capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["tasks", "--model", "someone/no-such-model"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("tv-lens: error: could not fetch 'someone/no-such-model'") and "\n" not in err
+
+
+def test_reproduce_refuses_a_missing_task_file_before_loading_the_model(capsys, monkeypatch, tmp_path):
+    import tv_lens.models
+
+    def fail(*args, **kwargs):
+        raise AssertionError("the model was loaded before the tasks were checked")
+
+    monkeypatch.setattr(tv_lens.models, "load_model", fail)
+    missing = tmp_path / "missing.json"
+    assert main(["reproduce", "--tasks", "antonyms", str(missing), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(missing) in err and "\n" not in err and "valid tasks" not in err
+    assert main(["reproduce", "--tasks", "antonymz", "--out", str(tmp_path)]) == 2
+    assert "unknown task 'antonymz'" in capsys.readouterr().err

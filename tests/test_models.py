@@ -80,6 +80,8 @@ def test_kv_cache_continuation_matches_full_run(kind):
         ("no such model with spaces", "unknown model"),
         ("./missing/dir", "unknown model"),
         ("/nonexistent/model.gguf", "GGUF file not found"),
+        ("gemma3-270m", "did you mean 'gemma-3-270m'"),
+        ("tiny_llama", "did you mean 'tiny-llama'"),
     ],
 )
 def test_bad_specs_give_one_line_errors(spec, message):

@@ -123,7 +123,7 @@ def test_contexts_avoid_excluded_inputs_and_small_pools_are_clear_errors():
     held_out = set(task.inputs[:10])
     for ctx in sample_contexts(task, 8, 0, exclude=held_out):
         assert not held_out & ({x for x, _ in ctx.demos} | set(ctx.dummies))
-    with pytest.raises(ValueError, match="lower n_shots"):
+    with pytest.raises(ValueError, match="use fewer shots"):
         sample_contexts(task, 2, 0, exclude=task.inputs[:20])
 
 
@@ -174,3 +174,16 @@ def test_replace_at_all_positions_differs_from_last_only_and_is_padding_correct(
 def test_unknown_position_choice_is_refused(theta):
     with pytest.raises(ValueError, match="'last' or 'all'"):
         Patch(0, theta.at(0), positions="first")
+
+
+def test_a_saved_vector_has_the_permissions_the_umask_gives(theta, tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0o022)
+    try:
+        path = theta.save(tmp_path / "v.safetensors")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["v.safetensors"]

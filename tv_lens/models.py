@@ -6,6 +6,7 @@ safetensors cache so later loads are fast and fully offline.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import importlib.util
 import logging
@@ -131,13 +132,7 @@ def load_model(
     try:
         bridge = TransformerBridge.boot_transformers(str(source), device=device, dtype=dtype)
     except OSError as err:
-        if Path(source).exists():
-            raise ModelLoadError(f"could not load the model in {source}: {err}") from None
-        raise ModelLoadError(
-            f"could not fetch {spec!r} from the Hugging Face hub (offline or unknown id); "
-            f"download it elsewhere and pass its local directory, or use an embedded model "
-            f"({', '.join(EMBEDDED)})"
-        ) from None
+        raise _not_loaded(spec, source, err) from None
     bridge.eval()
     processed = Path(source).parent / "compat-weights.safetensors" if fingerprint else None
     enable_compatibility_mode(bridge, processed)
@@ -194,7 +189,21 @@ def load_tokenizer(spec: str = "gemma-3-270m"):
             tokenizer = _read_gguf_tokenizer(_gguf_for(spec))
             _save_atomically(target, tokenizer.save_pretrained)
         return AutoTokenizer.from_pretrained(target)
-    return AutoTokenizer.from_pretrained(str(_resolve(spec)[0]))
+    source = _resolve(spec)[0]
+    try:
+        return AutoTokenizer.from_pretrained(str(source))
+    except OSError as err:
+        raise _not_loaded(spec, source, err) from None
+
+
+def _not_loaded(spec: str, source: Path | str, err: OSError) -> ModelLoadError:
+    """The one-line error for a local directory that would not load, or a hub id that could not be fetched."""
+    if Path(source).exists():
+        return ModelLoadError(f"could not load the model in {source}: {err}")
+    return ModelLoadError(
+        f"could not fetch {spec!r} from the Hugging Face hub (offline or unknown id); "
+        f"download it elsewhere and pass its local directory, or use an embedded model ({', '.join(EMBEDDED)})"
+    )
 
 
 def fingerprint(model) -> str:
@@ -225,6 +234,9 @@ def _resolve(spec: str) -> tuple[Path | str, str | None]:
         raise ModelLoadError(f"unknown model {spec!r}: expected {SPEC_FORMS}")
     if " " in spec:
         raise ModelLoadError(f"unknown model {spec!r}: expected {SPEC_FORMS}")
+    near = difflib.get_close_matches(spec, [*EMBEDDED, *TINY_MODELS], n=1, cutoff=0.8)
+    if near and "/" not in spec:
+        raise ModelLoadError(f"unknown model {spec!r}: did you mean {near[0]!r}?")
     return spec, None
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from tv_lens.files import save_tensors, write_atomically
 from tv_lens.provenance import model_provenance, versions
 
 SCHEMA_VERSION = 1
@@ -30,11 +30,8 @@ class ResultsError(ValueError):
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write `data` to `path` atomically: a temporary file in the same folder, then `os.replace`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, allow_nan=True))
-    os.replace(tmp, path)
+    """Write `data` to `path` as JSON, atomically."""
+    write_atomically(path, json.dumps(data, indent=1, allow_nan=True).encode())
 
 
 def read_json(path: Path) -> dict:
@@ -121,13 +118,7 @@ class Store:
     def save(self, key: str, result: dict, tensors: dict[str, Tensor] | None = None) -> None:
         """Record unit `key` as finished; tensors go to a safetensors file written before the JSON."""
         if tensors:
-            from safetensors.torch import save_file
-
-            path = self._unit_path(key, ".safetensors")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-            os.replace(tmp, path)
+            save_tensors(self._unit_path(key, ".safetensors"), tensors)
         write_json(self._unit_path(key), {**self.header(), "key": key, "tensors": sorted(tensors or {}),
                                           "result": plain(result)})
         self.computed.append(key)

@@ -97,7 +97,8 @@ def sample_contexts(
         raise ValueError(f"a context needs n_shots >= 0 and n_dummies >= 1, got {n_shots} and {n_dummies}")
     if len(pool) < needed:
         raise ValueError(f"task {task.name!r} has {len(pool)} usable pairs, but a context needs {needed} "
-                         f"({n_shots} demonstrations + {n_dummies} dummy queries): lower n_shots or exclude less")
+                         f"({n_shots} demonstrations + {n_dummies} dummy queries): "
+                         "use fewer shots or add pairs to the task")
     rng = random.Random(seed)
     contexts = []
     for _ in range(k):

@@ -11,13 +11,13 @@ from __future__ import annotations
 import copy
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.files import save_tensors
 from tv_lens.runner import RESID_POST
 
 SCHEMA_VERSION = 1
@@ -82,21 +82,8 @@ class TaskVector:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the vector and its metadata to one safetensors file (atomically) and return its path."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensor = self.vectors.detach().to("cpu").contiguous()
-        header = {"format": "pt", METADATA_KEY: json.dumps(self.metadata())}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({TENSOR_KEY: tensor}, tmp, metadata=header)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-        return path
+        metadata = {"format": "pt", METADATA_KEY: json.dumps(self.metadata())}
+        return save_tensors(path, {TENSOR_KEY: self.vectors}, metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TaskVector:
