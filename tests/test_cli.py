@@ -47,3 +47,9 @@ def test_reproduce_refuses_a_missing_task_file_before_loading_the_model(capsys, 
     assert str(missing) in err and "\n" not in err and "valid tasks" not in err
     assert main(["reproduce", "--tasks", "antonymz", "--out", str(tmp_path)]) == 2
     assert "unknown task 'antonymz'" in capsys.readouterr().err
+
+
+def test_tasks_counts_pairs_for_a_tiny_model_too(capsys):
+    assert main(["tasks", "--model", "tiny-gemma"]) == 0
+    next_letter = next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("next_letter"))
+    assert int(next_letter[-1]) == 25

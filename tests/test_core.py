@@ -151,6 +151,12 @@ def test_errors_are_clear(tiny_llama, tiny_gemma):
         apply(tiny_llama, theta, [])
     with pytest.raises(ValueError, match="dummy"):
         learn(tiny_llama, [("ab", "c")], dummies=[])
+    with pytest.raises(ValueError, match="layer 99 out of range"):
+        learn(tiny_llama, [("ab", "c")], dummies=["gh"], layer=99)
+    with pytest.raises(ValueError, match="n_dummies must be at least 1"):
+        evaluate(tiny_llama, shift_task(), n_dummies=0)
+    with pytest.raises(ValueError, match="at least one dummy query"):
+        learn_items(tiny_llama, [Item(query="q", answers=("z",), demos=(("ab", "c"),), dummies=())], FMT)
     with pytest.raises(ValueError, match="another model|allow_transfer"):
         apply(tiny_gemma, theta, ["kl"])
     small = Task(name="small", category="custom", description="", pairs={"a": "b", "c": "d", "e": "f"})
@@ -184,3 +190,15 @@ def test_eval_result_round_trips_through_json_and_keeps_mean_theta_in_memory(tin
     assert "mean_theta" not in data
     again = EvalResult.from_dict(data)
     assert again == result and again.mean_theta is None
+
+
+def test_a_vector_is_applied_at_its_own_hook(tiny_llama):
+    from dataclasses import replace
+
+    from tv_lens.generate import generate
+
+    theta = learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["gh", "ij"], layer=1)
+    elsewhere = replace(theta, hook="blocks.{layer}.hook_elsewhere")
+    for use in (apply, generate):
+        with pytest.raises(Exception, match="blocks.1.hook_elsewhere"):
+            use(tiny_llama, elsewhere, ["kl"])

@@ -123,3 +123,11 @@ def test_cached_generation_is_exact_on_the_embedded_model(gemma):
     for i, layer in enumerate((4, 9)):
         patches = [Patch(layer, o.resid[i]) for o in outs]
         assert generate_tokens(gemma, toks, patches, max_new_tokens=6) == plain
+
+
+def test_a_vector_with_more_layers_than_the_model_is_a_clear_error(tiny_llama):
+    from tv_lens.vectors import TaskVector
+
+    deeper = TaskVector(vectors=torch.zeros(6, tiny_llama.cfg.d_model), layer=5)
+    with pytest.raises(ValueError, match="layer 5 out of range"):
+        generate(tiny_llama, deeper, ["ab"])

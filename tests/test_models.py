@@ -144,6 +144,18 @@ def test_cached_compat_weights_give_identical_logits(tmp_path):
     assert len(list(tmp_path.glob("compat-tl*.safetensors"))) == 1
 
 
+def test_cached_compat_weights_are_kept_apart_per_dtype(tmp_path):
+    from tv_lens.models import enable_compatibility_mode
+
+    processed = tmp_path / "compat.safetensors"
+    for dtype in (torch.bfloat16, torch.float32, torch.bfloat16):
+        bridge = tiny_model("tiny-gemma", compat=False, dtype=dtype)
+        enable_compatibility_mode(bridge, processed)
+        assert {p.dtype for p in bridge.parameters()} == {dtype}
+    assert len(list(tmp_path.glob("compat-tl*.safetensors"))) == 2
+    assert load_model("tiny-llama", dtype=torch.bfloat16).W_U.dtype == torch.bfloat16
+
+
 def test_a_tiny_model_config_names_the_device_its_weights_are_on():
     for model in (tiny_model("tiny-llama"), load_model("tiny-gemma")):
         assert {p.device.type for p in model.parameters()} == {torch.device(model.cfg.device).type}

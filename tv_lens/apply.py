@@ -9,7 +9,7 @@ from torch import Tensor
 
 from tv_lens.models import fingerprint
 from tv_lens.prompts import PromptFormat
-from tv_lens.runner import Budget, Patch, Run, decode, encode, run
+from tv_lens.runner import RESID_POST, Budget, Patch, Run, decode, encode, run
 from tv_lens.vectors import TaskVector
 
 
@@ -50,7 +50,7 @@ def apply(
     vector = theta.at(layer)
     layer = theta.layer if layer is None else layer
     tokens = apply_tokens(model, [fmt.query(q) for q in queries], [vector] * len(queries), layer,
-                          mode=mode, alpha=alpha, positions=positions, budget=budget)
+                          mode=mode, alpha=alpha, positions=positions, hook=theta.hook, budget=budget)
     return decode(model, tokens)
 
 
@@ -63,10 +63,11 @@ def apply_tokens(
     mode: str = "replace",
     alpha: float = 1.0,
     positions: str = "last",
+    hook: str = RESID_POST,
     budget: Budget | None = None,
 ) -> list[int]:
-    """Greedy next token of each prompt with its own vector patched at `layer` (last position,
-    or every position after BOS)."""
-    runs = [Run(t, Patch(layer, v, mode=mode, alpha=alpha, positions=positions))
+    """Greedy next token of each prompt with its own vector patched at `layer` of `hook` (last
+    position, or every position after BOS)."""
+    runs = [Run(t, Patch(layer, v, mode=mode, alpha=alpha, hook=hook, positions=positions))
             for t, v in zip(encode(model, prompts), vectors)]
     return [o.token for o in run(model, runs, budget=budget)]

@@ -13,7 +13,7 @@ from tv_lens.apply import apply_tokens
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
-from tv_lens.runner import COUNTER, Budget, Run, decode, encode, run
+from tv_lens.runner import COUNTER, RESID_POST, Budget, Run, decode, encode, run
 from tv_lens.stats import Accuracy
 from tv_lens.sweep import layer_sweep
 from tv_lens.tasks import Task, get_scorer, sample_splits
@@ -104,6 +104,9 @@ def evaluate(
         timings[phase] = now - clock
         clock = now
 
+    if n_dummies < 1:
+        raise ValueError(f"n_dummies must be at least 1 (θ is the mean over dummy queries; the paper uses 2), "
+                         f"got {n_dummies}")
     use_filter = task.single_token_filter if single_token_filter is None else single_token_filter
     kept = task.filtered(model.tokenizer, use_filter)
     fmt = fmt or PromptFormat.for_task(kept)
@@ -143,7 +146,7 @@ def evaluate(
         n_pairs_filtered=len(kept), leading_space=fmt.leading_space, seed=seed,
         settings=dict(n_shots=n_shots, n_dummies=n_dummies, n_baseline=n_baseline, n_dev=n_dev,
                       n_test=n_test, single_token_filter=use_filter, prompt_format=asdict(fmt),
-                      hook="blocks.{layer}.hook_resid_post", position="last", operation="replace"),
+                      hook=RESID_POST, position="last", operation="replace"),
         model=model_provenance(model), timings=timings, tokens=COUNTER.tokens - tokens_before,
         test_items=[ItemRecord(i.query, i.answers, c, t)
                     for i, c, t in zip(splits.test, icl_preds, tv_preds)],

@@ -18,7 +18,16 @@ from torch import Tensor
 from tv_lens import hooks
 from tv_lens.apply import check_compatible
 from tv_lens.prompts import PromptFormat
-from tv_lens.runner import Patch, _check_window, _count, _left_pad, _patch_hooks, encode, query_positions
+from tv_lens.runner import (
+    Patch,
+    _check_window,
+    _count,
+    _left_pad,
+    _patch_hooks,
+    check_patch,
+    encode,
+    query_positions,
+)
 from tv_lens.tasks import Task
 from tv_lens.vectors import TaskVector
 
@@ -50,7 +59,7 @@ def generate(
         check_compatible(model, theta, allow_transfer)
         fmt = fmt or PromptFormat(**theta.prompt_format)
         layer = theta.layer if layer is None else layer
-        patch = Patch(layer, theta.at(layer), mode=mode, alpha=alpha, positions=positions)
+        patch = Patch(layer, theta.at(layer), mode=mode, alpha=alpha, hook=theta.hook, positions=positions)
     else:
         patch = None
     fmt = fmt or PromptFormat()
@@ -78,6 +87,8 @@ def generate_tokens(
     if not prompts:
         return []
     patches = list(patches) if patches is not None else [None] * len(prompts)
+    for patch in patches:
+        check_patch(model, patch)
     tokens, mask = _left_pad(model, prompts)
     _check_window(model, tokens.shape[1] + max_new_tokens)
     logits, cache = _step(model, tokens, mask, None, patches)

@@ -32,6 +32,8 @@ def learn(
         raise ValueError("learn needs at least one demonstration (x, y) pair")
     if not dummies:
         raise ValueError("learn needs at least one dummy query: pass dummies=[x1, x2] (inputs of the task)")
+    if layer is not None and not 0 <= layer < model.cfg.n_layers:
+        raise ValueError(f"layer {layer} out of range: this model has layers 0..{model.cfg.n_layers - 1}")
     fmt = fmt or PromptFormat()
     item = Item(query="", answers=(), demos=tuple(map(tuple, demos)), dummies=tuple(dummies))  # no real query
     (theta,), _ = learn_items(model, [item], fmt)
@@ -57,6 +59,8 @@ def learn_items(
     Each item's demonstrations run once; the dummy queries and the real query reuse their
     key/value cache.
     """
+    if any(not item.dummies for item in items):
+        raise ValueError("every item needs at least one dummy query to learn θ from (n_dummies >= 1; the paper uses 2)")
     groups = []
     for item in items:
         prompts = fmt.dummy_prompts(item) + ([fmt.icl_prompt(item)] if icl else [])

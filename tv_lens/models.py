@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from tv_lens._kv_cache_patch import apply_kv_cache_patch
-from tv_lens.tiny import TINY_MODELS, tiny_model
+from tv_lens.tiny import TINY_MODELS, char_tokenizer, tiny_model
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def load_model(
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if spec in TINY_MODELS:
-        return tiny_model(spec, device=device)
+        return tiny_model(spec, device=device, dtype=dtype)
     apply_kv_cache_patch()
     torch.set_grad_enabled(False)
     source, fingerprint = _resolve(spec)
@@ -146,8 +146,9 @@ def enable_compatibility_mode(bridge, processed: Path | None = None) -> None:
     """`bridge.enable_compatibility_mode()`, reusing the processed weights saved in `processed`.
 
     Folding and centering a 262k-token unembedding takes ~10 s and ~4 GB of transient memory;
-    its output depends only on the weights and the TransformerLens version, so it is computed once
-    and then read back (memory-mapped) from the cache. Everything else compat mode does still runs.
+    its output depends only on the weights, their dtype and the TransformerLens version, so it is
+    computed once per dtype and then read back (memory-mapped) from the cache. Everything else
+    compat mode does still runs.
     """
     from transformer_lens.weight_processing import ProcessWeights
 
@@ -159,7 +160,8 @@ def enable_compatibility_mode(bridge, processed: Path | None = None) -> None:
     from safetensors.torch import load_file, save_file
 
     tl_version = version("transformer-lens")
-    processed = processed.with_name(f"{processed.stem}-tl{tl_version}.safetensors")
+    dtype = str(next(bridge.parameters()).dtype).removeprefix("torch.")
+    processed = processed.with_name(f"{processed.stem}-tl{tl_version}-{dtype}.safetensors")
     original = ProcessWeights.process_weights
 
     def cached(state_dict, *args, **kwargs):
@@ -183,6 +185,8 @@ def load_tokenizer(spec: str = "gemma-3-270m"):
     """The tokenizer of `spec` alone (no weights): fast, for filtering task data."""
     from transformers import AutoTokenizer
 
+    if spec in TINY_MODELS:
+        return char_tokenizer()
     if spec in EMBEDDED or spec.endswith(".gguf"):
         target = _converted_dir(spec) / "tokenizer"
         if not target.exists():

@@ -135,17 +135,20 @@ def _check_runs(model, groups: Sequence[Sequence[Run]]) -> None:
         for r in group:
             if not r.tokens:
                 raise ValueError("empty token sequence: every prompt needs at least one token")
-            if r.patch is not None:
-                if not 0 <= r.patch.layer < model.cfg.n_layers:
-                    raise ValueError(
-                        f"layer {r.patch.layer} out of range: this model has layers "
-                        f"0..{model.cfg.n_layers - 1}"
-                    )
-                if r.patch.vector.shape[-1] != model.cfg.d_model:
-                    raise ValueError(
-                        f"vector of size {r.patch.vector.shape[-1]} does not fit this model's "
-                        f"d_model {model.cfg.d_model}: it was learned on another model"
-                    )
+            check_patch(model, r.patch)
+
+
+def check_patch(model, patch: Patch | None) -> None:
+    """Refuse a patch at a layer the model lacks, or with a vector of another width."""
+    if patch is None:
+        return
+    if not 0 <= patch.layer < model.cfg.n_layers:
+        raise ValueError(f"layer {patch.layer} out of range: this model has layers 0..{model.cfg.n_layers - 1}")
+    if patch.vector.shape[-1] != model.cfg.d_model:
+        raise ValueError(
+            f"vector of size {patch.vector.shape[-1]} does not fit this model's "
+            f"d_model {model.cfg.d_model}: it was learned on another model"
+        )
 
 
 def _shared_prefix_len(group: Sequence[Run]) -> int:
@@ -251,7 +254,8 @@ def _patch_hooks(
     for (name, mode, positions), rows in rows_by_key.items():
         vectors = torch.stack([patches[r].vector for r in rows])
         if mode == "add":
-            vectors = vectors * torch.tensor([patches[r].alpha for r in rows])[:, None]
+            alphas = torch.tensor([patches[r].alpha for r in rows], device=vectors.device, dtype=vectors.dtype)
+            vectors = vectors * alphas[:, None]
         if positions == "all":
             pairs.append(_masked_hook(name, vectors, query[rows], rows, mode))
         elif mode == "replace":

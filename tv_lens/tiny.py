@@ -27,9 +27,9 @@ def char_tokenizer():
 
 
 def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compat: bool = True,
-               device: str | torch.device = "cpu"):
+               device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
     """A random-weight `TransformerBridge` of the given kind (`tiny-llama` or `tiny-gemma`) on `device`
-    (the same weights on every device: they are drawn on the CPU)."""
+    in `dtype` (the same weights on every device: they are drawn on the CPU in float32)."""
     from transformer_lens.model_bridge import TransformerBridge
 
     from tv_lens._kv_cache_patch import apply_kv_cache_patch
@@ -58,6 +58,7 @@ def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compa
         )
         hf = Gemma3ForCausalLM(config)
     hf.config.architectures = [type(hf).__name__]
+    hf.to(dtype)
     bridge = TransformerBridge.boot_transformers(kind, hf_model=hf.eval(), tokenizer=tokenizer)
     bridge.eval()
     if compat:
