@@ -70,12 +70,12 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Cluster
     vectors, labels, queries, rows = [], [], [], []
     for i, task in enumerate(tasks, 1):
         key = f"{task.name}__layer{layer}"
-        done = store.load(key)
+        done = store.load(key, needs=["thetas"], identity=task.digest)
         if done is None:
             start = time.perf_counter()
             thetas, task_queries = task_thetas(model, task, layer, settings, seed)
             done = {"queries": task_queries}
-            store.save(key, done, {"thetas": thetas})
+            store.save(key, done, {"thetas": thetas}, identity=task.digest)
             progress(f"[clusters] {i}/{len(tasks)} {task.name}: {len(task_queries)} vectors at layer {layer} "
                      f"in {time.perf_counter() - start:.1f} s")
         thetas = store.load_tensors(key)["thetas"]

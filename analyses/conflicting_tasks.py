@@ -107,11 +107,12 @@ def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS
     for i, (a, b) in enumerate(resolved, 1):
         at = layer if layer is not None else layers[b.name]
         key = f"{a.name}__{b.name}__layer{at}"
-        done = store.load(key)
+        identity = f"{a.digest}-{b.digest}"
+        done = store.load(key, identity=identity)
         if done is None:
             start = time.perf_counter()
             done = pair_result(model, a, b, at, settings, seed)
-            store.save(key, done)
+            store.save(key, done, identity=identity)
             progress(f"[conflicting_tasks] {i}/{len(resolved)} {a.name} -> {b.name} at layer {at}: "
                      f"patched follows B {done['patched_vs_b']['value']:.2f}, A {done['patched_vs_a']['value']:.2f} "
                      f"in {time.perf_counter() - start:.1f} s")

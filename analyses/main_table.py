@@ -55,11 +55,11 @@ def task_results(
     store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
     results = []
     for i, task in enumerate(tasks, 1):
-        done = store.load(task.name, needs=[MEAN_THETA])
+        done = store.load(task.name, needs=[MEAN_THETA], identity=task.digest)
         if done is None:
             start = time.perf_counter()
             done, mean_theta = task_result(model, task, settings, seed)
-            store.save(task.name, done, {MEAN_THETA: mean_theta})
+            store.save(task.name, done, {MEAN_THETA: mean_theta}, identity=task.digest)
             progress(f"[main_table] {i}/{len(tasks)} {task.name}: baseline {done['baseline']['value']:.2f} "
                      f"icl {done['icl']['value']:.2f} tv {done['tv']['value']:.2f} "
                      f"(layer {done['best_layer']}) in {time.perf_counter() - start:.1f} s")

@@ -230,3 +230,19 @@ def test_each_analysis_runs_from_its_command_line(module, args, tmp_path, capsys
     out = capsys.readouterr().out
     assert f"wrote {tmp_path / module.ANALYSIS / 'results.json'}" in out
     load_results(tmp_path / module.ANALYSIS)
+
+
+def test_a_task_whose_contents_changed_is_redone_not_reused(tiny_llama, tmp_path, counted):
+    from test_core import shift_task
+
+    from tv_lens.tasks import Task
+
+    task = shift_task()
+    main_table.run(tiny_llama, tmp_path, [task], SMALL, **QUIET)
+    pairs = {x: ys[0] for x, ys in task.pairs.items()}
+    changed = Task(name=task.name, category=task.category, description="", pairs={**pairs, task.inputs[0]: "z"})
+    assert changed.digest != task.digest
+    assert Task(name=task.name, category=task.category, description="other words", pairs=pairs).digest == task.digest
+    redone = main_table.run(tiny_llama, tmp_path, [changed], SMALL, **QUIET)
+    assert redone.computed == [task.name] and counted == [task.name, task.name]
+    assert main_table.run(tiny_llama, tmp_path, [changed], SMALL, **QUIET).reused == [task.name]

@@ -97,9 +97,9 @@ class Store:
                 and header.get("model", {}).get("fingerprint") == self.model["fingerprint"]
                 and header.get("settings") == self.settings and header.get("seed") == self.seed)
 
-    def load(self, key: str, needs: Sequence[str] = ()) -> dict | None:
-        """The saved result of unit `key` if it was finished under the same header (and saved the
-        tensors named in `needs`), else None."""
+    def load(self, key: str, needs: Sequence[str] = (), identity: str | None = None) -> dict | None:
+        """The saved result of unit `key` if it was finished under the same header, from inputs of
+        the same `identity` (e.g. a task's digest), with the tensors named in `needs`; else None."""
         path = self._unit_path(key)
         if not path.exists():
             return None
@@ -107,7 +107,7 @@ class Store:
             saved = read_json(path)
         except ResultsError:
             return None
-        if not self.matches(saved) or saved.get("key") != key:
+        if not self.matches(saved) or saved.get("key") != key or saved.get("identity") != identity:
             return None
         has_tensor_file = self._unit_path(key, ".safetensors").exists()
         if not set(needs) <= (set(saved.get("tensors", ())) if has_tensor_file else set()):
@@ -115,12 +115,14 @@ class Store:
         self.reused.append(key)
         return saved["result"]
 
-    def save(self, key: str, result: dict, tensors: dict[str, Tensor] | None = None) -> None:
-        """Record unit `key` as finished; tensors go to a safetensors file written before the JSON."""
+    def save(self, key: str, result: dict, tensors: dict[str, Tensor] | None = None,
+             identity: str | None = None) -> None:
+        """Record unit `key` (computed from inputs of `identity`) as finished; tensors go to a
+        safetensors file written before the JSON."""
         if tensors:
             save_tensors(self._unit_path(key, ".safetensors"), tensors)
-        write_json(self._unit_path(key), {**self.header(), "key": key, "tensors": sorted(tensors or {}),
-                                          "result": plain(result)})
+        write_json(self._unit_path(key), {**self.header(), "key": key, "identity": identity,
+                                          "tensors": sorted(tensors or {}), "result": plain(result)})
         self.computed.append(key)
 
     def load_tensors(self, key: str) -> dict[str, Tensor]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
@@ -82,6 +84,15 @@ class Task:
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    @property
+    def digest(self) -> str:
+        """A short hash of everything that shapes results on this task (pairs, scoring, filter,
+        prompt variant), so saved results of a task whose contents changed are not reused."""
+        content = {"name": self.name, "category": self.category, "scoring": self.scoring,
+                   "single_token_filter": self.single_token_filter, "leading_space": self.leading_space,
+                   "pairs": sorted((x, list(ys)) for x, ys in self.pairs.items())}
+        return hashlib.sha256(json.dumps(content, ensure_ascii=False).encode()).hexdigest()[:16]
 
     @property
     def inputs(self) -> list[str]:
