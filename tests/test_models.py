@@ -63,6 +63,7 @@ def test_kv_cache_upstream_bug_still_needs_the_patch(tiny_llama):
 
 
 @pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
+@torch.no_grad()
 def test_kv_cache_continuation_matches_full_run(kind):
     model = load_model(kind)
     prefix = model.to_tokens("abc->d\nef->g\n")
@@ -159,3 +160,9 @@ def test_cached_compat_weights_are_kept_apart_per_dtype(tmp_path):
 def test_a_tiny_model_config_names_the_device_its_weights_are_on():
     for model in (tiny_model("tiny-llama"), load_model("tiny-gemma")):
         assert {p.device.type for p in model.parameters()} == {torch.device(model.cfg.device).type}
+
+
+def test_loading_a_model_leaves_autograd_as_it_was():
+    assert torch.is_grad_enabled()
+    load_model("tiny-llama")
+    assert torch.is_grad_enabled()

@@ -68,6 +68,7 @@ def generate(
                            patch_generated=patch_generated, stop=stop)
 
 
+@torch.inference_mode()
 def generate_tokens(
     model,
     prompts: Sequence[Sequence[int]],

@@ -24,6 +24,7 @@ class TopTokens:
         return {"tokens": self.tokens, "ids": self.ids, "scores": self.scores}
 
 
+@torch.inference_mode()
 def project(model, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
     """Lens logits of `x`: the final norm (fresh statistics per vector), then the unembedding."""
     x = x.to(device=model.cfg.device, dtype=model.W_U.dtype)

@@ -111,6 +111,7 @@ def cache_dir() -> Path:
     return Path(base) / "tv_lens"
 
 
+@torch.no_grad()
 def load_model(
     spec: str = "gemma-3-270m",
     device: str | torch.device | None = None,
@@ -127,7 +128,6 @@ def load_model(
     if spec in TINY_MODELS:
         return tiny_model(spec, device=device, dtype=dtype)
     apply_kv_cache_patch()
-    torch.set_grad_enabled(False)
     source, fingerprint = _resolve(spec)
     try:
         bridge = TransformerBridge.boot_transformers(str(source), device=device, dtype=dtype)

@@ -26,6 +26,7 @@ def char_tokenizer():
     )
 
 
+@torch.no_grad()
 def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compat: bool = True,
                device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
     """A random-weight `TransformerBridge` of the given kind (`tiny-llama` or `tiny-gemma`) on `device`
@@ -37,7 +38,6 @@ def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compa
     if kind not in TINY_MODELS:
         raise ValueError(f"unknown tiny model {kind!r}: choose one of {', '.join(TINY_MODELS)}")
     apply_kv_cache_patch()
-    torch.set_grad_enabled(False)
     tokenizer = char_tokenizer()
     common = dict(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=n_layers,
