@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tv_lens.cli_reproduce import DEFAULT_MODEL
-from tv_lens.tasks import Task, get_task, list_tasks, load_task
-
-TASK_FILE_SUFFIXES = (".json", ".jsonl", ".csv")
+from tv_lens.tasks import Task, list_tasks, resolve_task
 
 Progress = Callable[[str], None]
 
@@ -43,16 +41,6 @@ def report_reused(analysis: str, reused: Sequence[str], progress: Progress) -> N
     """One line naming the units taken from an earlier run instead of recomputed."""
     if reused:
         progress(f"[{analysis}] {len(reused)} finished earlier, reused: {', '.join(reused)}")
-
-
-def resolve_task(spec: str | Task) -> Task:
-    """A Task from a Task, a registered task name, or a task file path (.json, .jsonl, .csv)."""
-    if isinstance(spec, Task):
-        return spec
-    path = Path(spec)
-    if path.suffix in TASK_FILE_SUFFIXES:
-        return load_task(path)
-    return get_task(spec)
 
 
 def resolve_tasks(specs: Sequence[str | Task] | None) -> list[Task]:

@@ -21,14 +21,17 @@ import tv_lens as tv
 from tv_lens.runner import COUNTER
 
 
-def matmul_peak_gflops(n: int = 1024, repeats: int = 10) -> float:
-    """Best fp32 matmul throughput of this machine, as a yardstick."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak_gflops(device: str | torch.device, n: int = 1024, repeats: int = 10) -> float:
+    """Best fp32 matmul throughput of `device` (the model's), as a yardstick."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
     a @ b
     best = float("inf")
     for _ in range(repeats):
+        sync()
         start = time.perf_counter()
         a @ b
+        sync()
         best = min(best, time.perf_counter() - start)
     return 2 * n**3 / best / 1e9
 
@@ -44,8 +47,8 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=None)
     args = parser.parse_args()
 
-    peak = matmul_peak_gflops()
     model = tv.load_model(args.model)
+    peak = matmul_peak_gflops(model.cfg.device)
     tasks = args.tasks or tv.list_tasks()
     phases: dict[str, float] = defaultdict(float)
     results = []

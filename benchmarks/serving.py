@@ -80,13 +80,13 @@ def floor_ms(model, repeats: int = 20) -> float:
     """Median time of a forward of the BOS token alone: what any batch-1 query costs at least."""
     bos = torch.tensor([[model.tokenizer.bos_token_id]], device=model.cfg.device)
     with torch.inference_mode():
-        return 1000 * statistics.median(seconds(lambda: model(bos)) for _ in range(repeats))
+        return 1000 * statistics.median(seconds(lambda: model(bos)[0, -1].argmax().item()) for _ in range(repeats))
 
 
-def report(rows: list[dict], args, floor: float, elapsed: float) -> None:
+def report(rows: list[dict], args, device: str, floor: float, elapsed: float) -> None:
     sizes = [1, *args.batch_sizes]
-    print(f"Model {args.model} on cpu, {torch.get_num_threads()} thread(s); accuracy on {args.n_test} test items "
-          f"per task; batch-1 latency over {args.queries} queries per task; task-level θ from K={args.k} "
+    print(f"Model {args.model} on {device}, {torch.get_num_threads()} CPU thread(s); accuracy on {args.n_test} "
+          f"test items per task; batch-1 latency over {args.queries} queries per task; task-level θ from K={args.k} "
           f"contexts, layer by a sweep on {args.n_dev} dev queries.\n")
     print("| task | ICL acc | θ acc | θ layer | ICL tokens | θ tokens | "
           + " | ".join(f"speedup (batch {b})" for b in sizes) + " |")
@@ -143,7 +143,7 @@ def main() -> None:
     for name in args.tasks or list_tasks()[:18]:
         rows.append(measure(model, name, args.queries, args.batch_sizes, args.n_test, args.n_dev, args.k))
         print(f"{name} done at {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    report(rows, args, floor, time.perf_counter() - start)
+    report(rows, args, str(model.cfg.device), floor, time.perf_counter() - start)
 
 
 if __name__ == "__main__":

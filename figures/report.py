@@ -84,8 +84,7 @@ def report_html(results: dict[str, dict], figures: dict[str, go.Figure]) -> str:
     sections = []
     for name, data in results.items():
         sections.append(f"<h2>{escape(TITLES[name])}</h2>")
-        if name in TABLES:
-            sections.append(TABLES[name](data))
+        sections.append(TABLES[name](data))
         sections.append(pio.to_html(figures[name], full_html=False, include_plotlyjs=False))
     settings = "".join(f"<h3>{escape(name)}</h3><pre>{escape(json.dumps(d['settings'], indent=1))}</pre>"
                        for name, d in results.items())

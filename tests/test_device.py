@@ -73,3 +73,15 @@ def test_a_vector_saved_from_the_device_serves_on_the_cpu(pair, tmp_path):
     assert torch.equal(loaded.vectors, theta.vectors)
     queries = ["ab1", "cd2", "ef3"]
     assert TaskVectorSolver(cpu, loaded)(queries) == TaskVectorSolver(dev, theta)(queries)
+
+
+def test_a_patch_whose_vector_is_on_the_device_gives_the_cpu_result(pair):
+    from tv_lens.runner import Patch, Run, encode, run
+
+    cpu, dev = pair
+    vector = torch.randn(cpu.cfg.d_model, generator=torch.Generator().manual_seed(0))
+    tokens = encode(cpu, ["example:ab->"])[0]
+    for mode in ("replace", "add"):
+        on_cpu = run(cpu, [Run(tokens, Patch(1, vector, mode=mode, alpha=0.5))], keep_logits=True)[0]
+        on_dev = run(dev, [Run(tokens, Patch(1, vector.to(DEVICE), mode=mode, alpha=0.5))], keep_logits=True)[0]
+        assert max_rel(on_dev.logits, on_cpu.logits) < 1e-4

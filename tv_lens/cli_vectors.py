@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+
+from tv_lens.cli_reproduce import DEFAULT_MODEL
 
 
 def add_commands(commands) -> None:
@@ -14,10 +15,10 @@ def add_commands(commands) -> None:
     learn.add_argument("--task", required=True, help="a task name (e.g. antonyms) or a task file "
                                                      "(.json, .jsonl, .csv)")
     learn.add_argument("--out", required=True, help="where to write the vector (.safetensors)")
-    learn.add_argument("--model", default="gemma-3-270m", help="model spec (default: gemma-3-270m)")
+    learn.add_argument("--model", default=DEFAULT_MODEL, help=f"model spec (default: {DEFAULT_MODEL})")
     learn.add_argument("--k", type=int, default=16, help="contexts averaged (default: 16)")
     learn.add_argument("--layer", type=int, default=None, help="layer to use (default: best on a dev sweep)")
-    learn.add_argument("--shots", type=int, default=5, help="demonstrations per context (default: 5)")
+    learn.add_argument("--n-shots", type=int, default=5, help="demonstrations per context (default: 5)")
     learn.add_argument("--n-dev", type=int, default=50, help="dev queries of the layer sweep (default: 50)")
     learn.add_argument("--seed", type=int, default=0)
     learn.set_defaults(run=_learn)
@@ -43,11 +44,11 @@ def add_commands(commands) -> None:
 def _learn(args: argparse.Namespace) -> None:
     from tv_lens.models import load_model
     from tv_lens.task_level import learn_task
-    from tv_lens.tasks import get_task, load_task
+    from tv_lens.tasks import resolve_task
 
-    task = load_task(args.task) if Path(args.task).suffix in (".json", ".jsonl", ".csv") else get_task(args.task)
+    task = resolve_task(args.task)
     model = load_model(args.model)
-    theta = learn_task(model, task, k=args.k, seed=args.seed, n_shots=args.shots, layer=args.layer,
+    theta = learn_task(model, task, k=args.k, seed=args.seed, n_shots=args.n_shots, layer=args.layer,
                        n_dev=args.n_dev)
     if theta.dev_accuracy:
         curve = " ".join(f"{a:.2f}" for a in theta.dev_accuracy)

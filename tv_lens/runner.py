@@ -49,7 +49,7 @@ class Patch:
 
 @dataclass
 class Run:
-    """One sequence to run, with an optional patch at its last position."""
+    """One sequence to run, with an optional patch (at its last position, or every query position)."""
 
     tokens: list[int]
     patch: Patch | None = None

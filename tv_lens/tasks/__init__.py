@@ -2,7 +2,7 @@
 
 from tv_lens.tasks.filters import FilterReport, filter_report, filter_task, single_token_mask
 from tv_lens.tasks.loaders import TaskFileError, load_task
-from tv_lens.tasks.registry import get_task, list_tasks, register_task, unregister_task
+from tv_lens.tasks.registry import get_task, list_tasks, register_task, resolve_task, unregister_task
 from tv_lens.tasks.sampling import Item, Splits, sample_items, sample_splits
 from tv_lens.tasks.scoring import exact_match, get_scorer, list_scorers, prefix_match, register_scorer
 from tv_lens.tasks.task import CATEGORIES, Task
@@ -25,6 +25,7 @@ __all__ = [
     "prefix_match",
     "register_scorer",
     "register_task",
+    "resolve_task",
     "sample_items",
     "sample_splits",
     "single_token_mask",

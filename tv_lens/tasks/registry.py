@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from tv_lens.tasks.builtin import BUILTIN_TASKS, builtin_task
+from tv_lens.tasks.loaders import FORMATS, load_task
 from tv_lens.tasks.task import Task
 
 _BUILT: dict[str, Task] = {}
@@ -28,6 +30,15 @@ def get_task(name: str) -> Task:
             _BUILT[name] = builtin_task(name)
         return _BUILT[name]
     raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
+
+
+def resolve_task(spec: str | Task) -> Task:
+    """A Task from a Task, a task file path (.json, .jsonl, .csv, any case) or a registered name."""
+    if isinstance(spec, Task):
+        return spec
+    if Path(spec).suffix.lower() in FORMATS:
+        return load_task(spec)
+    return get_task(spec)
 
 
 def register_task(
