@@ -131,3 +131,13 @@ def test_a_vector_with_more_layers_than_the_model_is_a_clear_error(tiny_llama):
     deeper = TaskVector(vectors=torch.zeros(6, tiny_llama.cfg.d_model), layer=5)
     with pytest.raises(ValueError, match="layer 5 out of range"):
         generate(tiny_llama, deeper, ["ab"])
+
+
+def test_generation_in_batches_of_one_equals_one_batch(tiny_llama):
+    from tv_lens.runner import Budget
+
+    theta = learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["gh", "ij"], layer=1)
+    queries = ["kl", "m", "nopq", "r", "st"]
+    together = generate(tiny_llama, theta, queries, max_new_tokens=5)
+    assert generate(tiny_llama, theta, queries, max_new_tokens=5, budget=Budget(rows=1)) == together
+    assert generate(tiny_llama, theta, queries, max_new_tokens=5, budget=Budget(tokens=20)) == together

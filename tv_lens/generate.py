@@ -19,6 +19,7 @@ from tv_lens import hooks
 from tv_lens.apply import check_compatible
 from tv_lens.prompts import PromptFormat
 from tv_lens.runner import (
+    Budget,
     Patch,
     _check_window,
     _count,
@@ -48,6 +49,7 @@ def generate(
     stop: str = STOP,
     fmt: PromptFormat | None = None,
     allow_transfer: bool = False,
+    budget: Budget | None = None,
 ) -> list[str]:
     """Greedy continuation of each bare query `x ->` with θ applied, cut before the first `stop`.
 
@@ -65,7 +67,7 @@ def generate(
     fmt = fmt or PromptFormat()
     prompts = encode(model, [fmt.query(q) for q in queries])
     return generate_tokens(model, prompts, [patch] * len(prompts), max_new_tokens=max_new_tokens,
-                           patch_generated=patch_generated, stop=stop)
+                           patch_generated=patch_generated, stop=stop, budget=budget)
 
 
 @torch.inference_mode()
@@ -77,19 +79,30 @@ def generate_tokens(
     max_new_tokens: int = 16,
     patch_generated: bool = False,
     stop: str = STOP,
+    budget: Budget | None = None,
 ) -> list[str]:
     """Greedy text after each token prompt (its own patch or None), cut before the first `stop`.
 
-    One batched, left-padded pass over the prompts, then one token per step for the rows still
-    running (a row stops at `stop`, at EOS, or after `max_new_tokens`).
+    Per batch (as many prompts as `budget` allows for their longest prompt plus `max_new_tokens`):
+    one left-padded pass over the prompts, then one token per step for the rows still running (a
+    row stops at `stop`, at EOS, or after `max_new_tokens`).
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
-    if not prompts:
-        return []
+    budget = budget or Budget()
     patches = list(patches) if patches is not None else [None] * len(prompts)
     for patch in patches:
         check_patch(model, patch)
+    width = max((len(p) for p in prompts), default=0) + max_new_tokens
+    rows = max(1, min(budget.rows, budget.tokens // width))
+    texts: list[str] = []
+    for start in range(0, len(prompts), rows):
+        texts += _generate_batch(model, prompts[start:start + rows], patches[start:start + rows],
+                                 max_new_tokens, patch_generated, stop)
+    return texts
+
+
+def _generate_batch(model, prompts, patches, max_new_tokens, patch_generated, stop) -> list[str]:
     tokens, mask = _left_pad(model, prompts)
     _check_window(model, tokens.shape[1] + max_new_tokens)
     logits, cache = _step(model, tokens, mask, None, patches)

@@ -9,13 +9,15 @@ from dataclasses import dataclass
 from tv_lens.apply import apply, check_compatible
 from tv_lens.generate import generate
 from tv_lens.prompts import PromptFormat
+from tv_lens.runner import Budget
 from tv_lens.vectors import TaskVector
 
 
 @dataclass
 class TaskVectorSolver:
     """A model plus a task vector: `solver(queries)` gives the first-token answers (the paper's
-    protocol), `solver.generate(queries)` whole answers up to the first newline."""
+    protocol), `solver.generate(queries)` whole answers up to the first newline; queries passed
+    together run in batches sized by `budget`."""
 
     model: object
     theta: TaskVector
@@ -24,6 +26,7 @@ class TaskVectorSolver:
     alpha: float = 1.0
     positions: str = "last"
     allow_transfer: bool = False
+    budget: Budget | None = None
 
     def __post_init__(self) -> None:
         check_compatible(self.model, self.theta, self.allow_transfer)
@@ -50,12 +53,13 @@ class TaskVectorSolver:
         """The stripped first-token answer to each query."""
         predictions = apply(self.model, self.theta, list(queries), layer=self.layer, mode=self.mode,
                             alpha=self.alpha, positions=self.positions, fmt=self.fmt,
-                            allow_transfer=self.allow_transfer)
+                            allow_transfer=self.allow_transfer, budget=self.budget)
         return [p.strip() for p in predictions]
 
     def generate(self, queries: Sequence[str], max_new_tokens: int = 16, patch_generated: bool = False) -> list[str]:
         """The stripped greedy answer to each query, up to the first newline."""
         texts = generate(self.model, self.theta, list(queries), max_new_tokens=max_new_tokens,
                          layer=self.layer, mode=self.mode, alpha=self.alpha, positions=self.positions,
-                         patch_generated=patch_generated, fmt=self.fmt, allow_transfer=self.allow_transfer)
+                         patch_generated=patch_generated, fmt=self.fmt, allow_transfer=self.allow_transfer,
+                         budget=self.budget)
         return [t.strip() for t in texts]
