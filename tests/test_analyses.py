@@ -246,3 +246,8 @@ def test_a_task_whose_contents_changed_is_redone_not_reused(tiny_llama, tmp_path
     redone = main_table.run(tiny_llama, tmp_path, [changed], SMALL, **QUIET)
     assert redone.computed == [task.name] and counted == [task.name, task.name]
     assert main_table.run(tiny_llama, tmp_path, [changed], SMALL, **QUIET).reused == [task.name]
+
+
+def test_clusters_use_the_median_best_layer():
+    assert clusters.common_layer({"a": 0, "b": 2, "c": 1}) == 1
+    assert clusters.common_layer({"a": 3, "b": 1}) == 1

@@ -39,13 +39,19 @@ def test_learn_with_a_layer_and_a_custom_task_file(tmp_path, capsys):
     assert TaskVector.load(out_path).dev_accuracy == []
 
 
-def test_apply_prints_one_answer_line_per_query(saved, capsys):
-    code, out, _ = cli(capsys, "apply", str(saved), "a", "b", "c")
-    lines = out.strip().splitlines()[-3:]
-    assert code == 0 and [line.split(" ->")[0] for line in lines] == ["a", "b", "c"]
-    code, out, _ = cli(capsys, "apply", str(saved), "a", "--max-new-tokens", "4", "--mode", "add",
-                       "--alpha", "0.5", "--positions", "all")
-    assert code == 0 and out.strip().splitlines()[-1].startswith("a ->")
+def test_apply_prints_the_solvers_answer_to_each_query(saved, capsys):
+    from tv_lens.models import load_model
+    from tv_lens.serving import TaskVectorSolver
+
+    theta = TaskVector.load(saved)
+    model = load_model("tiny-llama")
+    queries = ["a", "b", "c", "d"]
+    for options, settings, n in (([], {}, 1),
+                                 (["--max-new-tokens", "4", "--mode", "add", "--alpha", "0.5", "--positions", "all",
+                                   "--layer", "1"], dict(mode="add", alpha=0.5, positions="all", layer=1), 4)):
+        code, out, _ = cli(capsys, "apply", str(saved), *queries, *options)
+        expected = TaskVectorSolver(model, theta, **settings).generate(queries, max_new_tokens=n)
+        assert code == 0 and out.splitlines()[-4:] == [f"{q} -> {a}" for q, a in zip(queries, expected)]
 
 
 def test_another_model_is_refused_unless_forced(saved, capsys):

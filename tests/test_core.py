@@ -202,3 +202,50 @@ def test_a_vector_is_applied_at_its_own_hook(tiny_llama):
     for use in (apply, generate):
         with pytest.raises(Exception, match="blocks.1.hook_elsewhere"):
             use(tiny_llama, elsewhere, ["kl"])
+
+
+def test_best_layer_is_the_first_with_the_highest_accuracy():
+    from tv_lens.sweep import best_layer
+
+    assert best_layer([0.2, 0.5, 0.5]) == 1 and best_layer([0.0, 0.0]) == 0 and best_layer([0.1, 0.3, 0.9]) == 2
+    with pytest.raises(ValueError, match="at least one layer"):
+        best_layer([])
+
+
+def test_evaluate_tests_theta_at_the_best_dev_layer(tiny_llama, monkeypatch):
+    import importlib
+
+    from tv_lens.stats import Accuracy
+
+    ev = importlib.import_module("tv_lens.evaluate")  # the package's `evaluate` attribute is the function
+
+    real_sweep, real_apply, used = ev.layer_sweep, ev.apply_tokens, []
+
+    def sweep(*args, **kwargs):
+        return [Accuracy(1, 4), Accuracy(3, 4), Accuracy(3, 4)], real_sweep(*args, **kwargs)[1]
+
+    def apply_at(model, prompts, vectors, layer, **kwargs):
+        used.append(layer)
+        return real_apply(model, prompts, vectors, layer, **kwargs)
+
+    monkeypatch.setattr(ev, "layer_sweep", sweep)
+    monkeypatch.setattr(ev, "apply_tokens", apply_at)
+    result = evaluate(tiny_llama, shift_task(), n_baseline=4, n_dev=4, n_test=4, n_shots=3)
+    assert result.best_layer == 1 and used == [1]
+
+
+def test_every_apply_option_changes_the_answers_and_the_budget_does_not(tiny_llama):
+    theta = learn(tiny_llama, [("ab", "c"), ("de", "f"), ("gh", "i")], dummies=["jk", "lm"], layer=1)
+    queries = ["ab", "cd", "ef", "gh", "ij", "kl", "mn", "op"]
+    answers = {
+        "none": apply_tokens_plain(tiny_llama, queries),
+        "replace": apply(tiny_llama, theta, queries),
+        "replace@0": apply(tiny_llama, theta, queries, layer=0),
+        "add": apply(tiny_llama, theta, queries, mode="add", alpha=0.5),
+        "add x2": apply(tiny_llama, theta, queries, mode="add", alpha=1.0),
+        "all": apply(tiny_llama, theta, queries, positions="all"),
+    }
+    assert len({tuple(a) for a in answers.values()}) == len(answers)
+    for kwargs in ({}, {"mode": "add", "alpha": 0.5, "positions": "all"}):
+        assert apply(tiny_llama, theta, queries, budget=ONE_BY_ONE, **kwargs) == apply(tiny_llama, theta, queries,
+                                                                                       **kwargs)

@@ -64,6 +64,20 @@ def test_generated_tokens_are_patched_only_when_asked(tiny_llama):
                             max_new_tokens=N)
     assert every == [reference(tiny_llama, p, layer=1, vector=theta.at(1), positions=range(1, len(p)))
                      for p in toks]
+    unpatched = generate_tokens(tiny_llama, toks, max_new_tokens=N)
+    once = generate_tokens(tiny_llama, toks, [Patch(1, theta.at(1))] * len(toks), max_new_tokens=N)
+    again = generate_tokens(tiny_llama, toks, [Patch(1, theta.at(1))] * len(toks), max_new_tokens=N,
+                            patch_generated=True)
+    assert len({tuple(unpatched), tuple(once), tuple(again), tuple(every)}) == 4  # each choice changes the text
+
+
+def test_generate_writes_theta_into_the_query(tiny_llama):
+    theta = learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["gh", "ij"], layer=1)
+    queries = ["kl", "m", "nop", "qr"]
+    got = generate(tiny_llama, theta, queries, max_new_tokens=N)
+    assert got != generate(tiny_llama, None, queries, max_new_tokens=N)
+    assert got == [reference(tiny_llama, p, layer=1, vector=theta.at(1), positions=[len(p) - 1])
+                   for p in encode(tiny_llama, [FMT.query(q) for q in queries])]
 
 
 def test_generate_public_api_stops_and_refuses_bad_input(tiny_llama, tiny_gemma):

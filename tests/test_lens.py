@@ -26,8 +26,9 @@ def test_top_tokens_of_a_task_vector(tiny_llama):
     assert top.tokens == [tiny_llama.tokenizer.decode([i]) for i in top.ids]
     same = top_tokens(tiny_llama, theta.vectors, k=5, layer=1)
     assert same.ids == top.ids
-    centred = top_tokens(tiny_llama, theta, k=5, centre=theta.at(1))
-    assert len(centred.ids) == 5
+    centre = torch.randn(tiny_llama.cfg.d_model, generator=torch.Generator().manual_seed(0))
+    centred = top_tokens(tiny_llama, theta, k=5, centre=centre)
+    assert centred.ids == top_tokens(tiny_llama, theta.at(1) - centre, k=5).ids != top.ids
 
 
 def test_top_tokens_errors(tiny_llama):

@@ -13,6 +13,19 @@ def theta(tiny_llama):
     return learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["gh", "ij"], layer=1, task="toy")
 
 
+def test_solver_answers_with_theta_patched_at_its_layer(tiny_llama, theta):
+    from tv_lens.prompts import PromptFormat
+    from tv_lens.runner import Budget, Patch, Run, decode, encode, run
+
+    queries = ["kl", "m", "nop", "qr", "st"]
+    prompts = encode(tiny_llama, [PromptFormat().query(q) for q in queries])
+    patched = decode(tiny_llama, [o.token for o in run(tiny_llama, [Run(t, Patch(1, theta.at(1))) for t in prompts])])
+    plain = decode(tiny_llama, [o.token for o in run(tiny_llama, [Run(t) for t in prompts])])
+    solver = TaskVectorSolver(tiny_llama, theta)
+    assert solver(queries) == [p.strip() for p in patched] != [p.strip() for p in plain]
+    assert TaskVectorSolver(tiny_llama, theta, budget=Budget(rows=1))(queries) == solver(queries)
+
+
 def test_solver_answers_like_apply_and_generate(tiny_llama, theta):
     solver = TaskVectorSolver(tiny_llama, theta)
     queries = ["kl", "m", "nop"]

@@ -77,7 +77,11 @@ def test_any_of_scorer_accepts_every_synonym():
     assert not any_of("huge", ["big", "tall", "large"])
 
 
-def test_register_scorer_by_name_and_refuse_silent_replacement():
+def test_register_scorer_by_name_and_refuse_silent_replacement(monkeypatch):
+    from tv_lens.tasks import scoring
+
+    monkeypatch.setattr(scoring, "_SCORERS", dict(scoring._SCORERS))  # registered for this test only
+
     def casefold(prediction, answers):
         return any(prediction.strip().casefold() == a.strip().casefold() for a in answers)
 

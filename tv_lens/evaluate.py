@@ -15,7 +15,7 @@ from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
 from tv_lens.runner import COUNTER, RESID_POST, Budget, Run, decode, encode, run
 from tv_lens.stats import Accuracy
-from tv_lens.sweep import layer_sweep
+from tv_lens.sweep import best_layer, layer_sweep
 from tv_lens.tasks import Task, get_scorer, sample_splits
 
 
@@ -131,18 +131,18 @@ def evaluate(
 
     by_layer, _ = layer_sweep(model, [fmt.zero_shot_prompt(i) for i in splits.dev], dev_thetas,
                               lambda i, p: scorer(p, splits.dev[i].answers), budget=budget)
-    best_layer = max(range(len(by_layer)), key=lambda layer: (by_layer[layer].value, -layer))
+    chosen = best_layer([a.value for a in by_layer])
     lap("sweep")
 
     tv_tokens = apply_tokens(model, [fmt.zero_shot_prompt(i) for i in splits.test],
-                             [theta[best_layer] for theta in test_thetas], best_layer, budget=budget)
+                             [theta[chosen] for theta in test_thetas], chosen, budget=budget)
     tv_preds = decode(model, tv_tokens)
     tv = Accuracy.of(scorer(p, i.answers) for p, i in zip(tv_preds, splits.test))
     lap("test")
 
     return EvalResult(
         task=task.name, category=task.category, baseline=baseline, icl=icl, tv=tv,
-        best_layer=best_layer, dev_accuracy_by_layer=by_layer, n_pairs=len(task),
+        best_layer=chosen, dev_accuracy_by_layer=by_layer, n_pairs=len(task),
         n_pairs_filtered=len(kept), leading_space=fmt.leading_space, seed=seed,
         settings=dict(n_shots=n_shots, n_dummies=n_dummies, n_baseline=n_baseline, n_dev=n_dev,
                       n_test=n_test, single_token_filter=use_filter, prompt_format=asdict(fmt),

@@ -33,3 +33,10 @@ def layer_sweep(
     by_layer = [Accuracy.of(correct(i, preds[j]) for i, preds in enumerate(predictions))
                 for j in range(len(layers))]
     return by_layer, predictions
+
+
+def best_layer(accuracies: Sequence[float]) -> int:
+    """The first layer with the highest accuracy (the paper's choice; ties go to the earlier layer)."""
+    if not accuracies:
+        raise ValueError("best_layer needs the accuracy of at least one layer")
+    return max(range(len(accuracies)), key=lambda layer: (accuracies[layer], -layer))

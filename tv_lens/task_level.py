@@ -16,7 +16,7 @@ from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
 from tv_lens.runner import Budget
-from tv_lens.sweep import layer_sweep
+from tv_lens.sweep import best_layer, layer_sweep
 from tv_lens.tasks import Item, Task, get_scorer, sample_items
 from tv_lens.vectors import TaskVector
 
@@ -82,7 +82,7 @@ def choose_layer(
     by_layer, _ = layer_sweep(model, [fmt.zero_shot_prompt(i) for i in dev], [vectors] * len(dev),
                               lambda i, p: scorer(p, dev[i].answers), budget=budget)
     values = [a.value for a in by_layer]
-    return max(range(len(values)), key=lambda layer: (values[layer], -layer)), values
+    return best_layer(values), values
 
 
 def sample_contexts(
