@@ -72,3 +72,15 @@ def test_bad_files_and_widths_are_one_line_errors(saved, tmp_path, capsys):
         assert code == 2 and err.count("\n") == 1 and message in err, err
     code, _, err = cli(capsys, "learn", "--task", "nope", "--model", "tiny-llama", "--out", str(tmp_path / "x"))
     assert code == 2 and "unknown task" in err
+
+
+def test_apply_reads_queries_from_stdin(saved, capsys, monkeypatch):
+    import io
+
+    _, by_argument, _ = cli(capsys, "apply", str(saved), "a", "b")
+    monkeypatch.setattr("sys.stdin", io.StringIO("a\n\n b \n"))
+    code, from_stdin, _ = cli(capsys, "apply", str(saved), "-")
+    assert code == 0 and from_stdin.splitlines()[-2:] == by_argument.splitlines()[-2:]
+    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    code, _, err = cli(capsys, "apply", str(saved), "-")
+    assert code == 2 and "no queries on stdin" in err

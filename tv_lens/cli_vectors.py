@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from tv_lens.cli_reproduce import DEFAULT_MODEL
 
@@ -27,7 +28,7 @@ def add_commands(commands) -> None:
                                 description="Answer each query with the task vector patched in; prints "
                                             "`query -> answer` lines.")
     apply.add_argument("vector", help="a file written by `tv-lens learn` or TaskVector.save")
-    apply.add_argument("queries", nargs="+")
+    apply.add_argument("queries", nargs="+", help="the queries; a single - reads one query per line from stdin")
     apply.add_argument("--model", default=None, help="model spec (default: the vector's own model)")
     apply.add_argument("--force", action="store_true", help="apply the vector to another model of the "
                                                             "same width anyway")
@@ -73,8 +74,13 @@ def _apply(args: argparse.Namespace) -> None:
     if theta.fingerprint and theta.fingerprint != fingerprint(model) and not args.force:
         raise ValueError(f"{args.vector} was learned on weights {theta.fingerprint}, but {spec} now has "
                          f"{fingerprint(model)}: pass --force to apply it anyway")
+    queries = args.queries
+    if queries == ["-"]:
+        queries = [line.strip() for line in sys.stdin if line.strip()]
+        if not queries:
+            raise ValueError("no queries on stdin: give one query per line")
     solver = TaskVectorSolver(model, theta, layer=args.layer, mode=args.mode, alpha=args.alpha,
                               positions=args.positions, allow_transfer=args.force)
-    answers = solver.generate(args.queries, max_new_tokens=args.max_new_tokens)
-    for query, answer in zip(args.queries, answers):
+    answers = solver.generate(queries, max_new_tokens=args.max_new_tokens)
+    for query, answer in zip(queries, answers):
         print(f"{query} -> {answer}")
