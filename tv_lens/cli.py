@@ -46,9 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # weight-loading bars would drown the command's own output
+    hub_logging.set_verbosity_error()  # offline, each hub retry would print a warning before our one-line error
     try:
         args.run(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
