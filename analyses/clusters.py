@@ -18,7 +18,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from analyses import main_table
-from analyses.common import Outcome, Progress, kept, load, parser, report_reused, resolve_tasks, say, show
+from analyses.common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show
 from tv_lens.geometry import cluster_stats, mean_pairwise_distance, tsne_2d
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
@@ -40,7 +40,7 @@ class ClusterSettings:
 def task_thetas(model, task: Task, layer: int, settings: ClusterSettings,
                 seed: int) -> tuple[Float[Tensor, "n d_model"], list[str]]:
     """θ at `layer` for `n_per_task` items of `task` ([n, d_model]), and the items' queries."""
-    task = kept(model, task)
+    task = task.filtered(model.tokenizer)
     repeats = task.category == "algorithmic"
     n = settings.n_per_task if repeats else min(settings.n_per_task, len(task))
     items = sample_items(task, n, seed, n_shots=settings.n_shots, n_dummies=settings.n_dummies,

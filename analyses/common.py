@@ -52,11 +52,6 @@ def resolve_tasks(specs: Sequence[str | Task] | None) -> list[Task]:
     return tasks
 
 
-def kept(model, task: Task) -> Task:
-    """The task as the model sees it: single-token-filtered where the task asks for it (as evaluate does)."""
-    return task.filtered(model.tokenizer)
-
-
 def default_out(model_spec: str, quick: bool = False) -> Path:
     """runs/<model>[-quick]: a run directory named after the model."""
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(model_spec).name or model_spec)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from analyses import main_table
-from analyses.common import Outcome, Progress, kept, load, parser, report_reused, say, show
+from analyses.common import Outcome, Progress, load, parser, report_reused, say, show
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.results import Store
@@ -59,7 +59,7 @@ def pair_items(task_a: Task, task_b: Task, settings: ConflictSettings, seed: int
 
 def pair_result(model, task_a: Task, task_b: Task, layer: int, settings: ConflictSettings, seed: int) -> dict:
     """Plain ICL on A's prompts and the same prompts with θ_B at `layer`, each scored against A and B."""
-    task_a, task_b = kept(model, task_a), kept(model, task_b)
+    task_a, task_b = task_a.filtered(model.tokenizer), task_b.filtered(model.tokenizer)
     items_a, items_b = pair_items(task_a, task_b, settings, seed)
     fmt_a, fmt_b = PromptFormat.for_task(task_a), PromptFormat.for_task(task_b)
     thetas_b, _ = learn_items(model, items_b, fmt_b)

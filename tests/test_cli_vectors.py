@@ -84,3 +84,12 @@ def test_apply_reads_queries_from_stdin(saved, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
     code, _, err = cli(capsys, "apply", str(saved), "-")
     assert code == 2 and "no queries on stdin" in err
+
+
+def test_a_vector_of_other_weights_is_refused_unless_forced(tmp_path, capsys):
+    path = TaskVector(vectors=torch.zeros(3, 64), layer=1, model="tiny-llama", fingerprint="0000").save(
+        tmp_path / "other.safetensors")
+    code, _, err = cli(capsys, "apply", str(path), "a")
+    assert code == 2 and err.count("\n") == 1 and "weights 0000" in err and "--force" in err
+    code, out, _ = cli(capsys, "apply", str(path), "a", "--force")
+    assert code == 0 and out.splitlines()[-1].startswith("a ->")

@@ -24,7 +24,7 @@ def check_compatible(model, theta: TaskVector, allow_transfer: bool = False) -> 
     if theta.fingerprint and theta.fingerprint != fingerprint(model) and not allow_transfer:
         raise ValueError(
             f"task vector was learned on {theta.model} (weights {theta.fingerprint}), not on this "
-            f"model ({fingerprint(model)}): load that model, or pass allow_transfer=True"
+            f"model ({fingerprint(model)}): load that model, or pass allow_transfer=True (--force on the command line)"
         )
 
 

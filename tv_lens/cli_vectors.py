@@ -59,7 +59,7 @@ def _learn(args: argparse.Namespace) -> None:
 
 
 def _apply(args: argparse.Namespace) -> None:
-    from tv_lens.models import fingerprint, load_model
+    from tv_lens.models import load_model
     from tv_lens.serving import TaskVectorSolver
     from tv_lens.vectors import TaskVector
 
@@ -71,9 +71,6 @@ def _apply(args: argparse.Namespace) -> None:
         raise ValueError(f"{args.vector} was learned on {theta.model}, not {args.model}: drop --model, "
                          f"or pass --force to apply it anyway")
     model = load_model(spec)
-    if theta.fingerprint and theta.fingerprint != fingerprint(model) and not args.force:
-        raise ValueError(f"{args.vector} was learned on weights {theta.fingerprint}, but {spec} now has "
-                         f"{fingerprint(model)}: pass --force to apply it anyway")
     queries = args.queries
     if queries == ["-"]:
         queries = [line.strip() for line in sys.stdin if line.strip()]

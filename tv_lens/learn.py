@@ -11,7 +11,7 @@ from torch import Tensor
 
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
-from tv_lens.runner import Budget, Run, encode, run_groups
+from tv_lens.runner import Budget, Run, check_layer, encode, run_groups
 from tv_lens.tasks import Item
 from tv_lens.vectors import TaskVector
 
@@ -32,8 +32,8 @@ def learn(
         raise ValueError("learn needs at least one demonstration (x, y) pair")
     if not dummies:
         raise ValueError("learn needs at least one dummy query: pass dummies=[x1, x2] (inputs of the task)")
-    if layer is not None and not 0 <= layer < model.cfg.n_layers:
-        raise ValueError(f"layer {layer} out of range: this model has layers 0..{model.cfg.n_layers - 1}")
+    if layer is not None:
+        check_layer(model, layer)
     fmt = fmt or PromptFormat()
     item = Item(query="", answers=(), demos=tuple(map(tuple, demos)), dummies=tuple(dummies))  # no real query
     (theta,), _ = learn_items(model, [item], fmt)

@@ -138,12 +138,17 @@ def _check_runs(model, groups: Sequence[Sequence[Run]]) -> None:
             check_patch(model, r.patch)
 
 
+def check_layer(model, layer: int) -> None:
+    """Refuse a layer the model lacks."""
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError(f"layer {layer} out of range: this model has layers 0..{model.cfg.n_layers - 1}")
+
+
 def check_patch(model, patch: Patch | None) -> None:
     """Refuse a patch at a layer the model lacks, or with a vector of another width."""
     if patch is None:
         return
-    if not 0 <= patch.layer < model.cfg.n_layers:
-        raise ValueError(f"layer {patch.layer} out of range: this model has layers 0..{model.cfg.n_layers - 1}")
+    check_layer(model, patch.layer)
     if patch.vector.shape[-1] != model.cfg.d_model:
         raise ValueError(
             f"vector of size {patch.vector.shape[-1]} does not fit this model's "

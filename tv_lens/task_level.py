@@ -15,7 +15,7 @@ from torch import Tensor
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
-from tv_lens.runner import Budget
+from tv_lens.runner import Budget, check_layer
 from tv_lens.sweep import best_layer, layer_sweep
 from tv_lens.tasks import Item, Task, get_scorer, sample_items
 from tv_lens.vectors import TaskVector
@@ -55,8 +55,8 @@ def learn_task(
         dev = dev if dev is not None else sample_items(kept, n_dev, seed + 1, n_shots=0, n_dummies=0,
                                                        exclude=exclude, allow_repeats=True)
         layer, dev_accuracy = choose_layer(model, kept, vectors, dev, fmt, budget=budget)
-    elif not 0 <= layer < model.cfg.n_layers:
-        raise ValueError(f"layer {layer} out of range: this model has layers 0..{model.cfg.n_layers - 1}")
+    else:
+        check_layer(model, layer)
     info = model_provenance(model)
     return TaskVector(
         vectors=vectors, layer=layer, model=info["model"], fingerprint=info["fingerprint"],
