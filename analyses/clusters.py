@@ -17,13 +17,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from analyses import main_table
-from analyses.common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show
 from tv_lens.geometry import cluster_stats, mean_pairwise_distance, tsne_2d
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.results import Store
 from tv_lens.tasks import Task, sample_items
+
+from . import main_table
+from .common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show
 
 ANALYSIS = "clusters"
 

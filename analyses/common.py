@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tv_lens.cli_reproduce import DEFAULT_MODEL
+from tv_lens.cli_options import DEFAULT_MODEL, add_run_options, apply_run_options
 from tv_lens.tasks import Task, list_tasks, resolve_task
 
 Progress = Callable[[str], None]
@@ -66,7 +66,8 @@ def parser(description: str, tasks: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run directory (default runs/<model>)")
     if tasks:
         p.add_argument("--tasks", nargs="+", help="task names or task files (default: the paper's 18)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the item sampling (default 0, the README's numbers)")
+    add_run_options(p)
     return p
 
 
@@ -74,6 +75,7 @@ def load(args: argparse.Namespace):
     """The model named on the command line, and the run directory (defaulted from the model)."""
     from tv_lens.models import load_model
 
+    apply_run_options(args)
     say(f"loading {args.model} ...")
     model = load_model(args.model)
     return model, args.out or default_out(args.model)

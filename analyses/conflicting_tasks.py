@@ -13,14 +13,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from analyses import main_table
-from analyses.common import Outcome, Progress, load, parser, report_reused, say, show
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.results import Store
 from tv_lens.runner import Patch, Run, decode, encode, run_groups
 from tv_lens.stats import Accuracy
 from tv_lens.tasks import Item, Task, get_scorer, resolve_task, sample_items
+
+from . import main_table
+from .common import Outcome, Progress, load, parser, report_reused, say, show
 
 ANALYSIS = "conflicting_tasks"
 PAPER_PAIRS = (("next_letter", "to_upper"), ("list_last", "list_first"), ("prev_letter", "next_letter"),

@@ -12,10 +12,11 @@ from dataclasses import asdict
 
 import numpy as np
 
-from analyses import main_table
-from analyses.common import Outcome, Progress, load, parser, say, show
 from tv_lens.results import Store
 from tv_lens.tasks import Task
+
+from . import main_table
+from .common import Outcome, Progress, load, parser, say, show
 
 ANALYSIS = "layer_sweep"
 

@@ -15,11 +15,12 @@ from dataclasses import asdict, dataclass
 from jaxtyping import Float
 from torch import Tensor
 
-from analyses.common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show
 from tv_lens.evaluate import evaluate
 from tv_lens.results import Store
 from tv_lens.summary import TaskHits, summarize
 from tv_lens.tasks import Task, get_scorer
+
+from .common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show
 
 ANALYSIS = "main_table"
 MEAN_THETA = "mean_theta"

@@ -1,20 +1,15 @@
-"""Every experiment of the paper on one model, resumable, ending with a table in the terminal.
-
-    python -m analyses.reproduce --model gemma-3-270m --out runs/gemma     (or: tv-lens reproduce)
-"""
+"""Every experiment of the paper on one model, resumable, ending with a table in the terminal
+(`tv-lens reproduce`, defined in `analyses/cli.py`)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import torch
-
-from analyses import clusters, conflicting_tasks, layer_sweep, main_table, top_tokens
-from analyses.common import Outcome, Progress, default_out, resolve_tasks, say
-from tv_lens.cli_reproduce import add_arguments
+from . import clusters, conflicting_tasks, layer_sweep, main_table, top_tokens
+from .common import Outcome, Progress, default_out, resolve_tasks, say
 
 
 @dataclass(frozen=True)
@@ -77,13 +72,11 @@ def format_report(outcomes: dict[str, Outcome]) -> str:
     return "\n".join(parts)
 
 
-def run_from_args(args: argparse.Namespace) -> None:
-    """Load the model, reproduce, print the tables and where the results are."""
+def run_from_args(args: argparse.Namespace) -> Path:
+    """Load the model, reproduce, print the tables and where the results are; the run directory."""
     from tv_lens.models import load_model
 
     start = time.perf_counter()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     out = args.out or default_out(args.model, args.quick)
     protocol = QUICK if args.quick else PAPER
     tasks = resolve_tasks(args.tasks or protocol.tasks)  # bad task names fail before the model loads
@@ -92,15 +85,5 @@ def run_from_args(args: argparse.Namespace) -> None:
     outcomes = reproduce(model, out, tasks, protocol, args.seed)
     say("")
     say(format_report(outcomes))
-    say(f"results in {out}/ ({time.perf_counter() - start:.0f} s); figures: python -m figures.make {out}")
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(p)
-    run_from_args(p.parse_args(argv))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    say(f"results in {out}/ ({time.perf_counter() - start:.0f} s)")
+    return out

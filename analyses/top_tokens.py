@@ -13,11 +13,12 @@ from dataclasses import asdict
 
 import torch
 
-from analyses import main_table
-from analyses.common import Outcome, Progress, load, parser, say, show
 from tv_lens.lens import top_tokens
 from tv_lens.results import Store
 from tv_lens.tasks import Task
+
+from . import main_table
+from .common import Outcome, Progress, load, parser, say, show
 
 ANALYSIS = "top_tokens"
 

@@ -1,1 +1,2 @@
-"""Scripted figures from the analyses' results files (`python -m figures.make RUN_DIR`)."""
+"""Scripted figures from the analyses' results files (`tv-lens figures RUN_DIR`); installed as
+`tv_lens_figures`."""

@@ -1,12 +1,11 @@
 """Figures of a run directory: interactive HTML (plotly.js inlined, works offline), static PNG
 (kaleido, which needs Chrome or Chromium) and one report.html with every figure and table.
 
-    python -m figures.make runs/gemma --out figures/gemma-3-270m
+    tv-lens figures runs/gemma --out figures/gemma-3-270m
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -15,9 +14,10 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from figures.report import report_html
 from tv_lens import plots
 from tv_lens.results import RESULTS_FILE, load_results
+
+from .report import report_html
 
 FIGURES = {
     "main_table": plots.main_table,
@@ -74,23 +74,3 @@ def make(run_dir: str | Path, out: str | Path | None = None, png: bool = True) -
         written += write_pngs(figures, out)
     (out / "report.html").write_text(report_html(results, figures))
     return written + [out / "report.html"]
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("run_dir", type=Path, help="a run directory written by tv-lens reproduce or the analyses")
-    p.add_argument("--out", type=Path, help="output folder (default RUN_DIR/figures)")
-    p.add_argument("--no-png", action="store_true", help="skip the static PNGs")
-    args = p.parse_args(argv)
-    try:
-        written = make(args.run_dir, args.out, png=not args.no_png)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"figures: error: {err}", file=sys.stderr)
-        return 2
-    for path in written:
-        print(f"{path}  ({path.stat().st_size / 1024:.0f} KiB)")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

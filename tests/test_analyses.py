@@ -186,14 +186,26 @@ def test_reproduce_runs_every_analysis(tiny_llama, tmp_path):
     assert all(o.computed == [] for o in again.values())
 
 
-def test_cli_reproduce_quick(tmp_path, capsys):
-    from tv_lens.cli import main
+def test_cli_reproduce_quick_ends_with_the_report(tmp_path, capsys):
+    from analyses.cli import main
 
     assert main(["reproduce", "--model", "tiny-llama", "--quick", "--tasks", "next_letter", "to_upper",
-                 "--out", str(tmp_path)]) == 0
+                 "--out", str(tmp_path), "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert "next_letter -> to_upper" in out and "overall" in out and "figures.make" in out
+    assert "next_letter -> to_upper" in out and "overall" in out
     assert (tmp_path / "clusters" / "results.json").exists()
+    report = tmp_path / "figures" / "report.html"
+    assert out.strip().splitlines()[-1] == f"open {report.resolve().as_uri()}"
+    assert "Plotly.newPlot" in report.read_text()
+
+
+def test_cli_reproduce_without_figures(tmp_path, capsys):
+    from analyses.cli import main
+
+    assert main(["reproduce", "--model", "tiny-llama", "--quick", "--tasks", "next_letter", "--out", str(tmp_path),
+                 "--no-figures"]) == 0
+    assert (tmp_path / "main_table" / "results.json").exists() and not (tmp_path / "figures").exists()
+    assert "report.html" not in capsys.readouterr().out
 
 
 def test_schema_validation_errors(tiny_llama, tmp_path):

@@ -1,8 +1,15 @@
 """The command line: help, tasks listing, and one-line errors."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from tv_lens.cli import main
+from analyses.cli import main
+
+ROOT = Path(__file__).parents[1]
+HEAVY = ("torch", "transformer_lens", "transformers", "plotly", "numpy")
 
 
 def test_help_works(capsys):
@@ -10,6 +17,47 @@ def test_help_works(capsys):
         main(["--help"])
     assert exit_info.value.code == 0
     assert "tv-lens" in capsys.readouterr().out
+
+
+def loaded_after(code: str) -> list[str]:
+    """The heavy packages a fresh interpreter has loaded after running `code`."""
+    check = f"{code}\nimport sys\nprint('loaded:', *(m for m in {HEAVY!r} if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, check=True)
+    return done.stdout.splitlines()[-1].split()[1:]
+
+
+def test_import_and_every_help_load_no_heavy_package():
+    assert loaded_after("import tv_lens") == []
+    assert loaded_after("import tv_lens as tv; tv.Task; tv.get_task('antonyms')") == []
+    commands = "models tasks learn apply reproduce figures".split()
+    run_every_help = ("from analyses.cli import main\n"
+                      f"for command in {commands!r}:\n"
+                      "    try: main([command, '--help'])\n"
+                      "    except SystemExit as end: assert end.code == 0")
+    assert loaded_after(run_every_help) == []
+
+
+def test_every_command_has_the_run_options_and_a_description():
+    from analyses.cli import add_commands
+    from tv_lens.cli import build_parser
+
+    parser = build_parser([add_commands])
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert {"models", "tasks", "learn", "apply", "reproduce", "figures"} <= set(commands)
+    for name, command in commands.items():
+        assert command.description, name
+        options = {o for a in command._actions for o in a.option_strings}
+        assert "--threads" in options, name
+        undocumented = [a.dest for a in command._actions if a.help is None]
+        assert undocumented == [], (name, undocumented)
+
+
+def test_the_library_never_imports_its_experiments():
+    import_all = ("import importlib, pkgutil, sys, tv_lens\n"
+                  "for m in pkgutil.walk_packages(tv_lens.__path__, 'tv_lens.'): importlib.import_module(m.name)\n"
+                  "print(' '.join(m for m in sys.modules if m.split('.')[0] in ('analyses', 'figures')))")
+    done = subprocess.run([sys.executable, "-c", import_all], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert done.stdout.split() == []
 
 
 def test_tasks_lists_all_18_with_counts_after_the_filter(capsys):

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from analyses import clusters, conflicting_tasks, main_table, reproduce
+from analyses.cli import main
 from figures import make as figures
 from tv_lens import plots
 from tv_lens.evaluate import evaluate
@@ -72,9 +73,16 @@ def test_pngs_are_skipped_with_a_message_without_a_browser(run_dir, tmp_path, mo
     assert "PNGs skipped: no Chrome/Chromium found" in capsys.readouterr().err
 
 
-def test_figure_script_errors_on_an_empty_run(tmp_path, capsys):
-    assert figures.main([str(tmp_path), "--no-png"]) == 2
+def test_figures_command_errors_on_an_empty_run(tmp_path, capsys):
+    assert main(["figures", str(tmp_path), "--no-png"]) == 2
     assert "no results" in capsys.readouterr().err
+
+
+def test_figures_command_writes_into_out_and_names_the_report(run_dir, tmp_path, capsys):
+    assert main(["figures", str(run_dir), "--out", str(tmp_path), "--no-png"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out[-1] == f"open {(tmp_path / 'report.html').resolve().as_uri()}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{n}.html" for n in ANALYSES] + ["report.html"])
 
 
 def test_plots_take_library_objects(tiny_llama):

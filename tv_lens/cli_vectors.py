@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tv_lens.cli_reproduce import DEFAULT_MODEL
+from tv_lens.cli_options import DEFAULT_MODEL
 
 
 def add_commands(commands) -> None:
@@ -21,7 +21,8 @@ def add_commands(commands) -> None:
     learn.add_argument("--layer", type=int, default=None, help="layer to use (default: best on a dev sweep)")
     learn.add_argument("--n-shots", type=int, default=5, help="demonstrations per context (default: 5)")
     learn.add_argument("--n-dev", type=int, default=50, help="dev queries of the layer sweep (default: 50)")
-    learn.add_argument("--seed", type=int, default=0)
+    learn.add_argument("--seed", type=int, default=0,
+                       help="seed of the contexts and dev queries drawn from the task (default: 0)")
     learn.set_defaults(run=_learn)
 
     apply = commands.add_parser("apply", help="answer queries with a saved task vector, no demonstrations",
@@ -35,7 +36,8 @@ def add_commands(commands) -> None:
     apply.add_argument("--max-new-tokens", type=int, default=1,
                        help="tokens to generate, stopping at a newline (default: 1, the paper's first token)")
     apply.add_argument("--layer", type=int, default=None, help="layer (default: the vector's own)")
-    apply.add_argument("--mode", choices=("replace", "add"), default="replace")
+    apply.add_argument("--mode", choices=("replace", "add"), default="replace",
+                       help="replace the residual stream with θ (the paper, default) or add alpha·θ to it")
     apply.add_argument("--alpha", type=float, default=1.0, help="strength in add mode (default: 1)")
     apply.add_argument("--positions", choices=("last", "all"), default="last",
                        help="patch the last query token (paper) or every query token")
