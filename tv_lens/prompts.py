@@ -1,4 +1,5 @@
-"""The prompt format of the paper: `example:{x}->{y}` lines joined by newlines, then `example:{x}->`."""
+"""Prompt formats: the task-vector paper's `example:{x}->{y}` lines joined by newlines, then
+`example:{x}->` (the default), and the function-vector paper's `Q: {x}\nA: {y}` blocks (`QA_FORMAT`)."""
 
 from __future__ import annotations
 
@@ -69,3 +70,9 @@ class PromptFormat:
     def zero_shot_prompt(self, item: Item) -> str:
         """The bare query with no demonstrations (baseline, and where θ is applied)."""
         return self.query(item.query)
+
+
+QA_FORMAT = PromptFormat(example_template="Q:{x}\nA:{y}", query_template="Q:{x}\nA:", separator="\n\n",
+                         leading_space=True)
+"""Todd et al. 2024: `Q: {x}\nA: {y}` per demonstration, blocks separated by a blank line, the
+query `Q: {x}\nA:` (variant B of the filter: the answer follows a space)."""

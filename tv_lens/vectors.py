@@ -23,6 +23,9 @@ from tv_lens.runner import RESID_POST
 SCHEMA_VERSION = 1
 METADATA_KEY = "tv_lens"
 TENSOR_KEY = "vectors"
+TASK_VECTOR = "task_vector"
+FUNCTION_VECTOR = "function_vector"
+KINDS = (TASK_VECTOR, FUNCTION_VECTOR)
 
 
 class VectorFileError(ValueError):
@@ -36,7 +39,9 @@ class TaskVector:
     `vectors[L]` is θ read at `hook.format(layer=L)`; `layer` is the layer `apply` uses by default
     (chosen by a layer sweep, or given by the user). `n_contexts` is how many demonstration sets
     were averaged (1 per item in the paper; K for a task-level vector); `dev_accuracy` is the dev
-    accuracy per layer when the layer was chosen by a sweep.
+    accuracy per layer when the layer was chosen by a sweep. `kind` is "task_vector" (θ, written
+    over the residual stream) or "function_vector" (Todd et al.: added to it; `vectors[L]` is what is
+    added at layer L), whose `heads` lists the [layer, head, AIE] of the heads summed.
     """
 
     vectors: Float[Tensor, "n_layers d_model"]
@@ -51,6 +56,8 @@ class TaskVector:
     task: str | None = None
     versions: dict = field(default_factory=dict)
     dev_accuracy: list[float] = field(default_factory=list)
+    kind: str = TASK_VECTOR
+    heads: list[list] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -76,7 +83,8 @@ class TaskVector:
 
     def summary(self) -> str:
         """One line saying what this vector is."""
-        return (f"task {self.task or '?'} on {self.model or '?'} (weights {self.fingerprint or '?'}), "
+        return (f"{self.kind.replace('_', ' ')} of task {self.task or '?'} on {self.model or '?'} "
+                f"(weights {self.fingerprint or '?'}), "
                 f"layer {self.layer}, {self.n_contexts} context(s) of {self.n_shots} shots, "
                 f"{self.n_layers}x{self.d_model}")
 
@@ -119,6 +127,9 @@ class TaskVector:
         if layer is not None and not (isinstance(layer, int) and 0 <= layer < tensor.shape[0]):
             raise VectorFileError(f"{path} names layer {layer!r}, outside its {tensor.shape[0]} layers: "
                                   f"the file was altered; re-save the vector")
+        if meta.get("kind", TASK_VECTOR) not in KINDS:
+            raise VectorFileError(f"{path} is of kind {meta['kind']!r}, not one of {', '.join(KINDS)}: the file "
+                                  f"was altered or written by a newer tv_lens")
         known = {f.name for f in fields(cls)} - {TENSOR_KEY}
         unknown = sorted(set(meta) - known)
         if unknown:

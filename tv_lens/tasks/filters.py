@@ -47,7 +47,8 @@ def single_token_mask(tokenizer: Any, outputs: Sequence[str], leading_space: boo
     return [ids is not None and len(ids) == 1 for ids in tokens_after_arrow(tokenizer, outputs, leading_space)]
 
 
-def _apply(task: Task, tokenizer: Any) -> tuple[FilterReport, dict[str, tuple[str, ...]]]:
+def _apply(task: Task, tokenizer: Any, leading_space: bool | None = None
+           ) -> tuple[FilterReport, dict[str, tuple[str, ...]]]:
     inputs = list(task.pairs)
     canonical = [task.canonical(x) for x in inputs]
     mask_a = single_token_mask(tokenizer, canonical, leading_space=False)
@@ -55,7 +56,8 @@ def _apply(task: Task, tokenizer: Any) -> tuple[FilterReport, dict[str, tuple[st
     count_a, count_b = sum(mask_a), sum(mask_b)
     if not task.single_token_filter:
         return FilterReport(task.name, len(task), count_a, count_b, False, False, len(task)), dict(task.pairs)
-    leading_space = count_b >= LEADING_SPACE_MIN_RATIO * count_a
+    if leading_space is None:
+        leading_space = count_b >= LEADING_SPACE_MIN_RATIO * count_a
     mask = mask_b if leading_space else mask_a
     kept = {x: task.pairs[x] for x, keep in zip(inputs, mask) if keep}
     return FilterReport(task.name, len(task), count_a, count_b, True, leading_space, len(kept)), kept
@@ -66,13 +68,14 @@ def filter_report(task: Task, tokenizer: Any) -> FilterReport:
     return _apply(task, tokenizer)[0]
 
 
-def filter_task(task: Task, tokenizer: Any) -> tuple[Task, FilterReport]:
-    """Apply the single-token filter to `task` (if it uses one) and report the counts.
+def filter_task(task: Task, tokenizer: Any, leading_space: bool | None = None) -> tuple[Task, FilterReport]:
+    """Apply the single-token filter to `task` (if it uses one) and report the counts; the variant
+    is the one given by `leading_space`, else chosen by the counts.
 
     Tasks without the filter (knowledge, algorithmic) come back unchanged in variant A;
     their single-token counts are still reported.
     """
-    report, kept = _apply(task, tokenizer)
+    report, kept = _apply(task, tokenizer, leading_space)
     if not kept:
         raise ValueError(f"task {task.name!r}: no output is a single token for this tokenizer; "
                          "use single_token_filter=False or other outputs")

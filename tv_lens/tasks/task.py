@@ -115,17 +115,18 @@ class Task:
         """A copy of this task with other pairs (and optionally other fields)."""
         return replace(self, pairs=pairs, **changes)
 
-    def filtered(self, tokenizer: Any, single_token_filter: bool | None = None) -> Task:
+    def filtered(self, tokenizer: Any, single_token_filter: bool | None = None,
+                 leading_space: bool | None = None) -> Task:
         """This task as a model with `tokenizer` reads it: restricted to single-token outputs, with
-        the prompt variant chosen, when the filter applies (the task's own setting unless overridden);
-        otherwise the task itself."""
+        the prompt variant chosen (or forced by `leading_space`), when the filter applies (the task's
+        own setting unless overridden); otherwise the task itself (in the forced variant, if any)."""
         from tv_lens.tasks.filters import filter_task
 
         use_filter = self.single_token_filter if single_token_filter is None else single_token_filter
         if not use_filter:
-            return self
+            return self if leading_space is None else replace(self, leading_space=leading_space)
         task = self if self.single_token_filter else replace(self, single_token_filter=True)
-        return filter_task(task, tokenizer)[0]
+        return filter_task(task, tokenizer, leading_space)[0]
 
     def filter_report(self, tokenizer: Any) -> FilterReport:
         """Pair counts before and after the single-token filter for `tokenizer`."""
