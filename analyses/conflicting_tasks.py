@@ -13,10 +13,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from tv_lens.engine import Run, decode, encode, predict
+from tv_lens.interventions import Intervention
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.results import Store
-from tv_lens.runner import Patch, Run, decode, encode, run_groups
 from tv_lens.stats import Accuracy
 from tv_lens.tasks import Item, Task, get_scorer, resolve_task, sample_items
 
@@ -65,8 +66,8 @@ def pair_result(model, task_a: Task, task_b: Task, layer: int, settings: Conflic
     fmt_a, fmt_b = PromptFormat.for_task(task_a), PromptFormat.for_task(task_b)
     thetas_b, _ = learn_items(model, items_b, fmt_b)
     prompts = encode(model, [fmt_a.icl_prompt(i) for i in items_a])
-    outputs = run_groups(model, [[Run(t), Run(t, Patch(layer, theta[layer]))]
-                                 for t, theta in zip(prompts, thetas_b)])
+    outputs = predict(model, [[Run(t), Run(t, (Intervention(layer, theta[layer]),))]
+                              for t, theta in zip(prompts, thetas_b)])
     icl = decode(model, [o[0].token for o in outputs])
     patched = decode(model, [o[1].token for o in outputs])
     score_a, score_b = get_scorer(task_a.scoring), get_scorer(task_b.scoring)

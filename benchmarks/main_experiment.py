@@ -18,7 +18,7 @@ from collections import defaultdict
 import torch
 
 import tv_lens as tv
-from tv_lens.runner import COUNTER
+from tv_lens.engine import counting
 
 
 def matmul_peak_gflops(device: str | torch.device, n: int = 1024, repeats: int = 10) -> float:
@@ -55,31 +55,32 @@ def main() -> None:
     start = time.perf_counter()
     print("| task | pairs kept | baseline | ICL | task vector | best layer | seconds |")
     print("|---|---|---|---|---|---|---|")
-    for name in tasks:
-        t0 = time.perf_counter()
-        r = tv.evaluate(model, tv.get_task(name))
-        results.append(r)
-        for phase, seconds in r.timings.items():
-            phases[phase] += seconds
-        print(f"| {name} | {r.n_pairs_filtered} | {r.baseline} | {r.icl} | {r.tv} | {r.best_layer} | "
-              f"{time.perf_counter() - t0:.1f} |", flush=True)
+    with counting() as count:
+        for name in tasks:
+            t0 = time.perf_counter()
+            r = tv.evaluate(model, tv.get_task(name))
+            results.append(r)
+            for phase, seconds in r.timings.items():
+                phases[phase] += seconds
+            print(f"| {name} | {r.n_pairs_filtered} | {r.baseline} | {r.icl} | {r.tv} | {r.best_layer} | "
+                  f"{time.perf_counter() - t0:.1f} |", flush=True)
     total = time.perf_counter() - start
     mean = {key: sum(getattr(r, key).value for r in results) / len(results) for key in ("baseline", "icl", "tv")}
     print(f"| **mean** | | {mean['baseline']:.2f} | {mean['icl']:.2f} | {mean['tv']:.2f} | | {total:.1f} |")
 
     n_block = block_params(model)
     unembed = 2 * model.cfg.d_model * model.cfg.d_vocab
-    executed = 2 * n_block * COUNTER.padded_tokens + unembed * COUNTER.logit_rows
+    executed = 2 * n_block * count.padded_tokens + unembed * count.logit_rows
     read_rows = sum(r.baseline.total + r.icl.total + r.tv.total
                     + len(r.dev_accuracy_by_layer) * r.dev_accuracy_by_layer[0].total for r in results)
-    floor = 2 * n_block * COUNTER.tokens + unembed * read_rows
+    floor = 2 * n_block * count.tokens + unembed * read_rows
     print()
     print(f"model {args.model}: {model.cfg.n_layers} layers, d_model {model.cfg.d_model}, "
           f"{n_block / 1e6:.0f}M block parameters, vocabulary {model.cfg.d_vocab}")
     print(f"total {total:.1f} s for {len(results)} tasks; by phase: "
           + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
-    print(f"tokens processed {COUNTER.tokens} real + {COUNTER.padded_tokens - COUNTER.tokens} padding "
-          f"in {COUNTER.forwards} forward passes: {COUNTER.tokens / total:.0f} tokens/s")
+    print(f"tokens processed {count.tokens} real + {count.padded_tokens - count.tokens} padding "
+          f"in {count.forwards} forward passes: {count.tokens / total:.0f} tokens/s")
     print(f"executed ~{executed / 1e12:.2f} TFLOP ({executed / total / 1e9:.1f} GFLOP/s; matmul peak "
           f"{peak:.1f} GFLOP/s, {100 * executed / total / 1e9 / peak:.0f}% of it); FLOP floor of the work "
           f"~{floor / 1e12:.2f} TFLOP (real tokens only, logits only where read)")

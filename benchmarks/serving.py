@@ -25,9 +25,9 @@ from collections.abc import Callable
 
 import torch
 
+from tv_lens.engine import Run, decode, encode, predict
 from tv_lens.models import load_model
 from tv_lens.prompts import PromptFormat
-from tv_lens.runner import Run, decode, encode, run
 from tv_lens.serving import TaskVectorSolver
 from tv_lens.stats import Accuracy
 from tv_lens.task_level import learn_task
@@ -38,7 +38,8 @@ METHODS = ("icl", "tv")
 
 def icl_answers(model, prompts: list[str]) -> list[str]:
     """Stripped first-token ICL answers to `prompts`, in one batched call."""
-    return [p.strip() for p in decode(model, [o.token for o in run(model, [Run(t) for t in encode(model, prompts)])])]
+    predictions = predict(model, [Run(t) for t in encode(model, prompts)])
+    return [answer.strip() for answer in decode(model, [p.token for p in predictions])]
 
 
 def seconds(call: Callable[[], object]) -> float:

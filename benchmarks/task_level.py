@@ -21,11 +21,11 @@ import warnings
 
 import torch
 
-from tv_lens.apply import apply_tokens
+from tv_lens.apply import next_tokens
+from tv_lens.engine import decode, encode
 from tv_lens.evaluate import evaluate
 from tv_lens.models import load_model
 from tv_lens.prompts import PromptFormat
-from tv_lens.runner import decode
 from tv_lens.stats import Accuracy
 from tv_lens.task_level import learn_task
 from tv_lens.tasks import get_scorer, get_task, list_tasks, sample_splits
@@ -42,8 +42,8 @@ def compare(model, name: str, n_test: int, n_dev: int, k: int) -> dict:
     exclude = held_out if len(kept) - len(held_out) >= 2 * (5 + 2) else set()
     theta = learn_task(model, kept, k=k, seed=1, dev=splits.dev, exclude=exclude, single_token_filter=False,
                        fmt=fmt)
-    tokens = apply_tokens(model, [fmt.zero_shot_prompt(i) for i in splits.test],
-                          [theta.at()] * len(splits.test), theta.layer)
+    tokens = next_tokens(model, encode(model, [fmt.zero_shot_prompt(i) for i in splits.test]),
+                         [(theta.intervention(),)] * len(splits.test))
     scorer = get_scorer(task.scoring)
     task_level = Accuracy.of(scorer(p, i.answers) for p, i in zip(decode(model, tokens), splits.test))
     return dict(task=name, baseline=result.baseline, icl=result.icl, per_item=result.tv,

@@ -48,7 +48,7 @@ def test_apply_prints_the_solvers_answer_to_each_query(saved, capsys):
     queries = ["a", "b", "c", "d"]
     for options, settings, n in (([], {}, 1),
                                  (["--max-new-tokens", "4", "--mode", "add", "--alpha", "0.5", "--positions", "all",
-                                   "--layer", "1"], dict(mode="add", alpha=0.5, positions="all", layer=1), 4)):
+                                   "--layer", "1"], dict(mode="add", strength=0.5, positions="all", layer=1), 4)):
         code, out, _ = cli(capsys, "apply", str(saved), *queries, *options)
         expected = TaskVectorSolver(model, theta, **settings).generate(queries, max_new_tokens=n)
         assert code == 0 and out.splitlines()[-4:] == [f"{q} -> {a}" for q, a in zip(queries, expected)]
@@ -84,6 +84,18 @@ def test_apply_reads_queries_from_stdin(saved, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
     code, _, err = cli(capsys, "apply", str(saved), "-")
     assert code == 2 and "no queries on stdin" in err
+
+
+def test_a_query_too_long_for_the_model_is_reported_alone_and_the_others_answered(saved, capsys, monkeypatch):
+    import io
+
+    _, by_argument, _ = cli(capsys, "apply", str(saved), "a", "b")
+    monkeypatch.setattr("sys.stdin", io.StringIO("a\n" + "x" * 600 + "\nb\n"))
+    code, out, err = cli(capsys, "apply", str(saved), "-")
+    assert code == 2 and out.splitlines()[-2:] == by_argument.splitlines()[-2:]
+    lines = err.splitlines()
+    assert len(lines) == 2 and "'xxxxxxxxxxxxxxxxxxxx'... has 611 tokens" in lines[0] and "limit of 512" in lines[0]
+    assert "1 of 3 queries were too long" in lines[1]
 
 
 def test_a_vector_of_other_weights_is_refused_unless_forced(tmp_path, capsys):

@@ -3,11 +3,12 @@
 import pytest
 import torch
 
-from tv_lens.apply import apply, apply_tokens
+from tv_lens.apply import apply, next_tokens
+from tv_lens.engine import Budget, Run, encode, predict
 from tv_lens.evaluate import evaluate
+from tv_lens.interventions import Intervention
 from tv_lens.learn import learn, learn_items
 from tv_lens.prompts import PromptFormat
-from tv_lens.runner import Budget, Patch, Run, encode, run, run_groups
 from tv_lens.tasks import Item, Task
 
 FMT = PromptFormat()
@@ -42,12 +43,12 @@ def check_batched_equals_unbatched(model):
     prompts = ["example:hot->", "example:a->b\nexample:fast->", "example:up->down\nexample:x->y\nexample:big->"]
     runs = [Run(t) for t in encode(model, prompts)]
     layers = range(model.cfg.n_layers)
-    batched = run(model, runs, capture_layers=layers, keep_logits=True)
-    single = run(model, runs, capture_layers=layers, keep_logits=True, budget=ONE_BY_ONE)
+    batched = predict(model, runs, capture=layers, logits=True)
+    single = predict(model, runs, capture=layers, logits=True, budget=ONE_BY_ONE)
     for b, s, r in zip(batched, single, runs):
         assert b.token == s.token
         assert max_rel(b.logits, s.logits) < 1e-4
-        assert max_rel(b.resid, s.resid) < 1e-4
+        assert max_rel(b.stack(), s.stack()) < 1e-4
         direct = model(torch.tensor([r.tokens], device=model.cfg.device))[0, -1].cpu()
         assert max_rel(s.logits, direct) < 1e-4
     thetas_b, icl_b = learn_items(model, items(), FMT, icl=True)
@@ -69,9 +70,9 @@ def test_batched_equals_unbatched_embedded(gemma):
 def check_identity(model):
     prompt = FMT.render([("hot", "cold"), ("big", "small")], "fast")
     tokens = encode(model, [prompt])[0]
-    (plain,) = run(model, [Run(tokens)], capture_layers=range(model.cfg.n_layers), keep_logits=True)
-    patched = run_groups(model, [[Run(tokens, Patch(layer, plain.resid[layer]))
-                                  for layer in range(model.cfg.n_layers)]], keep_logits=True)[0]
+    (plain,) = predict(model, [Run(tokens)], capture=range(model.cfg.n_layers), logits=True)
+    patched = predict(model, [[Run(tokens, (Intervention(layer, plain.stack()[layer]),))
+                                  for layer in range(model.cfg.n_layers)]], logits=True)[0]
     for out in patched:
         assert max_rel(out.logits, plain.logits) < 1e-5
 
@@ -88,9 +89,9 @@ def test_identity_embedded(gemma):
 def test_final_layer_patch_reproduces_icl_logits(tiny):
     last = tiny.cfg.n_layers - 1
     icl_prompt = FMT.render([("ab", "c"), ("de", "f")], "gh")
-    (icl,) = run(tiny, [Run(encode(tiny, [icl_prompt])[0])], capture_layers=[last], keep_logits=True)
+    (icl,) = predict(tiny, [Run(encode(tiny, [icl_prompt])[0])], capture=[last], logits=True)
     query = encode(tiny, [FMT.query("gh")])[0]
-    (patched,) = run(tiny, [Run(query, Patch(last, icl.resid[0]))], keep_logits=True)
+    (patched,) = predict(tiny, [Run(query, (Intervention(last, icl.stack()[0]),))], logits=True)
     assert max_rel(patched.logits, icl.logits) < 1e-5
 
 
@@ -109,7 +110,8 @@ def test_layer_sweep_reuse_equals_one_run_per_layer(tiny):
     prompts = [FMT.query(i.query) for i in items()]
     _, swept = layer_sweep(tiny, prompts, thetas, lambda i, p: True)
     for layer in range(tiny.cfg.n_layers):
-        direct = apply_tokens(tiny, prompts, [t[layer] for t in thetas], layer, budget=ONE_BY_ONE)
+        direct = next_tokens(tiny, encode(tiny, prompts), [(Intervention(layer, t[layer]),) for t in thetas],
+                             budget=ONE_BY_ONE)
         assert [tiny.tokenizer.decode([t]) for t in direct] == [s[layer] for s in swept]
 
 
@@ -135,11 +137,11 @@ def test_learn_and_apply_public_api(tiny_llama):
     assert theta.vectors.shape == (tiny_llama.cfg.n_layers, tiny_llama.cfg.d_model)
     preds = apply(tiny_llama, theta, ["kl", "mn", "o"])
     assert len(preds) == 3 and all(isinstance(p, str) for p in preds)
-    assert apply(tiny_llama, theta, ["kl"], mode="add", alpha=0.0) == apply_tokens_plain(tiny_llama, ["kl"])
+    assert apply(tiny_llama, theta, ["kl"], mode="add", strength=0.0) == apply_tokens_plain(tiny_llama, ["kl"])
 
 
 def apply_tokens_plain(model, queries):
-    outs = run(model, [Run(t) for t in encode(model, [FMT.query(q) for q in queries])])
+    outs = predict(model, [Run(t) for t in encode(model, [FMT.query(q) for q in queries])])
     return [model.tokenizer.decode([o.token]) for o in outs]
 
 
@@ -147,7 +149,7 @@ def test_errors_are_clear(tiny_llama, tiny_gemma):
     theta = learn(tiny_llama, [("ab", "c")], dummies=["gh"], layer=1)
     with pytest.raises(ValueError, match="out of range"):
         apply(tiny_llama, theta, ["kl"], layer=99)
-    with pytest.raises(ValueError, match="at least one query"):
+    with pytest.raises(ValueError, match="no queries"):
         apply(tiny_llama, theta, [])
     with pytest.raises(ValueError, match="dummy"):
         learn(tiny_llama, [("ab", "c")], dummies=[])
@@ -162,12 +164,12 @@ def test_errors_are_clear(tiny_llama, tiny_gemma):
     small = Task(name="small", category="custom", description="", pairs={"a": "b", "c": "d", "e": "f"})
     with pytest.raises(ValueError, match="lower n_shots"):
         evaluate(tiny_llama, small)
-    bad = Patch(0, torch.randn(7))
+    bad = (Intervention(0, torch.randn(7)),)
     with pytest.raises(ValueError, match="d_model"):
-        run(tiny_llama, [Run([1, 40, 41], bad)])
-    nan = Patch(0, torch.full((tiny_llama.cfg.d_model,), float("nan")))
+        predict(tiny_llama, [Run([1, 40, 41], bad)])
+    nan = (Intervention(0, torch.full((tiny_llama.cfg.d_model,), float("nan"))),)
     with pytest.raises(FloatingPointError, match="NaN"):
-        run(tiny_llama, [Run([1, 40, 41], nan)])
+        predict(tiny_llama, [Run([1, 40, 41], nan)])
 
 
 def test_prompts_longer_than_a_sliding_window_are_refused():
@@ -175,8 +177,8 @@ def test_prompts_longer_than_a_sliding_window_are_refused():
 
     model = tiny_model("tiny-gemma")
     model.original_model.config.sliding_window = 8
-    with pytest.raises(ValueError, match="sliding attention window"):
-        run(model, [Run(encode(model, ["example:abcdefgh->"])[0])])
+    with pytest.raises(ValueError, match="attention window"):
+        predict(model, [Run(encode(model, ["example:abcdefgh->"])[0])])
 
 
 def test_eval_result_round_trips_through_json_and_keeps_mean_theta_in_memory(tiny_llama):
@@ -219,17 +221,17 @@ def test_evaluate_tests_theta_at_the_best_dev_layer(tiny_llama, monkeypatch):
 
     ev = importlib.import_module("tv_lens.evaluate")  # the package's `evaluate` attribute is the function
 
-    real_sweep, real_apply, used = ev.layer_sweep, ev.apply_tokens, []
+    real_sweep, real_next, used = ev.layer_sweep, ev.next_tokens, []
 
     def sweep(*args, **kwargs):
         return [Accuracy(1, 4), Accuracy(3, 4), Accuracy(3, 4)], real_sweep(*args, **kwargs)[1]
 
-    def apply_at(model, prompts, vectors, layer, **kwargs):
-        used.append(layer)
-        return real_apply(model, prompts, vectors, layer, **kwargs)
+    def next_at(model, prompts, interventions, **kwargs):
+        used.extend({edit.layer for edits in interventions for edit in edits})
+        return real_next(model, prompts, interventions, **kwargs)
 
     monkeypatch.setattr(ev, "layer_sweep", sweep)
-    monkeypatch.setattr(ev, "apply_tokens", apply_at)
+    monkeypatch.setattr(ev, "next_tokens", next_at)
     result = evaluate(tiny_llama, shift_task(), n_baseline=4, n_dev=4, n_test=4, n_shots=3)
     assert result.best_layer == 1 and used == [1]
 
@@ -241,11 +243,11 @@ def test_every_apply_option_changes_the_answers_and_the_budget_does_not(tiny_lla
         "none": apply_tokens_plain(tiny_llama, queries),
         "replace": apply(tiny_llama, theta, queries),
         "replace@0": apply(tiny_llama, theta, queries, layer=0),
-        "add": apply(tiny_llama, theta, queries, mode="add", alpha=0.5),
-        "add x2": apply(tiny_llama, theta, queries, mode="add", alpha=1.0),
+        "add": apply(tiny_llama, theta, queries, mode="add", strength=0.5),
+        "add x2": apply(tiny_llama, theta, queries, mode="add", strength=1.0),
         "all": apply(tiny_llama, theta, queries, positions="all"),
     }
     assert len({tuple(a) for a in answers.values()}) == len(answers)
-    for kwargs in ({}, {"mode": "add", "alpha": 0.5, "positions": "all"}):
+    for kwargs in ({}, {"mode": "add", "strength": 0.5, "positions": "all"}):
         assert apply(tiny_llama, theta, queries, budget=ONE_BY_ONE, **kwargs) == apply(tiny_llama, theta, queries,
                                                                                        **kwargs)

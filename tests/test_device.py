@@ -51,8 +51,8 @@ def test_learn_apply_and_generate_match_the_cpu(pair):
     assert max_rel(thetas[1].vectors, thetas[0].vectors) < 1e-4
     queries = ["no", "pq", "r"]
     assert apply(dev, thetas[1], queries) == apply(cpu, thetas[0], queries)
-    assert apply(dev, thetas[1], queries, mode="add", alpha=0.5, positions="all") == \
-        apply(cpu, thetas[0], queries, mode="add", alpha=0.5, positions="all")
+    assert apply(dev, thetas[1], queries, mode="add", strength=0.5, positions="all") == \
+        apply(cpu, thetas[0], queries, mode="add", strength=0.5, positions="all")
     assert generate(dev, thetas[1], queries, max_new_tokens=4) == generate(cpu, thetas[0], queries, max_new_tokens=4)
     assert top_tokens(dev, thetas[1].at(1), k=5).ids == top_tokens(cpu, thetas[0].at(1), k=5).ids
 
@@ -76,12 +76,14 @@ def test_a_vector_saved_from_the_device_serves_on_the_cpu(pair, tmp_path):
 
 
 def test_a_patch_whose_vector_is_on_the_device_gives_the_cpu_result(pair):
-    from tv_lens.runner import Patch, Run, encode, run
+    from tv_lens.engine import Run, encode, predict
+    from tv_lens.interventions import Intervention
 
     cpu, dev = pair
     vector = torch.randn(cpu.cfg.d_model, generator=torch.Generator().manual_seed(0))
     tokens = encode(cpu, ["example:ab->"])[0]
     for mode in ("replace", "add"):
-        on_cpu = run(cpu, [Run(tokens, Patch(1, vector, mode=mode, alpha=0.5))], keep_logits=True)[0]
-        on_dev = run(dev, [Run(tokens, Patch(1, vector.to(DEVICE), mode=mode, alpha=0.5))], keep_logits=True)[0]
+        on_cpu = predict(cpu, [Run(tokens, (Intervention(1, vector, mode=mode, strength=0.5),))], logits=True)[0]
+        on_dev = predict(dev, [Run(tokens, (Intervention(1, vector.to(DEVICE), mode=mode, strength=0.5),))],
+                         logits=True)[0]
         assert max_rel(on_dev.logits, on_cpu.logits) < 1e-4

@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from tv_lens import hooks
+from tv_lens.engine import Run, encode, predict
 from tv_lens.generate import generate, generate_tokens, score_generation
+from tv_lens.interventions import RESID_POST, Intervention
 from tv_lens.learn import learn
 from tv_lens.prompts import PromptFormat
-from tv_lens.runner import RESID_POST, Patch, Run, encode, run
 from tv_lens.tasks import Task
 
 FMT = PromptFormat()
@@ -45,9 +46,9 @@ def test_cached_batched_generation_equals_full_recomputation(tiny):
 def test_theta_from_the_prompt_itself_leaves_generation_unchanged_at_every_layer(tiny):
     toks = prompts(tiny)
     plain = generate_tokens(tiny, toks, max_new_tokens=N)
-    outs = run(tiny, [Run(t) for t in toks], capture_layers=range(tiny.cfg.n_layers))
+    outs = predict(tiny, [Run(t) for t in toks], capture=range(tiny.cfg.n_layers))
     for layer in range(tiny.cfg.n_layers):
-        patches = [Patch(layer, o.resid[layer]) for o in outs]
+        patches = [(Intervention(layer, o.stack()[layer]),) for o in outs]
         assert generate_tokens(tiny, toks, patches, max_new_tokens=N) == plain
 
 
@@ -55,18 +56,18 @@ def test_generated_tokens_are_patched_only_when_asked(tiny_llama):
     theta = learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["gh", "ij"], layer=1)
     toks = prompts(tiny_llama)
     for patch_generated in (False, True):
-        got = generate_tokens(tiny_llama, toks, [Patch(1, theta.at(1))] * len(toks), max_new_tokens=N,
+        got = generate_tokens(tiny_llama, toks, [(Intervention(1, theta.at(1)),)] * len(toks), max_new_tokens=N,
                               patch_generated=patch_generated)
         want = [reference(tiny_llama, p, layer=1, vector=theta.at(1), positions=[len(p) - 1],
                           patch_generated=patch_generated) for p in toks]
         assert got == want
-    every = generate_tokens(tiny_llama, toks, [Patch(1, theta.at(1), positions="all")] * len(toks),
+    every = generate_tokens(tiny_llama, toks, [(Intervention(1, theta.at(1), positions="all"),)] * len(toks),
                             max_new_tokens=N)
     assert every == [reference(tiny_llama, p, layer=1, vector=theta.at(1), positions=range(1, len(p)))
                      for p in toks]
     unpatched = generate_tokens(tiny_llama, toks, max_new_tokens=N)
-    once = generate_tokens(tiny_llama, toks, [Patch(1, theta.at(1))] * len(toks), max_new_tokens=N)
-    again = generate_tokens(tiny_llama, toks, [Patch(1, theta.at(1))] * len(toks), max_new_tokens=N,
+    once = generate_tokens(tiny_llama, toks, [(Intervention(1, theta.at(1)),)] * len(toks), max_new_tokens=N)
+    again = generate_tokens(tiny_llama, toks, [(Intervention(1, theta.at(1)),)] * len(toks), max_new_tokens=N,
                             patch_generated=True)
     assert len({tuple(unpatched), tuple(once), tuple(again), tuple(every)}) == 4  # each choice changes the text
 
@@ -85,12 +86,12 @@ def test_generate_public_api_stops_and_refuses_bad_input(tiny_llama, tiny_gemma)
     texts = generate(tiny_llama, theta, ["kl", "m"], max_new_tokens=5)
     assert len(texts) == 2 and all("\n" not in t and len(t) <= 5 for t in texts)
     assert generate(tiny_llama, theta, ["kl"], max_new_tokens=1)[0] == \
-        tiny_llama.tokenizer.decode([run(tiny_llama, [Run(encode(tiny_llama, [FMT.query("kl")])[0],
-                                                          Patch(1, theta.at(1)))])[0].token],
+        tiny_llama.tokenizer.decode([predict(tiny_llama, [Run(encode(tiny_llama, [FMT.query("kl")])[0],
+                                                              (Intervention(1, theta.at(1)),))])[0].token],
                                     skip_special_tokens=True)
     assert generate(tiny_llama, None, ["kl"], max_new_tokens=N) == \
         [reference(tiny_llama, encode(tiny_llama, [FMT.query("kl")])[0])]
-    with pytest.raises(ValueError, match="at least one query"):
+    with pytest.raises(ValueError, match="no queries"):
         generate(tiny_llama, theta, [])
     with pytest.raises(ValueError, match="max_new_tokens"):
         generate(tiny_llama, theta, ["kl"], max_new_tokens=0)
@@ -102,14 +103,14 @@ def test_generation_stops_at_the_first_newline():
     class Scripted:
         """Stands in for a model whose greedy text is fixed, to test the stop rule alone."""
 
-    from tv_lens.generate import _finished
+    from tv_lens.generate import finished
     from tv_lens.tiny import char_tokenizer
 
     model = Scripted()
     model.tokenizer = char_tokenizer()
     ids = model.tokenizer("Rome\nexample", add_special_tokens=False)["input_ids"]
-    assert not _finished(model, ids[:4], "\n") and _finished(model, ids[:5], "\n")
-    assert _finished(model, [model.tokenizer.eos_token_id], "\n")
+    assert not finished(model, ids[:4], "\n") and finished(model, ids[:5], "\n")
+    assert finished(model, [model.tokenizer.eos_token_id], "\n")
 
 
 def test_score_generation_exact_and_prefix():
@@ -133,9 +134,9 @@ def test_cached_generation_is_exact_on_the_embedded_model(gemma):
                           FMT.render([("France", "Paris")], "Italy")])
     plain = generate_tokens(gemma, toks, max_new_tokens=6)
     assert plain == [reference(gemma, t, n=6) for t in toks]
-    outs = run(gemma, [Run(t) for t in toks], capture_layers=[4, 9])
+    outs = predict(gemma, [Run(t) for t in toks], capture=[4, 9])
     for i, layer in enumerate((4, 9)):
-        patches = [Patch(layer, o.resid[i]) for o in outs]
+        patches = [(Intervention(layer, o.stack()[i]),) for o in outs]
         assert generate_tokens(gemma, toks, patches, max_new_tokens=6) == plain
 
 
@@ -148,7 +149,7 @@ def test_a_vector_with_more_layers_than_the_model_is_a_clear_error(tiny_llama):
 
 
 def test_generation_in_batches_of_one_equals_one_batch(tiny_llama):
-    from tv_lens.runner import Budget
+    from tv_lens.engine import Budget
 
     theta = learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["gh", "ij"], layer=1)
     queries = ["kl", "m", "nopq", "r", "st"]

@@ -3,17 +3,17 @@
 import pytest
 import torch
 
+from tv_lens.engine import Run, encode, predict
 from tv_lens.learn import learn
 from tv_lens.lens import project, top_tokens
-from tv_lens.runner import Run, encode, run
 
 
 def test_lens_on_final_resid_post_reproduces_the_logits(tiny):
     prompts = ["example:a->b\nexample:c->", "example:hot->"]
     last = tiny.cfg.n_layers - 1
-    outs = run(tiny, [Run(t) for t in encode(tiny, prompts)], capture_layers=[last], keep_logits=True)
+    outs = predict(tiny, [Run(t) for t in encode(tiny, prompts)], capture=[last], logits=True)
     for out in outs:
-        lens = project(tiny, out.resid[0]).cpu()
+        lens = project(tiny, out.stack()[0]).cpu()
         assert (lens - out.logits).abs().max() / out.logits.abs().max() < 1e-4
         assert lens.argmax().item() == out.token
 

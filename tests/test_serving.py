@@ -14,13 +14,15 @@ def theta(tiny_llama):
 
 
 def test_solver_answers_with_theta_patched_at_its_layer(tiny_llama, theta):
+    from tv_lens.engine import Budget, Run, decode, encode, predict
+    from tv_lens.interventions import Intervention
     from tv_lens.prompts import PromptFormat
-    from tv_lens.runner import Budget, Patch, Run, decode, encode, run
 
     queries = ["kl", "m", "nop", "qr", "st"]
     prompts = encode(tiny_llama, [PromptFormat().query(q) for q in queries])
-    patched = decode(tiny_llama, [o.token for o in run(tiny_llama, [Run(t, Patch(1, theta.at(1))) for t in prompts])])
-    plain = decode(tiny_llama, [o.token for o in run(tiny_llama, [Run(t) for t in prompts])])
+    runs = [Run(t, (Intervention(1, theta.at(1)),)) for t in prompts]
+    patched = decode(tiny_llama, [o.token for o in predict(tiny_llama, runs)])
+    plain = decode(tiny_llama, [o.token for o in predict(tiny_llama, [Run(t) for t in prompts])])
     solver = TaskVectorSolver(tiny_llama, theta)
     assert solver(queries) == [p.strip() for p in patched] != [p.strip() for p in plain]
     assert TaskVectorSolver(tiny_llama, theta, budget=Budget(rows=1))(queries) == solver(queries)
@@ -32,8 +34,8 @@ def test_solver_answers_like_apply_and_generate(tiny_llama, theta):
     assert solver(queries) == [p.strip() for p in apply(tiny_llama, theta, queries)]
     assert solver.generate(queries, max_new_tokens=4) == [t.strip() for t in generate(tiny_llama, theta, queries,
                                                                                       max_new_tokens=4)]
-    add = TaskVectorSolver(tiny_llama, theta, layer=2, mode="add", alpha=0.0)
-    assert add(queries) == [p.strip() for p in apply(tiny_llama, theta, queries, layer=2, mode="add", alpha=0.0)]
+    add = TaskVectorSolver(tiny_llama, theta, layer=2, mode="add", strength=0.0)
+    assert add(queries) == [p.strip() for p in apply(tiny_llama, theta, queries, layer=2, mode="add", strength=0.0)]
 
 
 def test_from_file_loads_the_vectors_own_model(tiny_llama, theta, tmp_path):
@@ -51,5 +53,5 @@ def test_solver_refuses_another_model_and_bad_layers(tiny_gemma, tiny_llama, the
     assert len(TaskVectorSolver.from_file(path, model=tiny_gemma, allow_transfer=True)(["kl"])) == 1
     with pytest.raises(ValueError, match="out of range"):
         TaskVectorSolver(tiny_llama, theta, layer=9)
-    with pytest.raises(ValueError, match="at least one query"):
+    with pytest.raises(ValueError, match="no queries"):
         TaskVectorSolver(tiny_llama, theta)([])

@@ -7,23 +7,13 @@ import pytest
 import torch
 
 from tv_lens import hooks
-from tv_lens.apply import apply, check_compatible
+from tv_lens.apply import apply
+from tv_lens.engine import Budget, Run, encode, left_pad, predict, query_positions
+from tv_lens.interventions import RESID_POST, Intervention, batch_hooks
 from tv_lens.learn import learn
-from tv_lens.runner import (
-    RESID_POST,
-    Budget,
-    Patch,
-    Run,
-    _left_pad,
-    _patch_hooks,
-    encode,
-    query_positions,
-    run,
-    run_groups,
-)
 from tv_lens.task_level import learn_task, sample_contexts
 from tv_lens.tasks import get_task
-from tv_lens.vectors import SCHEMA_VERSION, TaskVector, VectorFileError
+from tv_lens.vectors import SCHEMA_VERSION, TaskVector, VectorFileError, check_compatible
 
 DEMOS = [("ab", "c"), ("de", "f"), ("gh", "i")]
 
@@ -129,16 +119,16 @@ def test_contexts_avoid_excluded_inputs_and_small_pools_are_clear_errors():
 
 def test_add_with_alpha_zero_is_no_patch_at_either_position_choice(tiny_llama, theta):
     tokens = encode(tiny_llama, ["example:ab->", "example:abcdef->"])
-    plain = run(tiny_llama, [Run(t) for t in tokens], keep_logits=True)
+    plain = predict(tiny_llama, [Run(t) for t in tokens], logits=True)
     for positions in ("last", "all"):
-        runs = [Run(t, Patch(1, theta.at(1), mode="add", alpha=0.0, positions=positions)) for t in tokens]
-        for a, b in zip(run(tiny_llama, runs, keep_logits=True), plain):
+        runs = [Run(t, (Intervention(1, theta.at(1), mode="add", strength=0.0, positions=positions),)) for t in tokens]
+        for a, b in zip(predict(tiny_llama, runs, logits=True), plain):
             assert torch.allclose(a.logits, b.logits, atol=1e-5)
 
 
 def test_all_positions_edits_every_query_token_after_bos_and_nothing_else(tiny_llama, theta):
     seqs = encode(tiny_llama, ["example:ab->", "x->"])
-    tokens, mask = _left_pad(tiny_llama, seqs)
+    tokens, mask = left_pad(tiny_llama, seqs)
     query = query_positions(tiny_llama, tokens, mask)
     assert query.sum(1).tolist() == [len(s) - 1 for s in seqs]
     assert not query[1, : tokens.shape[1] - len(seqs[1]) + 1].any()
@@ -147,8 +137,8 @@ def test_all_positions_edits_every_query_token_after_bos_and_nothing_else(tiny_l
         store: dict = {}
         with hooks.capturing(tiny_llama, [name]) as plain:
             tiny_llama(tokens, attention_mask=mask)
-        patches = [Patch(1, vector, mode=mode, alpha=alpha, positions="all")] * 2
-        with hooks.hooked(tiny_llama, _patch_hooks(patches, query) + hooks.capture_hooks([name], store)):
+        edits = [[Intervention(1, vector, mode=mode, strength=alpha, positions="all")]] * 2
+        with hooks.hooked(tiny_llama, batch_hooks(edits, mask.bool(), query) + hooks.capture_hooks([name], store)):
             tiny_llama(tokens, attention_mask=mask)
         expected = vector if mode == "replace" else plain[name] + alpha * vector
         edited = torch.where(query[..., None], expected.expand_as(plain[name]), plain[name])
@@ -157,23 +147,23 @@ def test_all_positions_edits_every_query_token_after_bos_and_nothing_else(tiny_l
 
 def test_replace_at_all_positions_differs_from_last_only_and_is_padding_correct(tiny_llama, theta):
     tokens = encode(tiny_llama, ["example:ab->", "example:abcdef->", "x->"])
-    runs = {p: [Run(t, Patch(0, theta.at(0), positions=p)) for t in tokens] for p in ("last", "all")}
-    last = run(tiny_llama, runs["last"], keep_logits=True)
-    every = run(tiny_llama, runs["all"], keep_logits=True)
-    alone = run(tiny_llama, runs["all"], keep_logits=True, budget=Budget(tokens=1, rows=1))
+    runs = {p: [Run(t, (Intervention(0, theta.at(0), positions=p),)) for t in tokens] for p in ("last", "all")}
+    last = predict(tiny_llama, runs["last"], logits=True)
+    every = predict(tiny_llama, runs["all"], logits=True)
+    alone = predict(tiny_llama, runs["all"], logits=True, budget=Budget(tokens=1, rows=1))
     for a, b, c in zip(every, last, alone):
         assert not torch.allclose(a.logits, b.logits, atol=1e-3)
         assert torch.allclose(a.logits, c.logits, atol=1e-5)
-    grouped = run_groups(tiny_llama, [runs["all"][1:2] + [Run(tokens[1], Patch(1, theta.at(1), positions="all"))]],
-                         keep_logits=True)[0]
-    (single,) = run(tiny_llama, [Run(tokens[1], Patch(1, theta.at(1), positions="all"))], keep_logits=True)
+    at_layer_1 = Run(tokens[1], (Intervention(1, theta.at(1), positions="all"),))
+    grouped = predict(tiny_llama, [runs["all"][1:2] + [at_layer_1]], logits=True)[0]
+    (single,) = predict(tiny_llama, [at_layer_1], logits=True)
     assert torch.allclose(grouped[0].logits, every[1].logits, atol=1e-5)
     assert torch.allclose(grouped[1].logits, single.logits, atol=1e-5)
 
 
 def test_unknown_position_choice_is_refused(theta):
-    with pytest.raises(ValueError, match="'last' or 'all'"):
-        Patch(0, theta.at(0), positions="first")
+    with pytest.raises(ValueError, match="'last', 'all'"):
+        Intervention(0, theta.at(0), positions="first")
 
 
 def test_a_saved_vector_has_the_permissions_the_umask_gives(theta, tmp_path):

@@ -16,6 +16,7 @@ from types import ModuleType
 _EXPORTS = {
     "Accuracy": "tv_lens.stats",
     "EvalResult": "tv_lens.evaluate",
+    "Intervention": "tv_lens.interventions",
     "PromptFormat": "tv_lens.prompts",
     "Task": "tv_lens.tasks",
     "TaskVector": "tv_lens.vectors",
@@ -25,6 +26,7 @@ _EXPORTS = {
     "fingerprint": "tv_lens.models",
     "generate": "tv_lens.generate",
     "get_task": "tv_lens.tasks",
+    "intervening": "tv_lens.interventions",
     "layer_sweep": "tv_lens.sweep",
     "learn": "tv_lens.learn",
     "learn_task": "tv_lens.task_level",

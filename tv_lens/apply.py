@@ -1,73 +1,74 @@
-"""Apply: f(x; θ), the bare query with θ written into the residual stream at the last token."""
+"""Apply: f(x; θ), the bare query with θ written into the model (by default: replacing
+`resid_post` at the last token, the paper's patch)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from jaxtyping import Float
-from torch import Tensor
-
-from tv_lens.models import fingerprint
+from tv_lens.engine import Budget, Run, decode, encode, predict
+from tv_lens.interventions import Intervention, check_intervention
 from tv_lens.prompts import PromptFormat
-from tv_lens.runner import RESID_POST, Budget, Patch, Run, decode, encode, run
-from tv_lens.vectors import TaskVector
+from tv_lens.queries import answer_fitting, check_queries
+from tv_lens.vectors import TaskVector, check_compatible
 
-
-def check_compatible(model, theta: TaskVector, allow_transfer: bool = False) -> None:
-    """Refuse a vector learned on another model (another d_model always; another fingerprint
-    unless `allow_transfer`)."""
-    if theta.d_model != model.cfg.d_model:
-        raise ValueError(
-            f"task vector has d_model {theta.d_model} but the model has {model.cfg.d_model}: "
-            f"it was learned on {theta.model or 'another model'}; load that model"
-        )
-    if theta.fingerprint and theta.fingerprint != fingerprint(model) and not allow_transfer:
-        raise ValueError(
-            f"task vector was learned on {theta.model} (weights {theta.fingerprint}), not on this "
-            f"model ({fingerprint(model)}): load that model, or pass allow_transfer=True (--force on the command line)"
-        )
+Vector = TaskVector | Intervention | Sequence[Intervention]
 
 
 def apply(
     model,
-    theta: TaskVector,
+    vector: Vector,
     queries: Sequence[str],
     *,
-    layer: int | None = None,
-    mode: str = "replace",
-    alpha: float = 1.0,
-    positions: str = "last",
     fmt: PromptFormat | None = None,
     allow_transfer: bool = False,
     budget: Budget | None = None,
+    **where,
 ) -> list[str]:
-    """Next-token predictions for `queries` with no demonstrations, θ patched in at `layer`
-    (at the last query token, or with `positions="all"` at every query token after BOS)."""
-    if not queries:
-        raise ValueError("apply needs at least one query")
-    check_compatible(model, theta, allow_transfer)
-    fmt = fmt or (PromptFormat(**theta.prompt_format) if theta.prompt_format else PromptFormat())
-    vector = theta.at(layer)
-    layer = theta.layer if layer is None else layer
-    tokens = apply_tokens(model, [fmt.query(q) for q in queries], [vector] * len(queries), layer,
-                          mode=mode, alpha=alpha, positions=positions, hook=theta.hook, budget=budget)
-    return decode(model, tokens)
+    """The next token of each query with no demonstrations, `vector` written in.
+
+    `vector` is a `TaskVector` (placed by `where`: `layer`, `mode`, `strength`, `positions`, as in
+    `TaskVector.intervention`) or interventions of your own. A query over the model's token limit
+    raises `QueryTooLongError` after the others are answered (in its `answers`).
+    """
+    queries = check_queries(queries)
+    edits = as_interventions(model, vector, allow_transfer=allow_transfer, **where)
+    prompts = encode(model, [prompt_format(vector, fmt).query(q) for q in queries])
+    return answer_fitting(model, queries, prompts, 0,
+                          lambda fitting: decode(model, next_tokens(model, fitting, [edits] * len(fitting),
+                                                                    budget=budget)))
 
 
-def apply_tokens(
+def next_tokens(
     model,
-    prompts: Sequence[str],
-    vectors: Sequence[Float[Tensor, " d_model"]],
-    layer: int,
+    prompts: Sequence[Sequence[int]],
+    interventions: Sequence[Sequence[Intervention]],
     *,
-    mode: str = "replace",
-    alpha: float = 1.0,
-    positions: str = "last",
-    hook: str = RESID_POST,
     budget: Budget | None = None,
 ) -> list[int]:
-    """Greedy next token of each prompt with its own vector patched at `layer` of `hook` (last
-    position, or every position after BOS)."""
-    runs = [Run(t, Patch(layer, v, mode=mode, alpha=alpha, hook=hook, positions=positions))
-            for t, v in zip(encode(model, prompts), vectors)]
-    return [o.token for o in run(model, runs, budget=budget)]
+    """Greedy next token of each token prompt with its own interventions."""
+    runs = [Run(p, tuple(edits)) for p, edits in zip(prompts, interventions)]
+    return [p.token for p in predict(model, runs, budget=budget)]
+
+
+def as_interventions(model, vector: Vector, *, allow_transfer: bool = False, **where) -> tuple[Intervention, ...]:
+    """`vector` as checked interventions: a `TaskVector` placed by `where` (refused if learned on
+    another model, unless `allow_transfer`), or the given interventions."""
+    if isinstance(vector, TaskVector):
+        check_compatible(model, vector, allow_transfer)
+        edits = (vector.intervention(**where),)
+    elif where:
+        raise TypeError(f"{', '.join(sorted(where))} place a TaskVector; give them to the Intervention instead")
+    else:
+        edits = (vector,) if isinstance(vector, Intervention) else tuple(vector)
+    for edit in edits:
+        check_intervention(model, edit)
+    return edits
+
+
+def prompt_format(vector: Vector | None, fmt: PromptFormat | None = None) -> PromptFormat:
+    """`fmt` if given, else the task vector's own prompt format, else the default."""
+    if fmt is not None:
+        return fmt
+    if isinstance(vector, TaskVector) and vector.prompt_format:
+        return PromptFormat(**vector.prompt_format)
+    return PromptFormat()

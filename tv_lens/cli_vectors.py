@@ -37,8 +37,9 @@ def add_commands(commands) -> None:
                        help="tokens to generate, stopping at a newline (default: 1, the paper's first token)")
     apply.add_argument("--layer", type=int, default=None, help="layer (default: the vector's own)")
     apply.add_argument("--mode", choices=("replace", "add"), default="replace",
-                       help="replace the residual stream with θ (the paper, default) or add alpha·θ to it")
-    apply.add_argument("--alpha", type=float, default=1.0, help="strength in add mode (default: 1)")
+                       help="replace the residual stream with θ (the paper, default) or add strength·θ to it")
+    apply.add_argument("--strength", "--alpha", type=float, default=1.0,
+                       help="α: θ is multiplied by it in add mode (default: 1)")
     apply.add_argument("--positions", choices=("last", "all"), default="last",
                        help="patch the last query token (paper) or every query token")
     apply.set_defaults(run=_apply)
@@ -62,6 +63,7 @@ def _learn(args: argparse.Namespace) -> None:
 
 def _apply(args: argparse.Namespace) -> None:
     from tv_lens.models import load_model
+    from tv_lens.queries import QueryTooLongError
     from tv_lens.serving import TaskVectorSolver
     from tv_lens.vectors import TaskVector
 
@@ -78,8 +80,18 @@ def _apply(args: argparse.Namespace) -> None:
         queries = [line.strip() for line in sys.stdin if line.strip()]
         if not queries:
             raise ValueError("no queries on stdin: give one query per line")
-    solver = TaskVectorSolver(model, theta, layer=args.layer, mode=args.mode, alpha=args.alpha,
+    solver = TaskVectorSolver(model, theta, layer=args.layer, mode=args.mode, strength=args.strength,
                               positions=args.positions, allow_transfer=args.force)
-    answers = solver.generate(queries, max_new_tokens=args.max_new_tokens)
-    for query, answer in zip(queries, answers):
-        print(f"{query} -> {answer}")
+    try:
+        answers, too_long = solver.generate(queries, max_new_tokens=args.max_new_tokens), None
+    except QueryTooLongError as err:
+        answers, too_long = err.answers, err
+    for i, (query, answer) in enumerate(zip(queries, answers)):
+        if answer is None:
+            n_tokens = dict(too_long.too_long)[i]
+            print(f"tv-lens: error: query {query[:20]!r}... {too_long.reason(n_tokens)}", file=sys.stderr, flush=True)
+        else:
+            print(f"{query} -> {answer}", flush=True)
+    if too_long:
+        raise ValueError(f"{len(too_long.too_long)} of {len(queries)} queries were too long (reported above); "
+                         "the others were answered")

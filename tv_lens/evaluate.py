@@ -9,11 +9,12 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from tv_lens.apply import apply_tokens
+from tv_lens.apply import next_tokens
+from tv_lens.engine import Budget, Run, counting, decode, encode, predict
+from tv_lens.interventions import RESID_POST, Intervention
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
-from tv_lens.runner import COUNTER, RESID_POST, Budget, Run, decode, encode, run
 from tv_lens.stats import Accuracy
 from tv_lens.sweep import best_layer, layer_sweep
 from tv_lens.tasks import Task, get_scorer, sample_splits
@@ -94,61 +95,61 @@ def evaluate(
     θ per item (mean over `n_dummies` dummy queries); task-vector accuracy on `n_dev` dev items
     at every layer; task-vector test accuracy at the best dev layer (first maximum).
     """
-    timings: dict[str, float] = {}
-    tokens_before = COUNTER.tokens
-    clock = time.perf_counter()
+    with counting() as count:
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
 
-    def lap(phase: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        timings[phase] = now - clock
-        clock = now
+        def lap(phase: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[phase] = now - clock
+            clock = now
 
-    if n_dummies < 1:
-        raise ValueError(f"n_dummies must be at least 1 (θ is the mean over dummy queries; the paper uses 2), "
-                         f"got {n_dummies}")
-    use_filter = task.single_token_filter if single_token_filter is None else single_token_filter
-    kept = task.filtered(model.tokenizer, use_filter)
-    fmt = fmt or PromptFormat.for_task(kept)
-    splits = sample_splits(kept, seed=seed, n_test=n_test, n_dev=n_dev, n_baseline=n_baseline,
-                           n_shots=n_shots, n_dummies=n_dummies)
-    scorer = get_scorer(task.scoring)
-    lap("prepare")
+        if n_dummies < 1:
+            raise ValueError(f"n_dummies must be at least 1 (θ is the mean over dummy queries; the paper uses 2), "
+                             f"got {n_dummies}")
+        use_filter = task.single_token_filter if single_token_filter is None else single_token_filter
+        kept = task.filtered(model.tokenizer, use_filter)
+        fmt = fmt or PromptFormat.for_task(kept)
+        splits = sample_splits(kept, seed=seed, n_test=n_test, n_dev=n_dev, n_baseline=n_baseline,
+                               n_shots=n_shots, n_dummies=n_dummies)
+        scorer = get_scorer(task.scoring)
+        lap("prepare")
 
-    baseline_runs = [Run(t) for t in encode(model, [fmt.zero_shot_prompt(i) for i in splits.baseline])]
-    baseline_preds = decode(model, [o.token for o in run(model, baseline_runs, budget=budget)])
-    baseline = Accuracy.of(scorer(p, i.answers) for p, i in zip(baseline_preds, splits.baseline))
-    lap("baseline")
+        baseline_runs = [Run(t) for t in encode(model, [fmt.zero_shot_prompt(i) for i in splits.baseline])]
+        baseline_preds = decode(model, [p.token for p in predict(model, baseline_runs, budget=budget)])
+        baseline = Accuracy.of(scorer(p, i.answers) for p, i in zip(baseline_preds, splits.baseline))
+        lap("baseline")
 
-    test_thetas, icl_tokens = learn_items(model, splits.test, fmt, icl=True,
-                                          reuse_prefix=reuse_prefix, budget=budget)
-    icl_preds = decode(model, icl_tokens)
-    icl = Accuracy.of(scorer(p, i.answers) for p, i in zip(icl_preds, splits.test))
-    lap("icl_and_theta_test")
+        test_thetas, icl_tokens = learn_items(model, splits.test, fmt, icl=True,
+                                              reuse_prefix=reuse_prefix, budget=budget)
+        icl_preds = decode(model, icl_tokens)
+        icl = Accuracy.of(scorer(p, i.answers) for p, i in zip(icl_preds, splits.test))
+        lap("icl_and_theta_test")
 
-    dev_thetas, _ = learn_items(model, splits.dev, fmt, reuse_prefix=reuse_prefix, budget=budget)
-    lap("theta_dev")
+        dev_thetas, _ = learn_items(model, splits.dev, fmt, reuse_prefix=reuse_prefix, budget=budget)
+        lap("theta_dev")
 
-    by_layer, _ = layer_sweep(model, [fmt.zero_shot_prompt(i) for i in splits.dev], dev_thetas,
-                              lambda i, p: scorer(p, splits.dev[i].answers), budget=budget)
-    chosen = best_layer([a.value for a in by_layer])
-    lap("sweep")
+        by_layer, _ = layer_sweep(model, [fmt.zero_shot_prompt(i) for i in splits.dev], dev_thetas,
+                                  lambda i, p: scorer(p, splits.dev[i].answers), budget=budget)
+        chosen = best_layer([a.value for a in by_layer])
+        lap("sweep")
 
-    tv_tokens = apply_tokens(model, [fmt.zero_shot_prompt(i) for i in splits.test],
-                             [theta[chosen] for theta in test_thetas], chosen, budget=budget)
-    tv_preds = decode(model, tv_tokens)
-    tv = Accuracy.of(scorer(p, i.answers) for p, i in zip(tv_preds, splits.test))
-    lap("test")
+        tv_tokens = next_tokens(model, encode(model, [fmt.zero_shot_prompt(i) for i in splits.test]),
+                                [(Intervention(chosen, theta[chosen]),) for theta in test_thetas], budget=budget)
+        tv_preds = decode(model, tv_tokens)
+        tv = Accuracy.of(scorer(p, i.answers) for p, i in zip(tv_preds, splits.test))
+        lap("test")
 
-    return EvalResult(
-        task=task.name, category=task.category, baseline=baseline, icl=icl, tv=tv,
-        best_layer=chosen, dev_accuracy_by_layer=by_layer, n_pairs=len(task),
-        n_pairs_filtered=len(kept), leading_space=fmt.leading_space, seed=seed,
-        settings=dict(n_shots=n_shots, n_dummies=n_dummies, n_baseline=n_baseline, n_dev=n_dev,
-                      n_test=n_test, single_token_filter=use_filter, prompt_format=asdict(fmt),
-                      hook=RESID_POST, position="last", operation="replace"),
-        model=model_provenance(model), timings=timings, tokens=COUNTER.tokens - tokens_before,
-        test_items=[ItemRecord(i.query, i.answers, c, t)
-                    for i, c, t in zip(splits.test, icl_preds, tv_preds)],
-        mean_theta=torch.stack(test_thetas).mean(0),
-    )
+        return EvalResult(
+            task=task.name, category=task.category, baseline=baseline, icl=icl, tv=tv,
+            best_layer=chosen, dev_accuracy_by_layer=by_layer, n_pairs=len(task),
+            n_pairs_filtered=len(kept), leading_space=fmt.leading_space, seed=seed,
+            settings=dict(n_shots=n_shots, n_dummies=n_dummies, n_baseline=n_baseline, n_dev=n_dev,
+                          n_test=n_test, single_token_filter=use_filter, prompt_format=asdict(fmt),
+                          hook=RESID_POST, position="last", operation="replace"),
+            model=model_provenance(model), timings=timings, tokens=count.tokens,
+            test_items=[ItemRecord(i.query, i.answers, c, t)
+                        for i, c, t in zip(splits.test, icl_preds, tv_preds)],
+            mean_theta=torch.stack(test_thetas).mean(0),
+        )

@@ -1,8 +1,10 @@
 """Generic activation hooks for any TransformerLens-style hooked module.
 
 Capture, replace, add (with a strength) or scale an activation at a hook name, at all positions,
-one position for every row, or a position per row. Each edit comes as a hook pair for
-`run_with_hooks(fwd_hooks=[...])` and as a context manager. Nothing here knows about tasks.
+one position for every row, or a position per row; at a per-head hook (`attn.hook_z`,
+[batch, pos, n_heads, d_head]) an edit can be limited to one head with `head=h`. Each edit comes as
+a hook pair for `run_with_hooks(fwd_hooks=[...])` and as a context manager. Nothing here knows
+about tasks.
 
     with capturing(model, ["blocks.3.hook_resid_post"], positions=-1) as acts:
         model(tokens)
@@ -23,21 +25,25 @@ Positions = int | Sequence[int] | Int[Tensor, " batch"] | None
 HookPair = tuple[str, Callable]
 
 
-def _select(act: Tensor, positions: Positions, rows: Tensor | None = None):
-    """An index into `act` ([batch, pos, ...]) choosing the given rows and positions."""
+def _select(act: Tensor, positions: Positions, rows: Tensor | None = None, head: int | None = None):
+    """An index into `act` ([batch, pos, ...]) choosing the given rows, positions and head."""
     batch = torch.arange(act.shape[0], device=act.device) if rows is None else rows.to(act.device)
     if positions is None:
-        return (batch,)
-    if isinstance(positions, int):
-        return batch, positions
-    return batch, torch.as_tensor(positions, device=act.device)
+        pos = slice(None)
+    elif isinstance(positions, int):
+        pos = positions
+    else:
+        pos = torch.as_tensor(positions, device=act.device)
+    if head is not None:
+        return batch, pos, head
+    return (batch,) if positions is None else (batch, pos)
 
 
-def _editing(name: str, edit: Callable[[Tensor, tuple], None], positions, rows) -> HookPair:
+def _editing(name: str, edit: Callable[[Tensor, tuple], None], positions, rows, head) -> HookPair:
     rows = None if rows is None else torch.as_tensor(rows)
 
     def hook_fn(act: Tensor, hook) -> Tensor:
-        edit(act, _select(act, positions, rows))
+        edit(act, _select(act, positions, rows, head))
         return act
 
     return name, hook_fn
@@ -48,9 +54,10 @@ def replacing(
     value: Float[Tensor, "... d"],
     positions: Positions = None,
     rows: Sequence[int] | Tensor | None = None,
+    head: int | None = None,
 ) -> HookPair:
-    """A hook that overwrites the activation at `name` (chosen rows and positions) with `value`."""
-    return _editing(name, lambda act, idx: act.__setitem__(idx, value.to(act)), positions, rows)
+    """A hook that overwrites the activation at `name` (chosen rows, positions and head) with `value`."""
+    return _editing(name, lambda act, idx: act.__setitem__(idx, value.to(act)), positions, rows, head)
 
 
 def adding(
@@ -59,27 +66,30 @@ def adding(
     alpha: float = 1.0,
     positions: Positions = None,
     rows: Sequence[int] | Tensor | None = None,
+    head: int | None = None,
 ) -> HookPair:
     """A hook that adds `alpha * vector` to the activation at `name` (steering)."""
 
     def add(act: Tensor, idx: tuple) -> None:
         act[idx] = act[idx] + alpha * vector.to(act)
 
-    return _editing(name, add, positions, rows)
+    return _editing(name, add, positions, rows, head)
 
 
 def scaling(
     name: str,
-    factor: float,
+    factor: float | Float[Tensor, "..."],
     positions: Positions = None,
     rows: Sequence[int] | Tensor | None = None,
+    head: int | None = None,
 ) -> HookPair:
-    """A hook that multiplies the activation at `name` by `factor` (ablation when 0)."""
+    """A hook that multiplies the activation at `name` by `factor` (ablation when 0; a tensor
+    broadcast against the selected activations gives each its own factor)."""
 
     def scale(act: Tensor, idx: tuple) -> None:
-        act[idx] = act[idx] * factor
+        act[idx] = act[idx] * (factor.to(act) if isinstance(factor, Tensor) else factor)
 
-    return _editing(name, scale, positions, rows)
+    return _editing(name, scale, positions, rows, head)
 
 
 def capture_hooks(

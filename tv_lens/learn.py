@@ -9,9 +9,10 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.engine import Budget, Run, encode, predict
+from tv_lens.interventions import RESID_POST, check_layer
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
-from tv_lens.runner import Budget, Run, check_layer, encode, run_groups
 from tv_lens.tasks import Item
 from tv_lens.vectors import TaskVector
 
@@ -65,9 +66,10 @@ def learn_items(
     for item in items:
         prompts = fmt.dummy_prompts(item) + ([fmt.icl_prompt(item)] if icl else [])
         groups.append([Run(tokens) for tokens in encode(model, prompts)])
-    outputs = run_groups(model, groups, capture_layers=range(model.cfg.n_layers),
-                         reuse_prefix=reuse_prefix, budget=budget)
+    names = [RESID_POST.format(layer=layer) for layer in range(model.cfg.n_layers)]
+    outputs = predict(model, groups, capture=names, reuse_prefix=reuse_prefix, budget=budget)
     n_dummies = [len(item.dummies) for item in items]
-    thetas = [torch.stack([o.resid for o in out[:n]]).mean(0) for out, n in zip(outputs, n_dummies)]
+    thetas = [torch.stack([o.stack() for o in out[:n]]).mean(0)
+              for out, n in zip(outputs, n_dummies)]
     icl_tokens = [out[-1].token for out in outputs] if icl else None
     return thetas, icl_tokens

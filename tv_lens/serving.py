@@ -3,35 +3,31 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
-from tv_lens.apply import apply, check_compatible
+from tv_lens.apply import Vector, apply, as_interventions, prompt_format
+from tv_lens.engine import Budget
 from tv_lens.generate import generate
-from tv_lens.prompts import PromptFormat
-from tv_lens.runner import Budget
+from tv_lens.queries import QueryTooLongError
 from tv_lens.vectors import TaskVector
 
 
-@dataclass
 class TaskVectorSolver:
     """A model plus a task vector: `solver(queries)` gives the first-token answers (the paper's
     protocol), `solver.generate(queries)` whole answers up to the first newline; queries passed
-    together run in batches sized by `budget`."""
+    together run in batches sized by `budget`.
 
-    model: object
-    theta: TaskVector
-    layer: int | None = None
-    mode: str = "replace"
-    alpha: float = 1.0
-    positions: str = "last"
-    allow_transfer: bool = False
-    budget: Budget | None = None
+    `vector` is a `TaskVector` placed by `where` (`layer`, `mode`, `strength`, `positions`, as in
+    `TaskVector.intervention`), or interventions of your own.
+    """
 
-    def __post_init__(self) -> None:
-        check_compatible(self.model, self.theta, self.allow_transfer)
-        self.layer = self.theta.layer if self.layer is None else self.layer
-        self.theta.at(self.layer)
+    def __init__(self, model, vector: Vector, *, allow_transfer: bool = False, budget: Budget | None = None,
+                 **where) -> None:
+        self.model = model
+        self.vector = vector
+        self.interventions = as_interventions(model, vector, allow_transfer=allow_transfer, **where)
+        self.fmt = prompt_format(vector)
+        self.budget = budget
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, model=None, **settings) -> TaskVectorSolver:
@@ -45,21 +41,20 @@ class TaskVectorSolver:
             model = load_model(theta.model)
         return cls(model, theta, **settings)
 
-    @property
-    def fmt(self) -> PromptFormat:
-        return PromptFormat(**self.theta.prompt_format)
-
     def __call__(self, queries: Sequence[str]) -> list[str]:
         """The stripped first-token answer to each query."""
-        predictions = apply(self.model, self.theta, list(queries), layer=self.layer, mode=self.mode,
-                            alpha=self.alpha, positions=self.positions, fmt=self.fmt,
-                            allow_transfer=self.allow_transfer, budget=self.budget)
-        return [p.strip() for p in predictions]
+        return _stripped(lambda: apply(self.model, self.interventions, queries, fmt=self.fmt, budget=self.budget))
 
     def generate(self, queries: Sequence[str], max_new_tokens: int = 16, patch_generated: bool = False) -> list[str]:
         """The stripped greedy answer to each query, up to the first newline."""
-        texts = generate(self.model, self.theta, list(queries), max_new_tokens=max_new_tokens,
-                         layer=self.layer, mode=self.mode, alpha=self.alpha, positions=self.positions,
-                         patch_generated=patch_generated, fmt=self.fmt, allow_transfer=self.allow_transfer,
-                         budget=self.budget)
-        return [t.strip() for t in texts]
+        return _stripped(lambda: generate(self.model, self.interventions, queries, max_new_tokens=max_new_tokens,
+                                          patch_generated=patch_generated, fmt=self.fmt, budget=self.budget))
+
+
+def _stripped(answer: Callable[[], list[str]]) -> list[str]:
+    """The answers stripped of surrounding whitespace (also those a `QueryTooLongError` carries)."""
+    try:
+        return [a.strip() for a in answer()]
+    except QueryTooLongError as err:
+        err.answers = [None if a is None else a.strip() for a in err.answers]
+        raise

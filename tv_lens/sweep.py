@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from jaxtyping import Float
 from torch import Tensor
 
-from tv_lens.runner import Budget, Patch, Run, decode, encode, run_groups
+from tv_lens.engine import Budget, Run, decode, encode, predict
+from tv_lens.interventions import Intervention
 from tv_lens.stats import Accuracy
 
 
@@ -26,9 +27,9 @@ def layer_sweep(
     only its last position is recomputed through the key/value cache.
     """
     layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
-    groups = [[Run(tokens, Patch(layer, theta[layer])) for layer in layers]
+    groups = [[Run(tokens, (Intervention(layer, theta[layer]),)) for layer in layers]
               for tokens, theta in zip(encode(model, prompts), thetas)]
-    outputs = run_groups(model, groups, budget=budget)
+    outputs = predict(model, groups, budget=budget)
     predictions = [decode(model, [o.token for o in out]) for out in outputs]
     by_layer = [Accuracy.of(correct(i, preds[j]) for i, preds in enumerate(predictions))
                 for j in range(len(layers))]

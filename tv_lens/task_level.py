@@ -12,10 +12,11 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.engine import Budget
+from tv_lens.interventions import check_layer
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
-from tv_lens.runner import Budget, check_layer
 from tv_lens.sweep import best_layer, layer_sweep
 from tv_lens.tasks import Item, Task, get_scorer, sample_items
 from tv_lens.vectors import TaskVector

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -18,7 +20,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.files import save_tensors
-from tv_lens.runner import RESID_POST
+from tv_lens.interventions import RESID_POST, Intervention, Mode, Positions, intervening
+from tv_lens.models import fingerprint
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "tv_lens"
@@ -76,6 +79,24 @@ class TaskVector:
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} out of range: this vector has layers 0..{self.n_layers - 1}")
         return self.vectors[layer]
+
+    def intervention(self, layer: int | None = None, mode: Mode = "replace", strength: float = 1.0,
+                     positions: Positions = "last") -> Intervention:
+        """θ at `layer` (default: the vector's own) as an edit of its hook: the paper's is
+        replace at the last token; `mode="add"` adds `strength` x θ (steering)."""
+        layer = self.layer if layer is None else layer
+        return Intervention(layer=layer, value=self.at(layer), hook=self.hook, positions=positions, mode=mode,
+                            strength=strength)
+
+    @contextmanager
+    def applied(self, model, layer: int | None = None, mode: Mode = "replace", strength: float = 1.0,
+                positions: Positions = "last", allow_transfer: bool = False) -> Iterator[Intervention]:
+        """Within the block, every forward pass of `model` runs with θ written in (see `intervention`),
+        so tv_lens vectors mix with your own TransformerLens code."""
+        check_compatible(model, self, allow_transfer)
+        edit = self.intervention(layer, mode, strength, positions)
+        with intervening(model, [edit]):
+            yield edit
 
     def metadata(self) -> dict:
         """Every field except the tensor (copies of JSON-ready values)."""
@@ -136,6 +157,21 @@ class TaskVector:
             raise VectorFileError(f"{path} has unknown metadata fields {unknown} for schema version "
                                   f"{version}: the file was altered or written by another tool")
         return cls(vectors=tensor, **meta)
+
+
+def check_compatible(model, theta: TaskVector, allow_transfer: bool = False) -> None:
+    """Refuse a vector learned on another model (another d_model always; another fingerprint
+    unless `allow_transfer`)."""
+    if theta.d_model != model.cfg.d_model:
+        raise ValueError(
+            f"task vector has d_model {theta.d_model} but the model has {model.cfg.d_model}: "
+            f"it was learned on {theta.model or 'another model'}; load that model"
+        )
+    if theta.fingerprint and theta.fingerprint != fingerprint(model) and not allow_transfer:
+        raise ValueError(
+            f"task vector was learned on {theta.model} (weights {theta.fingerprint}), not on this "
+            f"model ({fingerprint(model)}): load that model, or pass allow_transfer=True (--force on the command line)"
+        )
 
 
 def _read_safetensors(path: Path) -> tuple[dict, dict[str, Tensor]]:
