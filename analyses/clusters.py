@@ -42,10 +42,7 @@ def task_thetas(model, task: Task, layer: int, settings: ClusterSettings,
                 seed: int) -> tuple[Float[Tensor, "n d_model"], list[str]]:
     """θ at `layer` for `n_per_task` items of `task` ([n, d_model]), and the items' queries."""
     task = task.filtered(model.tokenizer)
-    repeats = task.category == "algorithmic"
-    n = settings.n_per_task if repeats else min(settings.n_per_task, len(task))
-    items = sample_items(task, n, seed, n_shots=settings.n_shots, n_dummies=settings.n_dummies,
-                         allow_repeats=repeats)
+    items = sample_items(task, settings.n_per_task, seed, n_shots=settings.n_shots, n_dummies=settings.n_dummies)
     thetas, _ = learn_items(model, items, PromptFormat.for_task(task))
     return torch.stack([t[layer] for t in thetas]), [i.query for i in items]
 

@@ -45,10 +45,8 @@ def pair_items(task_a: Task, task_b: Task, settings: ConflictSettings, seed: int
     if not common:
         raise ValueError(f"tasks {task_a.name!r} and {task_b.name!r} share no input: "
                          "a conflicting pair needs queries valid for both tasks")
-    repeats = task_a.category == "algorithmic"
-    n = settings.n_items if repeats else min(settings.n_items, len(common))
-    items_a = sample_items(task_a, n, seed, n_shots=settings.n_shots, n_dummies=0,
-                           exclude=[x for x in task_a.inputs if x not in common], allow_repeats=repeats)
+    items_a = sample_items(task_a, settings.n_items, seed, n_shots=settings.n_shots, n_dummies=0,
+                           exclude=[x for x in task_a.inputs if x not in common])
     rng = random.Random(f"{seed}:{task_a.name}:{task_b.name}")
     items_b = []
     for item in items_a:

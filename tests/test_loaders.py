@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tv_lens.tasks import TaskFileError, load_task
+from tv_lens.tasks import TaskFileError, TaskFileWarning, load_task, load_task_counts
 
 EXPECTED = {"chien": ("dog",), "grand": ("big", "tall", "large")}
 
@@ -61,11 +61,48 @@ def test_csv_with_extra_columns_quotes_and_bom(tmp_path):
     assert task.category == "knowledge" and not task.single_token_filter
 
 
-def test_values_are_stripped_and_identical_duplicates_are_accepted(tmp_path):
+def test_values_are_stripped_and_identical_duplicates_are_merged(tmp_path):
     text = '{"input": " chien ", "output": "dog "}\n{"input": "chien", "output": "dog"}\n'
-    assert dict(load_task(write(tmp_path, "d.jsonl", text)).pairs) == {"chien": ("dog",)}
+    with pytest.warns(TaskFileWarning, match="1 pairs repeat an earlier input; merged into it, adding 0"):
+        assert dict(load_task(write(tmp_path, "d.jsonl", text)).pairs) == {"chien": ("dog",)}
     text = "input,output\nchien,dog\nchien,dog\n"
-    assert dict(load_task(write(tmp_path, "d.csv", text)).pairs) == {"chien": ("dog",)}
+    with pytest.warns(TaskFileWarning):
+        assert dict(load_task(write(tmp_path, "d.csv", text)).pairs) == {"chien": ("dog",)}
+
+
+def test_a_word_list_with_repeated_keys_loads_with_alternatives_and_one_warning(tmp_path):
+    """Why (issue 10): `{"safe": "risky", ..., "safe": "dangerous"}` was refused outright."""
+    text = '{"safe": "risky", "hot": "cold", "safe": "dangerous", "up": "down", "hot": "cold", "up": "low"}'
+    path = write(tmp_path, "antonyms.json", text)
+    with pytest.warns(TaskFileWarning) as caught:
+        task = load_task(path)
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "\n" not in message and str(path) in message
+    assert "3 pairs repeat an earlier input" in message and "adding 2 accepted alternative" in message
+    assert dict(task.pairs) == {"safe": ("risky", "dangerous"), "hot": ("cold",), "up": ("down", "low")}
+    assert task.canonical("safe") == "risky" and task.score("dangerous", "safe")
+    task, counts = load_task_counts(path)
+    assert (counts.read, counts.merged, counts.distinct, counts.alternatives_added) == (6, 3, 3, 2)
+
+
+@pytest.mark.parametrize("name", ["r.csv", "r.jsonl", "r.json"])
+def test_repeated_inputs_merge_in_every_format(tmp_path, name):
+    rows = [("grand", "big"), ("chien", "dog"), ("grand", "tall"), ("grand", "large")]
+    if name.endswith(".csv"):
+        text = "input,output\n" + "".join(f"{x},{y}\n" for x, y in rows)
+    elif name.endswith(".jsonl"):
+        text = "\n".join(json.dumps({"input": x, "output": y}) for x, y in rows)
+    else:
+        text = json.dumps([{"input": x, "output": y} for x, y in rows])
+    with pytest.warns(TaskFileWarning, match="2 pairs repeat"):
+        assert dict(load_task(write(tmp_path, name, text)).pairs) == EXPECTED
+
+
+def test_json_list_of_input_output_records_takes_a_string_or_a_list(tmp_path):
+    """Why (issue 10): the `[{"input": ..., "output": ...}]` form, output a string or a list."""
+    records = [{"input": "chien", "output": "dog"}, {"input": "grand", "output": ["big", "tall", "large"]}]
+    assert dict(load_task(write(tmp_path, "fr.json", json.dumps(records))).pairs) == EXPECTED
 
 
 def test_single_token_filter_can_be_requested(tmp_path):
@@ -142,14 +179,26 @@ def test_bad_jsonl_row_names_its_line(tmp_path):
     assert "line 3: output must be a string" in load_error(write(tmp_path, "bad.jsonl", text))
 
 
-def test_conflicting_outputs_name_both_rows(tmp_path):
-    message = load_error(write(tmp_path, "c.json", '{"a": "b", "x": "y", "a": "c"}'))
-    assert "input 'a' has outputs ['c'] but key 'a' gave ['b']" in message
-    message = load_error(write(tmp_path, "c.csv", "input,output\na,b\nx,y\na,c\n"))
-    assert "row 4: input 'a' has outputs ['c'] but row 2 gave ['b']" in message
-    jsonl = '{"input": "a", "output": "b"}\n{"input": "a", "outputs": ["b", "c"]}'
-    message = load_error(write(tmp_path, "c.jsonl", jsonl))
-    assert "line 2" in message and "line 1 gave ['b']" in message
+def test_hostile_files_are_one_line_errors(tmp_path):
+    """Issue 13, item 5: deep nesting, a 5001-digit integer, a repeated CSV column, a lone surrogate."""
+    assert "nested too deeply" in load_error(write(tmp_path, "deep.json", "[" * 100_000 + "]" * 100_000))
+    assert "line 1: invalid JSON (nested too deeply)" in load_error(write(tmp_path, "deep.jsonl", "[" * 100_000))
+    assert "invalid JSON (Exceeds the limit" in load_error(write(tmp_path, "big.json", '{"a": ' + "9" * 5001 + "}"))
+    message = load_error(write(tmp_path, "twice.csv", "input,output,output\na,b,c\n"))
+    assert "names the column output twice" in message
+    assert "not valid Unicode" in load_error(write(tmp_path, "s.json", '{"a": "\\ud800"}'))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=64), st.sampled_from(["r.json", "r.jsonl", "r.csv"]))
+def test_random_bytes_load_or_give_a_one_line_task_file_error(data, name):
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_bytes(data)
+        try:
+            load_task(path)
+        except TaskFileError as error:
+            assert "\n" not in str(error) and str(path) in str(error)
 
 
 def test_csv_without_the_named_columns(tmp_path):

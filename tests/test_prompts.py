@@ -91,7 +91,10 @@ def test_templates_must_name_their_fields(example, query):
 
 
 def test_format_for_a_filtered_task_uses_its_variant():
-    assert PromptFormat.for_task(FRUIT_COLORS) == PromptFormat()
+    with pytest.raises(ValueError, match="no prompt variant yet: pass task.filtered"):
+        PromptFormat.for_task(FRUIT_COLORS)
+    plain = FRUIT_COLORS.with_pairs(FRUIT_COLORS.pairs, leading_space=False)
+    assert PromptFormat.for_task(plain) == PromptFormat()
     spaced = FRUIT_COLORS.with_pairs(FRUIT_COLORS.pairs, leading_space=True)
     assert PromptFormat.for_task(spaced, separator="\n\n") == PromptFormat(separator="\n\n", leading_space=True)
 
@@ -198,30 +201,32 @@ def test_too_few_pairs_for_one_item_is_a_one_line_error():
 def test_too_few_pairs_for_distinct_test_and_dev_queries():
     task = numbers_task(60)
     with pytest.raises(ValueError) as error:
-        sample_splits(task, seed=0)
+        sample_splits(task, seed=0, allow_repeats=False)
     message = str(error.value)
     assert "\n" not in message
     assert "has 60 pairs" in message and "100 distinct queries" in message
     assert "lower n_test/n_dev" in message and "allow_repeats=True" in message
-    splits = sample_splits(task, seed=0, n_test=30, n_dev=30, n_baseline=60)
+    splits = sample_splits(task, seed=0, n_test=30, n_dev=30, n_baseline=60, allow_repeats=False)
     assert len(splits.test) == 30 and len(splits.dev) == 30
 
 
 def test_too_few_pairs_for_baseline_and_for_sample_items():
     with pytest.raises(ValueError, match="100 distinct baseline queries are needed: lower n_baseline"):
-        sample_splits(numbers_task(80), seed=0, n_test=40, n_dev=40)
+        sample_splits(numbers_task(80), seed=0, n_test=40, n_dev=40, allow_repeats=False)
     with pytest.raises(ValueError, match="10 pairs available as queries, but 11 distinct queries are needed: lower n"):
-        sample_items(numbers_task(10), 11, seed=0)
+        sample_items(numbers_task(10), 11, seed=0, allow_repeats=False)
 
 
-def test_allow_repeats_lets_small_user_tasks_run_the_default_protocol():
+def test_small_tasks_of_any_category_recur_queries_as_the_letter_tasks_do():
     task = numbers_task(20)
-    splits = sample_splits(task, seed=0, allow_repeats=True)
+    splits = sample_splits(task, seed=0)
     assert (len(splits.test), len(splits.dev), len(splits.baseline)) == (50, 50, 100)
     assert not {i.query for i in splits.test} & {i.query for i in splits.dev}
+    letters = get_task("to_upper")
+    assert sample_splits(letters.with_pairs(letters.pairs, category="custom"), seed=3) == sample_splits(letters, seed=3)
 
 
-def test_algorithmic_tasks_can_forbid_repeats():
+def test_repeats_can_be_forbidden():
     with pytest.raises(ValueError, match="distinct queries"):
         sample_splits(get_task("to_upper"), seed=0, allow_repeats=False)
 

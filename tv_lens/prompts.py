@@ -36,6 +36,9 @@ class PromptFormat:
     @classmethod
     def for_task(cls, task: Task, **changes: object) -> PromptFormat:
         """The default format in the variant (leading space or not) that `task.filtered()` chose."""
+        if task.leading_space is None:
+            raise ValueError(f"task {task.name!r} has no prompt variant yet: pass task.filtered(model.tokenizer), "
+                             "which chooses it for the model's tokenizer")
         return cls(leading_space=task.leading_space, **changes)
 
     def with_leading_space(self, leading_space: bool) -> PromptFormat:

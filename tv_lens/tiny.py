@@ -28,9 +28,10 @@ def char_tokenizer():
 
 @torch.no_grad()
 def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compat: bool = True,
-               device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+               device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, tokenizer=None):
     """A random-weight `TransformerBridge` of the given kind (`tiny-llama` or `tiny-gemma`) on `device`
-    in `dtype` (the same weights on every device: they are drawn on the CPU in float32)."""
+    in `dtype` (the same weights on every device: they are drawn on the CPU in float32), reading
+    with `tokenizer` (default: `char_tokenizer()`; another needs BOS, EOS and pad tokens)."""
     from transformer_lens.model_bridge import TransformerBridge
 
     from tv_lens._kv_cache_patch import apply_kv_cache_patch
@@ -38,7 +39,7 @@ def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compa
     if kind not in TINY_MODELS:
         raise ValueError(f"unknown tiny model {kind!r}: choose one of {', '.join(TINY_MODELS)}")
     apply_kv_cache_patch()
-    tokenizer = char_tokenizer()
+    tokenizer = tokenizer or char_tokenizer()
     common = dict(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=n_layers,
         num_attention_heads=4, max_position_embeddings=512, bos_token_id=tokenizer.bos_token_id,

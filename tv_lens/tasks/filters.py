@@ -1,8 +1,11 @@
-"""The paper's single-token output filter, with its leading-space prompt variant.
+"""The paper's protocol for reading a task with a tokenizer, one for built-in and loaded tasks alike.
 
-An output is kept when it is ONE token as it appears in the prompt, right after the arrow:
-variant A `example:{x}->{y}`, variant B `example: {x}-> {y}`. B is used when it keeps at
-least 70% as many pairs as A.
+An answer counts as single-token when it is ONE token as it appears in the prompt, right after the
+arrow: variant A `example:{x}->{y}`, variant B `example: {x}-> {y}`. For every task, filtered or not,
+B is used when it keeps at least 70% as many single-token answers as A (the paper's rule). The
+single-token filter then keeps the pairs whose canonical answer is one token in the chosen variant.
+First-token predictions scored by exact match against answers most of which are several tokens
+could almost never be right, so that combination is refused.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ from tv_lens.tasks.task import Task
 
 ARROW = "->"
 LEADING_SPACE_MIN_RATIO = 0.7
+WHOLE_ANSWER_SCORERS = frozenset({"exact", "any_of"})
 
 
 @dataclass(frozen=True)
 class FilterReport:
-    """Pair counts of one task for one tokenizer: total, single-token under A and B, and the choice."""
+    """Pair counts of one task for one tokenizer: total, single-token under A and B, the variant
+    chosen, whether the filter applied and what it kept."""
 
     task: str
     total: int
@@ -28,6 +33,16 @@ class FilterReport:
     applied: bool
     leading_space: bool
     kept: int
+
+    @property
+    def variant(self) -> str:
+        """"A" (`x->y`) or "B" (` x-> y`)."""
+        return "B" if self.leading_space else "A"
+
+    @property
+    def single_token(self) -> int:
+        """Single-token answers in the chosen variant."""
+        return self.single_token_b if self.leading_space else self.single_token_a
 
 
 def _token_ids(tokenizer: Any, texts: Sequence[str]) -> list[list[int]]:
@@ -47,36 +62,58 @@ def single_token_mask(tokenizer: Any, outputs: Sequence[str], leading_space: boo
     return [ids is not None and len(ids) == 1 for ids in tokens_after_arrow(tokenizer, outputs, leading_space)]
 
 
-def _apply(task: Task, tokenizer: Any, leading_space: bool | None = None
-           ) -> tuple[FilterReport, dict[str, tuple[str, ...]]]:
+def prefers_leading_space(single_token_a: int, single_token_b: int) -> bool:
+    """The paper's rule: variant B when it keeps at least 70% as many single-token answers as A."""
+    return single_token_b > 0 and single_token_b >= LEADING_SPACE_MIN_RATIO * single_token_a
+
+
+def _apply(task: Task, tokenizer: Any, single_token_filter: bool | None) -> tuple[FilterReport, dict]:
     inputs = list(task.pairs)
     canonical = [task.canonical(x) for x in inputs]
     mask_a = single_token_mask(tokenizer, canonical, leading_space=False)
     mask_b = single_token_mask(tokenizer, canonical, leading_space=True)
     count_a, count_b = sum(mask_a), sum(mask_b)
-    if not task.single_token_filter:
-        return FilterReport(task.name, len(task), count_a, count_b, False, False, len(task)), dict(task.pairs)
-    if leading_space is None:
-        leading_space = count_b >= LEADING_SPACE_MIN_RATIO * count_a
-    mask = mask_b if leading_space else mask_a
-    kept = {x: task.pairs[x] for x, keep in zip(inputs, mask) if keep}
-    return FilterReport(task.name, len(task), count_a, count_b, True, leading_space, len(kept)), kept
+    leading_space = prefers_leading_space(count_a, count_b) if task.leading_space is None else task.leading_space
+    use_filter = task.single_token_filter if single_token_filter is None else single_token_filter
+    if use_filter:
+        mask = mask_b if leading_space else mask_a
+        kept = {x: task.pairs[x] for x, keep in zip(inputs, mask) if keep}
+    else:
+        kept = dict(task.pairs)
+    return FilterReport(task.name, len(task), count_a, count_b, use_filter, leading_space, len(kept)), kept
 
 
-def filter_report(task: Task, tokenizer: Any) -> FilterReport:
-    """Pair counts of `task` before and after the single-token filter for `tokenizer`."""
-    return _apply(task, tokenizer)[0]
+def filter_report(task: Task, tokenizer: Any, single_token_filter: bool | None = None) -> FilterReport:
+    """Pair counts of `task` before and after the single-token filter for `tokenizer`, and the variant."""
+    return _apply(task, tokenizer, single_token_filter)[0]
 
 
-def filter_task(task: Task, tokenizer: Any, leading_space: bool | None = None) -> tuple[Task, FilterReport]:
-    """Apply the single-token filter to `task` (if it uses one) and report the counts; the variant
-    is the one given by `leading_space`, else chosen by the counts.
+def protocol_problem(task: Task, report: FilterReport) -> str | None:
+    """Why `task` cannot be scored as `report` says it would be read, or None if it can.
 
-    Tasks without the filter (knowledge, algorithmic) come back unchanged in variant A;
-    their single-token counts are still reported.
+    Refused: first-token predictions scored against whole answers (exact scoring) with the filter
+    off while most answers are several tokens, and a filter that keeps nothing.
     """
-    report, kept = _apply(task, tokenizer, leading_space)
-    if not kept:
-        raise ValueError(f"task {task.name!r}: no output is a single token for this tokenizer; "
-                         "use single_token_filter=False or other outputs")
-    return task.with_pairs(kept, leading_space=report.leading_space), report
+    fixes = ("score by prefix (scoring='prefix') or score whole answers by generation "
+             "(tv.generate with tv.score_generation)")
+    if report.applied and not report.kept:
+        return (f"task {task.name!r}: no answer is a single token for this tokenizer in prompt variant "
+                f"{report.variant}, so the single-token filter leaves nothing: {fixes}")
+    several = report.total - report.single_token
+    if not report.applied and task.scoring in WHOLE_ANSWER_SCORERS and 2 * several > report.total:
+        return (f"task {task.name!r}: {several} of {report.total} answers are several tokens for this tokenizer, "
+                f"but the first predicted token would be scored by exact match: keep the single-token filter "
+                f"(single_token_filter=True), {fixes}")
+    return None
+
+
+def filter_task(task: Task, tokenizer: Any, single_token_filter: bool | None = None) -> tuple[Task, FilterReport]:
+    """`task` as a model with `tokenizer` reads it, and the counts: the prompt variant fixed, the
+    filter applied if it is on (the task's own setting unless overridden); ValueError (one line,
+    naming the fix) for what `protocol_problem` refuses. Preparing a prepared task changes nothing."""
+    report, kept = _apply(task, tokenizer, single_token_filter)
+    problem = protocol_problem(task, report)
+    if problem:
+        raise ValueError(problem)
+    prepared = task.with_pairs(kept, leading_space=report.leading_space, single_token_filter=report.applied)
+    return prepared, report

@@ -1,10 +1,10 @@
 """Load user tasks from JSON, JSONL or CSV files, with one-line errors that say what to fix.
 
 Accepted layouts: a JSON object `{input: output or [outputs]}`; a JSON list of
-`{"input": ..., "output": ...}` (or `"outputs": [...]`); JSONL with one such object per line;
-CSV with `input` and `output` columns (a header row; other columns are ignored). Values are
-stripped. The same input twice with the same outputs is accepted once; with different outputs
-it is an error.
+`{"input": ..., "output": ...}` (output a string or a list of strings; or `"outputs": [...]`); JSONL
+with one such object per line; CSV with `input` and `output` columns (a header row; other columns
+are ignored). Values are stripped. An input given more than once (a repeated JSON key, a repeated
+row) keeps all its outputs as accepted alternatives, the first one canonical, with one warning line.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
@@ -26,9 +27,27 @@ class TaskFileError(ValueError):
     """A task file that cannot be read; the message names the file, the row and the fix."""
 
 
+class TaskFileWarning(UserWarning):
+    """A task file that loaded, but not one pair per row: repeated inputs were merged."""
+
+
+@dataclass(frozen=True)
+class FileCounts:
+    """What a task file held: pairs read (keys, records or rows) and those merged into an earlier
+    pair of the same input."""
+
+    read: int
+    merged: int
+    alternatives_added: int
+
+    @property
+    def distinct(self) -> int:
+        """Distinct inputs: the pairs of the task."""
+        return self.read - self.merged
+
+
 @dataclass(frozen=True)
 class _Row:
-    where: str
     input: str
     outputs: tuple[str, ...]
 
@@ -54,6 +73,10 @@ def _text(path: Path, where: str, field: str, value: Any) -> str:
     value = value.strip()
     if not value:
         raise TaskFileError(f"{path}: {where}: {field} is empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise TaskFileError(f"{path}: {where}: {field} {value!r} is not valid Unicode (a lone surrogate)") from None
     if "\n" in value or "\r" in value:
         raise TaskFileError(f"{path}: {where}: {field} {value!r} contains a line break")
     return value
@@ -67,11 +90,16 @@ def _outputs(path: Path, where: str, value: Any) -> tuple[str, ...]:
 
 
 def _parse_json(path: Path, text: str, line: int | None = None) -> Any:
+    prefix = f"{path}: line {line}: " if line is not None else f"{path}: "
     try:
         return json.loads(text, object_pairs_hook=_JsonObject)
     except json.JSONDecodeError as error:
         place = f"line {line}" if line is not None else f"line {error.lineno} column {error.colno}"
         raise TaskFileError(f"{path}: {place}: invalid JSON ({error.msg})") from None
+    except RecursionError:
+        raise TaskFileError(f"{prefix}invalid JSON (nested too deeply)") from None
+    except ValueError as error:  # e.g. an integer of more digits than Python converts
+        raise TaskFileError(f"{prefix}invalid JSON ({error})") from None
 
 
 def _record_row(path: Path, where: str, record: Any) -> _Row:
@@ -84,7 +112,7 @@ def _record_row(path: Path, where: str, record: Any) -> _Row:
     source = _text(path, where, "input", fields["input"])
     if "outputs" in fields and not isinstance(fields["outputs"], list):
         raise TaskFileError(f'{path}: {where}: "outputs" must be a list of strings')
-    return _Row(where, source, _outputs(path, where, fields.get("output", fields.get("outputs"))))
+    return _Row(source, _outputs(path, where, fields.get("output", fields.get("outputs"))))
 
 
 def _json_rows(path: Path, text: str) -> list[_Row]:
@@ -95,7 +123,7 @@ def _json_rows(path: Path, text: str) -> list[_Row]:
             where = f"key {key!r}"
             if isinstance(value, list) and not all(isinstance(v, str) for v in value):
                 raise TaskFileError(f"{path}: {where}: outputs must be strings, got {value!r}")
-            rows.append(_Row(where, _text(path, where, "input", key), _outputs(path, where, value)))
+            rows.append(_Row(_text(path, where, "input", key), _outputs(path, where, value)))
         return rows
     if isinstance(document, list):
         return [_record_row(path, f"item {index}", record) for index, record in enumerate(document, 1)]
@@ -117,6 +145,10 @@ def _csv_rows(path: Path, text: str) -> list[_Row]:
         header = [name.strip() for name in reader.fieldnames or []]
         if "input" not in header or "output" not in header:
             raise TaskFileError(f"{path}: the first row must name the columns input and output, got {header}")
+        for name in ("input", "output"):
+            if header.count(name) > 1:
+                raise TaskFileError(f"{path}: the first row names the column {name} twice; keep one "
+                                    "(give another output of an input as another row with the same input)")
         reader.fieldnames = header
         rows = []
         for record in reader:
@@ -124,26 +156,23 @@ def _csv_rows(path: Path, text: str) -> list[_Row]:
             if record.get("input") is None or record.get("output") is None:
                 raise TaskFileError(f"{path}: {where}: missing input or output cell")
             source = _text(path, where, "input", record["input"])
-            rows.append(_Row(where, source, _outputs(path, where, record["output"])))
+            rows.append(_Row(source, _outputs(path, where, record["output"])))
         return rows
     except csv.Error as error:
         raise TaskFileError(f"{path}: row {reader.line_num + 1}: invalid CSV ({error})") from None
 
 
-def _merge(path: Path, rows: list[_Row]) -> dict[str, tuple[str, ...]]:
+def _merge(path: Path, rows: list[_Row]) -> tuple[dict[str, tuple[str, ...]], FileCounts]:
+    """Pairs by input, a repeated input's outputs appended as alternatives (first stays canonical)."""
     pairs: dict[str, tuple[str, ...]] = {}
-    first_seen: dict[str, str] = {}
+    added = 0
     for row in rows:
-        if row.input in pairs and pairs[row.input] != row.outputs:
-            raise TaskFileError(
-                f"{path}: {row.where}: input {row.input!r} has outputs {list(row.outputs)} but "
-                f"{first_seen[row.input]} gave {list(pairs[row.input])}; keep one (list synonyms in one entry)"
-            )
-        pairs.setdefault(row.input, row.outputs)
-        first_seen.setdefault(row.input, row.where)
+        before = pairs.get(row.input, ())
+        pairs[row.input] = tuple(dict.fromkeys(before + row.outputs))
+        added += len(pairs[row.input]) - len(before) if before else 0
     if not pairs:
         raise TaskFileError(f"{path}: contains no pairs")
-    return pairs
+    return pairs, FileCounts(read=len(rows), merged=len(rows) - len(pairs), alternatives_added=added)
 
 
 def _read(path: Path) -> str:
@@ -164,6 +193,12 @@ def _read(path: Path) -> str:
     return text
 
 
+def merge_message(path: str | PathLike[str], counts: FileCounts) -> str:
+    """The one line that says what merging repeated inputs did."""
+    return (f"{path}: {counts.merged} pairs repeat an earlier input; merged into it, adding "
+            f"{counts.alternatives_added} accepted alternative outputs (the first output stays canonical)")
+
+
 def load_task(
     path: str | PathLike[str],
     scoring: str = "exact",
@@ -172,13 +207,31 @@ def load_task(
     description: str = "",
     single_token_filter: bool | None = None,
 ) -> Task:
-    """Read a task from a .json, .jsonl or .csv file (name defaults to the file's stem)."""
+    """Read a task from a .json, .jsonl or .csv file (name defaults to the file's stem).
+
+    With the defaults the task gets the paper's protocol, exactly as a built-in task of the same
+    pairs and scoring does; a file that repeats inputs loads with one `TaskFileWarning` line."""
+    task, counts = load_task_counts(path, scoring, name, category, description, single_token_filter)
+    if counts.merged:
+        warnings.warn(merge_message(path, counts), TaskFileWarning, stacklevel=2)
+    return task
+
+
+def load_task_counts(
+    path: str | PathLike[str],
+    scoring: str = "exact",
+    name: str | None = None,
+    category: str = "custom",
+    description: str = "",
+    single_token_filter: bool | None = None,
+) -> tuple[Task, FileCounts]:
+    """`load_task` without the warning, and what the file held (pairs read and merged)."""
     path = Path(path)
     text = _read(path)
     parse = {".json": _json_rows, ".jsonl": _jsonl_rows, ".csv": _csv_rows}[path.suffix.lower()]
-    pairs = _merge(path, parse(path, text))
+    pairs, counts = _merge(path, parse(path, text))
     try:
-        return Task(
+        task = Task(
             name=name or path.stem,
             category=category,
             description=description or f"loaded from {path.name}",
@@ -188,3 +241,4 @@ def load_task(
         )
     except ValueError as error:
         raise TaskFileError(f"{path}: {error}") from None
+    return task, counts

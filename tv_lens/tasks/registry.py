@@ -32,13 +32,16 @@ def get_task(name: str) -> Task:
     raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
 
 
-def resolve_task(spec: str | Task) -> Task:
-    """A Task from a Task, a task file path (.json, .jsonl, .csv, any case) or a registered name."""
-    if isinstance(spec, Task):
-        return spec
-    if Path(spec).suffix.lower() in FORMATS:
-        return load_task(spec)
-    return get_task(spec)
+def resolve_task(spec: str | Task, scoring: str | None = None) -> Task:
+    """A Task from a Task, a task file path (.json, .jsonl, .csv, any case) or a registered name;
+    `scoring` is how a file's answers are scored (default exact); a named task has its own."""
+    if not isinstance(spec, Task) and Path(spec).suffix.lower() in FORMATS:
+        return load_task(spec, scoring=scoring or "exact")
+    task = spec if isinstance(spec, Task) else get_task(spec)
+    if scoring not in (None, task.scoring):
+        raise ValueError(f"task {task.name!r} is scored by {task.scoring}; a scoring can be given for task "
+                         "files only (to change a task's, register a copy with register_task)")
+    return task
 
 
 def register_task(

@@ -1,19 +1,25 @@
-"""The `tv-lens tasks` table: every registered task with its pair counts, filtered for a tokenizer."""
+"""The `tv-lens tasks` tables: registered tasks or task files, with what the protocol keeps for a tokenizer."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from os import PathLike
 from typing import Any
 
-from tv_lens.tasks.filters import filter_report
+from tv_lens.tasks.filters import filter_report, protocol_problem
+from tv_lens.tasks.loaders import FileCounts, load_task_counts
 from tv_lens.tasks.registry import get_task, list_tasks
+from tv_lens.tasks.task import Task
 
 
 @dataclass(frozen=True)
 class TaskRow:
     """One task's line: counts before the filter and, given a tokenizer, single-token counts and kept pairs.
 
-    `variant` is "A" (`x->y`) or "B" (` x-> y`); `filtered` says whether the single-token filter applies.
+    `variant` is "A" (`x->y`) or "B" (` x-> y`), chosen for every task by the paper's rule;
+    `filtered` says whether the single-token filter applies; `problem` is why evaluating the task
+    would be refused, if it would. For a task file, `read` and `merged` count its rows.
     """
 
     name: str
@@ -26,51 +32,64 @@ class TaskRow:
     filtered: bool | None = None
     variant: str | None = None
     kept: int | None = None
+    problem: str | None = None
+    read: int | None = None
+    merged: int | None = None
+
+
+def task_row(task: Task, tokenizer: Any | None = None, counts: FileCounts | None = None) -> TaskRow:
+    """The line of one task; with a tokenizer, what the protocol keeps; with a file's counts, its rows."""
+    row = TaskRow(task.name, task.category, task.scoring, len(task), task.description)
+    if counts is not None:
+        row = replace(row, read=counts.read, merged=counts.merged)
+    if tokenizer is None:
+        return row
+    report = filter_report(task, tokenizer)
+    return replace(row, single_token_a=report.single_token_a, single_token_b=report.single_token_b,
+                   filtered=report.applied, variant=report.variant, kept=report.kept,
+                   problem=protocol_problem(task, report))
 
 
 def task_table(tokenizer: Any | None = None) -> list[TaskRow]:
     """One row per registered task; with a tokenizer, the single-token filter's counts too."""
+    return [task_row(get_task(name), tokenizer) for name in list_tasks()]
+
+
+def file_table(paths: Sequence[str | PathLike[str]], tokenizer: Any | None = None,
+               scoring: str = "exact") -> list[TaskRow]:
+    """One row per task file, loaded as `load_task(path, scoring=scoring)` loads it."""
     rows = []
-    for name in list_tasks():
-        task = get_task(name)
-        row = TaskRow(task.name, task.category, task.scoring, len(task), task.description)
-        if tokenizer is not None:
-            report = filter_report(task, tokenizer)
-            row = replace(
-                row,
-                single_token_a=report.single_token_a,
-                single_token_b=report.single_token_b,
-                filtered=report.applied,
-                variant="B" if report.leading_space else "A",
-                kept=report.kept,
-            )
-        rows.append(row)
+    for path in paths:
+        task, counts = load_task_counts(path, scoring=scoring)
+        rows.append(task_row(task, tokenizer, counts))
     return rows
 
 
 def format_task_table(rows: list[TaskRow]) -> str:
-    """Rows as an aligned text table (counts columns only when a tokenizer was given)."""
+    """Rows as an aligned text table (counts columns only when a tokenizer was given; rows read and
+    merged, and pairs dropped by the filter, for task files), then one line per refused task."""
     with_counts = any(row.kept is not None for row in rows)
-    header = ["task", "category", "scoring", "pairs"]
-    header += ["1-tok A", "1-tok B", "filter", "variant", "kept"] if with_counts else ["description"]
+    files = any(row.read is not None for row in rows)
+    header = ["task", "category", "scoring", *(["read", "merged"] if files else []), "pairs"]
+    if with_counts:
+        header += ["1-tok A", "1-tok B", "filter", "variant", "kept", *(["dropped"] if files else [])]
+    elif not files:
+        header.append("description")
     lines = [header]
     for row in rows:
-        cells = [row.name, row.category, row.scoring, str(row.pairs)]
+        cells = [row.name, row.category, row.scoring, *([str(row.read), str(row.merged)] if files else []),
+                 str(row.pairs)]
         if with_counts:
-            cells += [
-                str(row.single_token_a),
-                str(row.single_token_b),
-                "yes" if row.filtered else "no",
-                row.variant or "",
-                str(row.kept),
-            ]
-        else:
+            cells += [str(row.single_token_a), str(row.single_token_b), "yes" if row.filtered else "no",
+                      row.variant or "", str(row.kept), *([str(row.pairs - row.kept)] if files else [])]
+        elif not files:
             cells.append(row.description)
         lines.append(cells)
-    numeric = {3, 4, 5, 8} if with_counts else {3}
+    text_columns = {"task", "category", "scoring", "filter", "variant", "description"}
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.rjust(w) if i in numeric else cell.ljust(w)
+    table = [
+        "  ".join(cell.ljust(w) if header[i] in text_columns else cell.rjust(w)
                   for i, (cell, w) in enumerate(zip(line, widths))).rstrip()
         for line in lines
-    )
+    ]
+    return "\n".join(table + [f"refused: {row.problem}" for row in rows if row.problem])

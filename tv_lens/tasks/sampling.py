@@ -39,10 +39,6 @@ class Splits:
     baseline: list[Item]
 
 
-def _repeats_allowed(task: Task, allow_repeats: bool | None) -> bool:
-    return task.category == "algorithmic" if allow_repeats is None else allow_repeats
-
-
 def _check_counts(task: Task, n_shots: int, n_dummies: int, **sizes: int) -> None:
     for what, value in {"n_shots": n_shots, "n_dummies": n_dummies, **sizes}.items():
         if value < 0:
@@ -80,12 +76,12 @@ def sample_items(
     n_shots: int = DEFAULT_SHOTS,
     n_dummies: int = DEFAULT_DUMMIES,
     exclude: Iterable[str] = (),
-    allow_repeats: bool | None = None,
+    allow_repeats: bool = True,
 ) -> list[Item]:
     """`n` items with distinct queries not in `exclude` (demonstrations may still use those inputs).
 
     When the pool is smaller than `n`, queries recur as evenly as possible (each with fresh
-    demonstrations) if `allow_repeats` (default: only for algorithmic tasks), else ValueError.
+    demonstrations), as the paper does for its 25-letter tasks; with `allow_repeats=False`, ValueError.
     """
     _check_counts(task, n_shots, n_dummies, n=n)
     excluded = set(exclude)
@@ -97,7 +93,7 @@ def sample_items(
         f"task {task.name!r} has {len(pool)} pairs available as queries, but {n} distinct queries are needed: "
         "lower n or pass allow_repeats=True"
     )
-    queries = _draw_queries(pool, n, rng, _repeats_allowed(task, allow_repeats), shortage)
+    queries = _draw_queries(pool, n, rng, allow_repeats, shortage)
     return [_build_item(task, query, rng, n_shots, n_dummies) for query in queries]
 
 
@@ -123,24 +119,26 @@ def sample_splits(
     n_baseline: int = 100,
     n_shots: int = DEFAULT_SHOTS,
     n_dummies: int = DEFAULT_DUMMIES,
-    allow_repeats: bool | None = None,
+    allow_repeats: bool = True,
 ) -> Splits:
     """The paper's three item sets: test and dev (no query in common) and zero-shot baseline items.
 
     Baseline items have no demonstrations and no dummies; their queries come from the whole task.
-    Small tasks recur queries only if `allow_repeats` (default: only for algorithmic tasks).
+    A task with fewer pairs than queries needed recurs queries (each with fresh demonstrations; test
+    and dev still share none), whatever its category, unless `allow_repeats=False`.
     """
     _check_counts(task, n_shots, n_dummies, n_test=n_test, n_dev=n_dev, n_baseline=n_baseline)
-    repeats = _repeats_allowed(task, allow_repeats)
     rng = random.Random(seed)
     shuffled = rng.sample(task.inputs, len(task))
-    test_pool, dev_pool = _split_pools(task, shuffled, n_test, n_dev, repeats)
-    test = [_build_item(task, q, rng, n_shots, n_dummies) for q in _draw_queries(test_pool, n_test, rng, repeats, "")]
-    dev = [_build_item(task, q, rng, n_shots, n_dummies) for q in _draw_queries(dev_pool, n_dev, rng, repeats, "")]
+    test_pool, dev_pool = _split_pools(task, shuffled, n_test, n_dev, allow_repeats)
+    test = [_build_item(task, q, rng, n_shots, n_dummies)
+            for q in _draw_queries(test_pool, n_test, rng, allow_repeats, "")]
+    dev = [_build_item(task, q, rng, n_shots, n_dummies)
+           for q in _draw_queries(dev_pool, n_dev, rng, allow_repeats, "")]
     shortage = (
         f"task {task.name!r} has {len(task)} pairs, but {n_baseline} distinct baseline queries are needed: "
         "lower n_baseline or pass allow_repeats=True"
     )
-    baseline_queries = _draw_queries(task.inputs, n_baseline, rng, repeats, shortage)
+    baseline_queries = _draw_queries(task.inputs, n_baseline, rng, allow_repeats, shortage)
     baseline = [_build_item(task, q, rng, 0, 0) for q in baseline_queries]
     return Splits(test=test, dev=dev, baseline=baseline)

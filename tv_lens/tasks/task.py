@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from tv_lens.tasks.filters import FilterReport
 
 CATEGORIES = ("algorithmic", "translation", "linguistic", "knowledge", "custom")
-SINGLE_TOKEN_CATEGORIES = frozenset({"translation", "linguistic"})
+UNFILTERED_SCORERS = frozenset({"prefix"})
 
 Pairs = Mapping[str, tuple[str, ...]]
 
@@ -54,8 +54,10 @@ def normalize_pairs(pairs: Mapping[str, str | Sequence[str]]) -> dict[str, tuple
 class Task:
     """A task: inputs, accepted outputs per input (first = canonical), category and scorer name.
 
-    `single_token_filter` defaults to True for translation and linguistic tasks; `leading_space`
-    records the prompt variant chosen by `filtered()` (False = `x->y`, True = ` x-> y`).
+    The protocol depends on the scorer alone, never on the category or where the task came from:
+    `single_token_filter` defaults to True except for prefix scoring (the paper filters exact-match
+    tasks and scores knowledge by prefix). `leading_space` is the prompt variant (False = `x->y`,
+    True = ` x-> y`); None lets `filtered()` choose it for the model's tokenizer by the paper's rule.
     """
 
     name: str
@@ -64,7 +66,7 @@ class Task:
     pairs: Pairs
     scoring: str = "exact"
     single_token_filter: bool | None = None
-    leading_space: bool = False
+    leading_space: bool | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or self.name != self.name.strip():
@@ -80,7 +82,7 @@ class Task:
             raise ValueError(f"task {self.name!r} has no pairs")
         object.__setattr__(self, "pairs", MappingProxyType(pairs))
         if self.single_token_filter is None:
-            object.__setattr__(self, "single_token_filter", self.category in SINGLE_TOKEN_CATEGORIES)
+            object.__setattr__(self, "single_token_filter", self.scoring not in UNFILTERED_SCORERS)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -117,19 +119,17 @@ class Task:
 
     def filtered(self, tokenizer: Any, single_token_filter: bool | None = None,
                  leading_space: bool | None = None) -> Task:
-        """This task as a model with `tokenizer` reads it: restricted to single-token outputs, with
-        the prompt variant chosen (or forced by `leading_space`), when the filter applies (the task's
-        own setting unless overridden); otherwise the task itself (in the forced variant, if any)."""
+        """This task as a model with `tokenizer` reads it under the paper's protocol: prompt variant
+        chosen (or forced by `leading_space`), single-token pairs only when the filter applies (the
+        task's own setting unless overridden); ValueError where first-token exact scoring could not
+        be right (see `filters`)."""
         from tv_lens.tasks.filters import filter_task
 
-        use_filter = self.single_token_filter if single_token_filter is None else single_token_filter
-        if not use_filter:
-            return self if leading_space is None else replace(self, leading_space=leading_space)
-        task = self if self.single_token_filter else replace(self, single_token_filter=True)
-        return filter_task(task, tokenizer, leading_space)[0]
+        task = self if leading_space is None else replace(self, leading_space=leading_space)
+        return filter_task(task, tokenizer, single_token_filter)[0]
 
-    def filter_report(self, tokenizer: Any) -> FilterReport:
-        """Pair counts before and after the single-token filter for `tokenizer`."""
+    def filter_report(self, tokenizer: Any, single_token_filter: bool | None = None) -> FilterReport:
+        """Pair counts before and after the single-token filter for `tokenizer`, and the variant."""
         from tv_lens.tasks.filters import filter_report
 
-        return filter_report(self, tokenizer)
+        return filter_report(self, tokenizer, single_token_filter)
