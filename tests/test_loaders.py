@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tv_lens.tasks import TaskFileError, TaskFileWarning, load_task, load_task_counts
+from tv_lens.tasks import TaskFileError, TaskFileWarning, load_task, read_pairs
 
 EXPECTED = {"chien": ("dog",), "grand": ("big", "tall", "large")}
 
@@ -82,7 +82,8 @@ def test_a_word_list_with_repeated_keys_loads_with_alternatives_and_one_warning(
     assert "3 pairs repeat an earlier input" in message and "adding 2 accepted alternative" in message
     assert dict(task.pairs) == {"safe": ("risky", "dangerous"), "hot": ("cold",), "up": ("down", "low")}
     assert task.canonical("safe") == "risky" and task.score("dangerous", "safe")
-    task, counts = load_task_counts(path)
+    pairs, counts = read_pairs(path)
+    assert pairs == dict(task.pairs)
     assert (counts.read, counts.merged, counts.distinct, counts.alternatives_added) == (6, 3, 3, 2)
 
 

@@ -1,7 +1,7 @@
 """Tasks of the task-vector experiments: the paper's 18 tasks, user tasks, scoring and sampling."""
 
 from tv_lens.tasks.filters import FilterReport, filter_report, filter_task, protocol_problem, single_token_mask
-from tv_lens.tasks.loaders import FileCounts, TaskFileError, TaskFileWarning, load_task, load_task_counts
+from tv_lens.tasks.loaders import FileCounts, TaskFileError, TaskFileWarning, load_task, read_pairs
 from tv_lens.tasks.registry import get_task, list_tasks, register_task, resolve_task, unregister_task
 from tv_lens.tasks.sampling import Item, Splits, sample_items, sample_splits
 from tv_lens.tasks.scoring import exact_match, get_scorer, list_scorers, prefix_match, register_scorer
@@ -24,9 +24,9 @@ __all__ = [
     "list_scorers",
     "list_tasks",
     "load_task",
-    "load_task_counts",
     "prefix_match",
     "protocol_problem",
+    "read_pairs",
     "register_scorer",
     "register_task",
     "resolve_task",

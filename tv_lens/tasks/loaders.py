@@ -193,10 +193,13 @@ def _read(path: Path) -> str:
     return text
 
 
-def merge_message(path: str | PathLike[str], counts: FileCounts) -> str:
-    """The one line that says what merging repeated inputs did."""
-    return (f"{path}: {counts.merged} pairs repeat an earlier input; merged into it, adding "
-            f"{counts.alternatives_added} accepted alternative outputs (the first output stays canonical)")
+def read_pairs(path: str | PathLike[str]) -> tuple[dict[str, tuple[str, ...]], FileCounts]:
+    """The pairs of a .json, .jsonl or .csv file, `{input: (canonical, *alternatives)}`, and what the
+    file held (pairs read, and those merged into an earlier pair of the same input)."""
+    path = Path(path)
+    text = _read(path)
+    parse = {".json": _json_rows, ".jsonl": _jsonl_rows, ".csv": _csv_rows}[path.suffix.lower()]
+    return _merge(path, parse(path, text))
 
 
 def load_task(
@@ -211,27 +214,14 @@ def load_task(
 
     With the defaults the task gets the paper's protocol, exactly as a built-in task of the same
     pairs and scoring does; a file that repeats inputs loads with one `TaskFileWarning` line."""
-    task, counts = load_task_counts(path, scoring, name, category, description, single_token_filter)
-    if counts.merged:
-        warnings.warn(merge_message(path, counts), TaskFileWarning, stacklevel=2)
-    return task
-
-
-def load_task_counts(
-    path: str | PathLike[str],
-    scoring: str = "exact",
-    name: str | None = None,
-    category: str = "custom",
-    description: str = "",
-    single_token_filter: bool | None = None,
-) -> tuple[Task, FileCounts]:
-    """`load_task` without the warning, and what the file held (pairs read and merged)."""
     path = Path(path)
-    text = _read(path)
-    parse = {".json": _json_rows, ".jsonl": _jsonl_rows, ".csv": _csv_rows}[path.suffix.lower()]
-    pairs, counts = _merge(path, parse(path, text))
+    pairs, counts = read_pairs(path)
+    if counts.merged:
+        warnings.warn(f"{path}: {counts.merged} pairs repeat an earlier input; merged into it, adding "
+                      f"{counts.alternatives_added} accepted alternative outputs (the first output stays canonical)",
+                      TaskFileWarning, stacklevel=2)
     try:
-        task = Task(
+        return Task(
             name=name or path.stem,
             category=category,
             description=description or f"loaded from {path.name}",
@@ -241,4 +231,3 @@ def load_task_counts(
         )
     except ValueError as error:
         raise TaskFileError(f"{path}: {error}") from None
-    return task, counts

@@ -8,7 +8,7 @@ from os import PathLike
 from typing import Any
 
 from tv_lens.tasks.filters import filter_report, protocol_problem
-from tv_lens.tasks.loaders import FileCounts, load_task_counts
+from tv_lens.tasks.loaders import FileCounts, load_task, read_pairs
 from tv_lens.tasks.registry import get_task, list_tasks
 from tv_lens.tasks.task import Task
 
@@ -57,12 +57,8 @@ def task_table(tokenizer: Any | None = None) -> list[TaskRow]:
 
 def file_table(paths: Sequence[str | PathLike[str]], tokenizer: Any | None = None,
                scoring: str = "exact") -> list[TaskRow]:
-    """One row per task file, loaded as `load_task(path, scoring=scoring)` loads it."""
-    rows = []
-    for path in paths:
-        task, counts = load_task_counts(path, scoring=scoring)
-        rows.append(task_row(task, tokenizer, counts))
-    return rows
+    """One row per task file, loaded as `load_task(path, scoring=scoring)` loads it (with its warning)."""
+    return [task_row(load_task(path, scoring=scoring), tokenizer, read_pairs(path)[1]) for path in paths]
 
 
 def format_task_table(rows: list[TaskRow]) -> str:
