@@ -40,11 +40,6 @@ class FileCounts:
     merged: int
     alternatives_added: int
 
-    @property
-    def distinct(self) -> int:
-        """Distinct inputs: the pairs of the task."""
-        return self.read - self.merged
-
 
 @dataclass(frozen=True)
 class _Row:
