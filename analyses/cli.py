@@ -15,7 +15,7 @@ from importlib import import_module
 from pathlib import Path
 
 from tv_lens import cli
-from tv_lens.cli_options import DEFAULT_MODEL
+from tv_lens.cli_options import DEFAULT_MODEL, add_shard_option
 
 
 def figures_module():
@@ -37,7 +37,7 @@ def _reproduce(args: argparse.Namespace) -> None:
     from .reproduce import run_from_args
 
     out = run_from_args(args)
-    if not args.no_figures:
+    if out is not None and not args.no_figures:
         write_figures(out, None, png=True)
 
 
@@ -61,6 +61,7 @@ def add_commands(commands) -> None:
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the item sampling (default 0, the seed of the README's numbers)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures and report.html")
+    add_shard_option(p)
     p.set_defaults(run=_reproduce)
 
     p = commands.add_parser(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -18,13 +17,14 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.geometry import cluster_stats, mean_pairwise_distance, tsne_2d
+from tv_lens.interventions import check_layer
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
-from tv_lens.results import Store
+from tv_lens.results import Shard, Store
 from tv_lens.tasks import Task, sample_items
 
 from . import main_table
-from .common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show
+from .common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show, task_units
 
 ANALYSIS = "clusters"
 
@@ -38,13 +38,14 @@ class ClusterSettings:
     n_dummies: int = 2
 
 
-def task_thetas(model, task: Task, layer: int, settings: ClusterSettings,
-                seed: int) -> tuple[Float[Tensor, "n d_model"], list[str]]:
-    """θ at `layer` for `n_per_task` items of `task` ([n, d_model]), and the items' queries."""
+def task_thetas(model, task: Task, settings: ClusterSettings,
+                seed: int) -> tuple[Float[Tensor, "n n_layers d_model"], list[str]]:
+    """θ at every layer for `n_per_task` items of `task` ([n, n_layers, d_model]), and the items'
+    queries; kept at every layer so that the choice of the common layer needs no new θ."""
     task = task.filtered(model.tokenizer)
     items = sample_items(task, settings.n_per_task, seed, n_shots=settings.n_shots, n_dummies=settings.n_dummies)
     thetas, _ = learn_items(model, items, PromptFormat.for_task(task))
-    return torch.stack([t[layer] for t in thetas]), [i.query for i in items]
+    return torch.stack(thetas), [i.query for i in items]
 
 
 def common_layer(best_layers: dict[str, int]) -> int:
@@ -55,34 +56,38 @@ def common_layer(best_layers: dict[str, int]) -> int:
 def run(model, out, tasks: Sequence[str | Task] | None = None, settings: ClusterSettings = ClusterSettings(),
         seed: int = 0, layer: int | None = None,
         main_settings: main_table.MainTableSettings = main_table.MainTableSettings(),
-        perplexity: float = 30.0, best_layers: dict[str, int] | None = None, progress: Progress = say) -> Outcome:
-    """θ vectors of every task at `layer` (default: the median of the tasks' best layers, from
-    `best_layers` or the main table run or reused in `out`)."""
+        perplexity: float = 30.0, best_layers: dict[str, int] | None = None, progress: Progress = say,
+        shard: Shard | None = None) -> Outcome:
+    """θ vectors of every task (with a `shard`, only of its share of the tasks, and no results) at
+    `layer` (default: the median of the tasks' best layers, from `best_layers` or the main table run
+    or reused in `out`)."""
     tasks = resolve_tasks(tasks)
     if len(tasks) < 2:
         raise ValueError("clustering needs at least two tasks")
+    if layer is not None:
+        check_layer(model, layer)
+    store = Store.open(out, ANALYSIS, model, asdict(settings), seed, progress)
+
+    def compute(task: Task) -> tuple[dict, dict[str, Tensor]]:
+        thetas, queries = task_thetas(model, task, settings, seed)
+        return {"queries": queries}, {"thetas": thetas}
+
+    units = task_units(store, tasks, compute, lambda done, tensors: f"{len(done['queries'])} vectors",
+                       ["thetas"], shard)
+    report_reused(ANALYSIS, store.reused, progress)
+    if shard:
+        return Outcome(None, None, store.computed, store.reused)
     if layer is None:
         layers = best_layers or main_table.best_layers(model, out, tasks, main_settings, seed, progress)
         layer = common_layer({t.name: layers[t.name] for t in tasks})
-    store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
     vectors, labels, queries, rows = [], [], [], []
-    for i, task in enumerate(tasks, 1):
-        key = f"{task.name}__layer{layer}"
-        done = store.load(key, needs=["thetas"], identity=task.digest)
-        if done is None:
-            start = time.perf_counter()
-            thetas, task_queries = task_thetas(model, task, layer, settings, seed)
-            done = {"queries": task_queries}
-            store.save(key, done, {"thetas": thetas}, identity=task.digest)
-            progress(f"[clusters] {i}/{len(tasks)} {task.name}: {len(task_queries)} vectors at layer {layer} "
-                     f"in {time.perf_counter() - start:.1f} s")
-        thetas = store.load_tensors(key)["thetas"]
+    for task, unit in zip(tasks, units):
+        thetas = unit.tensors["thetas"][:, layer]
         vectors.append(thetas)
         labels += [task.name] * len(thetas)
-        queries += done["queries"]
+        queries += unit.result["queries"]
         rows.append({"task": task.name, "category": task.category, "n_items": len(thetas),
                      "within": mean_pairwise_distance(thetas)})
-    report_reused(ANALYSIS, store.reused, progress)
     vectors = torch.cat(vectors)
     points = tsne_2d(vectors, seed=seed, perplexity=perplexity)
     written = store.write_results({
@@ -117,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p)
     main_table.add_settings_arguments(p)
     args = p.parse_args(argv)
-    model, out = load(args)
+    model, out, shard = load(args)
     outcome = run(model, out, args.tasks, ClusterSettings(n_per_task=args.n_per_task), args.seed, args.layer,
-                  main_table.settings_from_args(args))
+                  main_table.settings_from_args(args), shard=shard)
     return show(outcome, format_table)
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import argparse
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tv_lens.cli_options import DEFAULT_MODEL, add_run_options, apply_run_options
+from torch import Tensor
+
+from tv_lens.cli_options import DEFAULT_MODEL, add_run_options, add_shard_option, apply_run_options
+from tv_lens.files import check_writable_folder
+from tv_lens.results import Shard, Store, Unit
 from tv_lens.tasks import Task, list_tasks, resolve_task
 
 Progress = Callable[[str], None]
@@ -18,10 +23,11 @@ Progress = Callable[[str], None]
 @dataclass
 class Outcome:
     """What an analysis run produced: its results, where they are, and which units were computed
-    now or reused from an earlier (interrupted) run."""
+    now or reused from an earlier (interrupted) run. A shard's run assembles no results (None):
+    the final run without a shard does."""
 
-    results: dict
-    path: Path
+    results: dict | None
+    path: Path | None
     computed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
 
@@ -31,7 +37,12 @@ def say(message: str) -> None:
 
 
 def show(outcome: Outcome, format_table: Callable[[dict], str]) -> int:
-    """Print an analysis's table and where its results went; the exit status of its command."""
+    """Print an analysis's table and where its results went (or, for a shard, what it computed);
+    the exit status of its command."""
+    if outcome.results is None:
+        say(f"shard done: computed {len(outcome.computed)} unit(s), reused {len(outcome.reused)}; "
+            f"run again without --shard once every shard is done to assemble the results")
+        return 0
     say(format_table(outcome.results))
     say(f"wrote {outcome.path}")
     return 0
@@ -58,24 +69,80 @@ def default_out(model_spec: str, quick: bool = False) -> Path:
     return Path("runs") / (name + ("-quick" if quick else ""))
 
 
-def parser(description: str, tasks: bool = True) -> argparse.ArgumentParser:
-    """The options every analysis takes: model, run directory, seed, and (with `tasks`) --tasks."""
+def add_run_arguments(p: argparse.ArgumentParser, shards: bool = True) -> None:
+    """--out, --seed and (with `shards`) --shard: where a run goes and which share of it this process computes."""
+    p.add_argument("--out", type=Path, help="run directory (default runs/<model>)")
+    p.add_argument("--seed", type=int, default=0)
+    if shards:
+        add_shard_option(p)
+
+
+def check_run_arguments(args: argparse.Namespace, out: Path) -> Shard | None:
+    """Refuse a bad --shard or an unusable run directory before the model loads; the shard."""
+    shard = Shard.parse(args.shard) if getattr(args, "shard", None) else None
+    check_writable_folder(out)
+    return shard
+
+
+def parser(description: str, tasks: bool = True, shards: bool = True) -> argparse.ArgumentParser:
+    """The options every analysis takes: model, run directory, seed, and (with `tasks`) --tasks and
+    (with `shards`, for analyses with units of their own) --shard."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"embedded name, tiny test model, HF id, local dir or .gguf (default {DEFAULT_MODEL})")
-    p.add_argument("--out", type=Path, help="run directory (default runs/<model>)")
+    add_run_arguments(p, shards)
     if tasks:
         p.add_argument("--tasks", nargs="+", help="task names or task files (default: the paper's 18)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the item sampling (default 0, the README's numbers)")
     add_run_options(p)
     return p
 
 
 def load(args: argparse.Namespace):
-    """The model named on the command line, and the run directory (defaulted from the model)."""
+    """The model named on the command line, the run directory (defaulted from the model) and the
+    shard, after checking the run directory and the shard before the model loads."""
     from tv_lens.models import load_model
 
     apply_run_options(args)
+    out = args.out or default_out(args.model)
+    shard = check_run_arguments(args, out)
     say(f"loading {args.model} ...")
-    model = load_model(args.model)
-    return model, args.out or default_out(args.model)
+    return load_model(args.model), out, shard
+
+
+def task_units(store: Store, tasks: Sequence[Task], compute: Callable[[Task], tuple[dict, dict[str, Tensor]]],
+               describe: Callable[[dict, dict[str, Tensor]], str], needs: Sequence[str],
+               shard: Shard | None = None) -> list[Unit]:
+    """One unit per task in `store` (with a `shard`, only for its share of the tasks): reused, or
+    computed by `compute(task)` -> (result, tensors) with one progress line from `describe`."""
+    names = [t.name for t in tasks]
+    mine = set(shard.share(names) if shard else names)
+    units = []
+    for i, task in enumerate(tasks, 1):
+        if task.name not in mine:
+            continue
+
+        def timed(task: Task = task, i: int = i) -> tuple[dict, dict[str, Tensor]]:
+            start = time.perf_counter()
+            result, tensors = compute(task)
+            store.progress(f"[{store.analysis}] {i}/{len(tasks)} {task.name}: {describe(result, tensors)} "
+                           f"in {time.perf_counter() - start:.1f} s")
+            return result, tensors
+
+        units.append(store.get(task.name, timed, needs=needs, identity=task.digest))
+    return units
+
+
+def usable_tasks(model, tasks: Sequence[Task], progress: Progress = say) -> list[Task]:
+    """`tasks` less those the paper's single-token filter leaves empty for this model's tokenizer
+    (each skipped with one line); an error if none is left."""
+    kept = []
+    for task in tasks:
+        report = task.filter_report(model.tokenizer)
+        if report.applied and report.kept == 0:
+            progress(f"[reproduce] {task.name} skipped: none of its {report.total} outputs is a single token "
+                     f"for this model's tokenizer, and the paper's protocol scores single-token outputs only")
+        else:
+            kept.append(task)
+    if not kept:
+        raise ValueError("no task has single-token outputs for this model's tokenizer: choose other tasks")
+    return kept

@@ -17,7 +17,7 @@ from tv_lens.engine import Run, decode, encode, predict
 from tv_lens.interventions import Intervention
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
-from tv_lens.results import Store
+from tv_lens.results import Shard, Store
 from tv_lens.stats import Accuracy
 from tv_lens.tasks import Item, Task, get_scorer, resolve_task, sample_items
 
@@ -93,31 +93,36 @@ def parse_pair(text: str) -> tuple[str, str]:
 def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS,
         settings: ConflictSettings = ConflictSettings(), seed: int = 0, layer: int | None = None,
         main_settings: main_table.MainTableSettings = main_table.MainTableSettings(),
-        best_layers: dict[str, int] | None = None, progress: Progress = say) -> Outcome:
-    """Every pair, at `layer` or else at B's best layer (from `best_layers`, or the main table run
-    or reused in `out`)."""
+        best_layers: dict[str, int] | None = None, progress: Progress = say, shard: Shard | None = None) -> Outcome:
+    """Every pair (with a `shard`, its share of them), at `layer` or else at B's best layer (from
+    `best_layers`, or the main table run or reused in `out`)."""
     resolved = [(resolve_task(a), resolve_task(b)) for a, b in pairs]
+    if shard:
+        mine = set(shard.share([f"{a.name}:{b.name}" for a, b in resolved]))
+        resolved = [(a, b) for a, b in resolved if f"{a.name}:{b.name}" in mine]
     layers = best_layers or {}
     missing = [b for _, b in resolved if b.name not in layers]
     if layer is None and missing:
         tasks_b = list({b.name: b for b in missing}.values())
         layers = {**layers, **main_table.best_layers(model, out, tasks_b, main_settings, seed, progress)}
-    store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
+    store = Store.open(out, ANALYSIS, model, asdict(settings), seed, progress)
     results = []
     for i, (a, b) in enumerate(resolved, 1):
         at = layer if layer is not None else layers[b.name]
-        key = f"{a.name}__{b.name}__layer{at}"
-        identity = f"{a.digest}-{b.digest}"
-        done = store.load(key, identity=identity)
-        if done is None:
+
+        def compute(a=a, b=b, at=at, i=i) -> tuple[dict, None]:
             start = time.perf_counter()
             done = pair_result(model, a, b, at, settings, seed)
-            store.save(key, done, identity=identity)
             progress(f"[conflicting_tasks] {i}/{len(resolved)} {a.name} -> {b.name} at layer {at}: "
                      f"patched follows B {done['patched_vs_b']['value']:.2f}, A {done['patched_vs_a']['value']:.2f} "
                      f"in {time.perf_counter() - start:.1f} s")
-        results.append(done)
+            return done, None
+
+        unit = store.get(f"{a.name}__{b.name}__layer{at}", compute, identity=f"{a.digest}-{b.digest}")
+        results.append(unit.result)
     report_reused(ANALYSIS, store.reused, progress)
+    if shard:
+        return Outcome(None, None, store.computed, store.reused)
     layer_choice = f"given: {layer}" if layer is not None else "best layer of task B in the main table"
     written = store.write_results({"layer_choice": layer_choice, "pairs": results})
     return Outcome(written, store.results_path, store.computed, store.reused)
@@ -145,9 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p)
     main_table.add_settings_arguments(p)
     args = p.parse_args(argv)
-    model, out = load(args)
+    model, out, shard = load(args)
     outcome = run(model, out, args.pairs, ConflictSettings(n_items=args.n_items), args.seed, args.layer,
-                  main_table.settings_from_args(args))
+                  main_table.settings_from_args(args), shard=shard)
     return show(outcome, format_table)
 
 

@@ -54,10 +54,10 @@ def format_table(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.splitlines()[0])
+    p = parser(__doc__.splitlines()[0], shards=False)
     main_table.add_settings_arguments(p)
     args = p.parse_args(argv)
-    model, out = load(args)
+    model, out, _ = load(args)
     outcome = run(model, out, args.tasks, main_table.settings_from_args(args), args.seed)
     return show(outcome, format_table)
 

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.evaluate import evaluate
-from tv_lens.results import Store
+from tv_lens.results import Shard, Store, Unit
 from tv_lens.summary import TaskHits, summarize
 from tv_lens.tasks import Task, get_scorer
 
-from .common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show
+from .common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show, task_units
 
 ANALYSIS = "main_table"
 MEAN_THETA = "mean_theta"
@@ -50,37 +48,29 @@ def task_result(model, task: Task, settings: MainTableSettings, seed: int) -> tu
 
 def task_results(
     model, out, tasks: Sequence[Task], settings: MainTableSettings = MainTableSettings(), seed: int = 0,
-    progress: Progress = say,
-) -> tuple[list[dict], Store]:
-    """Each task's result, computed and saved now or reused from an earlier run into `out`."""
-    store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
-    results = []
-    for i, task in enumerate(tasks, 1):
-        done = store.load(task.name, needs=[MEAN_THETA], identity=task.digest)
-        if done is None:
-            start = time.perf_counter()
-            done, mean_theta = task_result(model, task, settings, seed)
-            store.save(task.name, done, {MEAN_THETA: mean_theta}, identity=task.digest)
-            progress(f"[main_table] {i}/{len(tasks)} {task.name}: baseline {done['baseline']['value']:.2f} "
-                     f"icl {done['icl']['value']:.2f} tv {done['tv']['value']:.2f} "
-                     f"(layer {done['best_layer']}) in {time.perf_counter() - start:.1f} s")
-        results.append(done)
-    report_reused(ANALYSIS, store.reused, progress)
-    return results, store
+    progress: Progress = say, shard: Shard | None = None,
+) -> tuple[list[Unit], Store]:
+    """Each task's unit (its result, and its mean θ as tensor `mean_theta`), computed and saved now
+    or reused from an earlier run into `out`; with a `shard`, only the shard's share of the tasks."""
+    store = Store.open(out, ANALYSIS, model, asdict(settings), seed, progress)
 
+    def compute(task: Task) -> tuple[dict, dict[str, Tensor]]:
+        done, mean_theta = task_result(model, task, settings, seed)
+        return done, {MEAN_THETA: mean_theta}
 
-def mean_thetas(model, out, results: Sequence[dict], settings: MainTableSettings = MainTableSettings(),
-                seed: int = 0) -> dict[str, Float[Tensor, "n_layers d_model"]]:
-    """Task name -> θ averaged over its test items (every layer), as the main table in `out` saved it."""
-    store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
-    return {r["task"]: store.load_tensors(r["task"])[MEAN_THETA] for r in results}
+    def describe(done: dict, tensors: dict) -> str:
+        return (f"baseline {done['baseline']['value']:.2f} icl {done['icl']['value']:.2f} "
+                f"tv {done['tv']['value']:.2f} (layer {done['best_layer']})")
+
+    units = task_units(store, tasks, compute, describe, [MEAN_THETA], shard)
+    return units, store
 
 
 def best_layers(model, out, tasks: Sequence[Task], settings: MainTableSettings = MainTableSettings(),
                 seed: int = 0, progress: Progress = say) -> dict[str, int]:
     """Each task's best task-vector layer from the main table (run or reused)."""
-    results, _ = task_results(model, out, tasks, settings, seed, progress)
-    return layers_of(results)
+    units, _ = task_results(model, out, tasks, settings, seed, progress)
+    return layers_of([u.result for u in units])
 
 
 def layers_of(results: Sequence[dict]) -> dict[str, int]:
@@ -107,9 +97,14 @@ def summary(results: Sequence[dict], seed: int = 0) -> dict:
 
 
 def run(model, out, tasks: Sequence[str | Task] | None = None, settings: MainTableSettings = MainTableSettings(),
-        seed: int = 0, progress: Progress = say) -> Outcome:
-    """The main table for `tasks` (default the paper's 18), resumable, written to out/main_table/."""
-    results, store = task_results(model, out, resolve_tasks(tasks), settings, seed, progress)
+        seed: int = 0, progress: Progress = say, shard: Shard | None = None) -> Outcome:
+    """The main table for `tasks` (default the paper's 18), resumable, written to out/main_table/
+    (by a run without `shard`; a shard only computes its share of the tasks)."""
+    units, store = task_results(model, out, resolve_tasks(tasks), settings, seed, progress, shard)
+    report_reused(ANALYSIS, store.reused, progress)
+    if shard:
+        return Outcome(None, None, store.computed, store.reused)
+    results = [u.result for u in units]
     written = store.write_results({"tasks": results, "summary": summary(results, seed)})
     return Outcome(written, store.results_path, store.computed, store.reused)
 
@@ -148,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
     add_settings_arguments(p)
     args = p.parse_args(argv)
-    model, out = load(args)
-    outcome = run(model, out, args.tasks, settings_from_args(args), args.seed)
+    model, out, shard = load(args)
+    outcome = run(model, out, args.tasks, settings_from_args(args), args.seed, shard=shard)
     return show(outcome, format_table)
 
 

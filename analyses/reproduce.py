@@ -8,8 +8,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tv_lens.results import Shard
+
 from . import clusters, conflicting_tasks, layer_sweep, main_table, top_tokens
-from .common import Outcome, Progress, default_out, resolve_tasks, say
+from .common import Outcome, Progress, check_run_arguments, default_out, resolve_tasks, say, usable_tasks
 
 
 @dataclass(frozen=True)
@@ -34,26 +36,30 @@ QUICK = Protocol(
 
 
 def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,
-              progress: Progress = say) -> dict[str, Outcome]:
+              progress: Progress = say, shard: Shard | None = None) -> dict[str, Outcome]:
     """Main table, layer sweep, conflicting tasks (the paper's pairs among `tasks`), top tokens and
-    clusters, in that order, each reusing the main table's best layers."""
-    tasks = resolve_tasks(tasks or protocol.tasks)
+    clusters, in that order, each reusing the main table's best layers. Tasks left without
+    single-token outputs by this model's tokenizer are skipped, each with one line. With a `shard`,
+    only the shard's share of the units of the main table, the conflicting tasks and the clusters."""
+    tasks = usable_tasks(model, resolve_tasks(tasks or protocol.tasks), progress)
     names = {t.name for t in tasks}
-    main = main_table.run(model, out, tasks, protocol.main, seed, progress)
-    layers = main_table.layers_of(main.results["tasks"])
-    outcomes = {"main_table": main,
-                "layer_sweep": layer_sweep.run(model, out, tasks, protocol.main, seed, progress, main.results)}
     pairs = [p for p in conflicting_tasks.PAPER_PAIRS if set(p) <= names]
+    main = main_table.run(model, out, tasks, protocol.main, seed, progress, shard)
+    outcomes = {"main_table": main}
+    layers = None if shard else main_table.layers_of(main.results["tasks"])
+    if not shard:
+        outcomes["layer_sweep"] = layer_sweep.run(model, out, tasks, protocol.main, seed, progress, main.results)
     if pairs:
         outcomes["conflicting_tasks"] = conflicting_tasks.run(
             model, out, pairs, protocol.conflict, seed, main_settings=protocol.main, best_layers=layers,
-            progress=progress)
+            progress=progress, shard=shard)
     else:
         progress("[conflicting_tasks] skipped: no pair of the paper has both tasks in this run")
-    outcomes["top_tokens"] = top_tokens.run(model, out, tasks, protocol.main, seed, protocol.k, progress, main.results)
+    if not shard:
+        outcomes["top_tokens"] = top_tokens.run(model, out, tasks, protocol.main, seed, protocol.k, progress)
     if len(tasks) >= 2:
         outcomes["clusters"] = clusters.run(model, out, tasks, protocol.cluster, seed, main_settings=protocol.main,
-                                            best_layers=layers, progress=progress)
+                                            best_layers=layers, progress=progress, shard=shard)
     else:
         progress("[clusters] skipped: clustering needs at least two tasks")
     return outcomes
@@ -72,17 +78,24 @@ def format_report(outcomes: dict[str, Outcome]) -> str:
     return "\n".join(parts)
 
 
-def run_from_args(args: argparse.Namespace) -> Path:
-    """Load the model, reproduce, print the tables and where the results are; the run directory."""
+def run_from_args(args: argparse.Namespace) -> Path | None:
+    """Check the arguments, load the model, reproduce, print the tables and where the results are;
+    the run directory (None for a shard, which only computes its share of the units)."""
     from tv_lens.models import load_model
 
     start = time.perf_counter()
     out = args.out or default_out(args.model, args.quick)
+    shard = check_run_arguments(args, out)
     protocol = QUICK if args.quick else PAPER
     tasks = resolve_tasks(args.tasks or protocol.tasks)  # bad task names fail before the model loads
     say(f"loading {args.model} ...")
     model = load_model(args.model)
-    outcomes = reproduce(model, out, tasks, protocol, args.seed)
+    outcomes = reproduce(model, out, tasks, protocol, args.seed, shard=shard)
+    if shard:
+        computed = sum(len(o.computed) for o in outcomes.values())
+        say(f"shard {shard} done in {time.perf_counter() - start:.0f} s: computed {computed} unit(s) in {out}/; "
+            f"once every shard is done, run the same command without --shard to assemble the results")
+        return
     say("")
     say(format_report(outcomes))
     say(f"results in {out}/ ({time.perf_counter() - start:.0f} s)")

@@ -18,28 +18,26 @@ from tv_lens.results import Store
 from tv_lens.tasks import Task
 
 from . import main_table
-from .common import Outcome, Progress, load, parser, say, show
+from .common import Outcome, Progress, load, parser, resolve_tasks, say, show
 
 ANALYSIS = "top_tokens"
 
 
 def run(model, out, tasks: Sequence[str | Task] | None = None,
         settings: main_table.MainTableSettings = main_table.MainTableSettings(), seed: int = 0, k: int = 20,
-        progress: Progress = say, main_results: dict | None = None) -> Outcome:
+        progress: Progress = say) -> Outcome:
     """Top-`k` tokens of each task's mean test θ at its best layer, raw and centred, both taken from
-    `main_results` (default: run or reuse the main table in `out`)."""
-    if main_results is None:
-        main_results = main_table.run(model, out, tasks, settings, seed, progress).results
-    results = main_results["tasks"]
-    thetas = main_table.mean_thetas(model, out, results, settings, seed)
-    centre = torch.stack(list(thetas.values())).mean(0)
+    the main table's units in `out` (computed there first if missing)."""
+    units, _ = main_table.task_results(model, out, resolve_tasks(tasks), settings, seed, progress)
+    centre = torch.stack([u.tensors[main_table.MEAN_THETA] for u in units]).mean(0)
     rows = []
-    for r in results:
-        layer, theta = r["best_layer"], thetas[r["task"]]
+    for unit in units:
+        r, theta = unit.result, unit.tensors[main_table.MEAN_THETA]
+        layer = r["best_layer"]
         rows.append({"task": r["task"], "category": r["category"], "layer": layer, "n_items": len(r["test_items"]),
                      "raw": top_tokens(model, theta, k, layer=layer).to_dict(),
                      "centred": top_tokens(model, theta, k, layer=layer, centre=centre[layer]).to_dict()})
-    store = Store.open(out, ANALYSIS, model, {"main_table": asdict(settings)}, seed)
+    store = Store.open(out, ANALYSIS, model, {"main_table": asdict(settings)}, seed, progress)
     written = store.write_results({"k": k, "tasks": rows})
     return Outcome(written, store.results_path)
 
@@ -55,11 +53,11 @@ def format_table(results: dict, shown: int = 8) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.splitlines()[0])
+    p = parser(__doc__.splitlines()[0], shards=False)
     p.add_argument("-k", type=int, default=20, help="tokens per task (default 20)")
     main_table.add_settings_arguments(p)
     args = p.parse_args(argv)
-    model, out = load(args)
+    model, out, _ = load(args)
     outcome = run(model, out, args.tasks, main_table.settings_from_args(args), args.seed, args.k)
     return show(outcome, format_table)
 

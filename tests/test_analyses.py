@@ -81,11 +81,11 @@ def test_deleted_unit_and_changed_settings_are_redone(tiny_llama, tmp_path, coun
 
 
 def test_units_of_another_model_are_not_reused(tiny_llama, tiny_gemma, tmp_path):
-    llama = Store.open(tmp_path, "main_table", tiny_llama, {"n": 1}, 0)
+    llama = Store.open(tmp_path, "a", tiny_llama, {"n": 1}, 0)
     llama.save("t", {"x": 1})
-    assert Store.open(tmp_path, "main_table", tiny_llama, {"n": 1}, 0).load("t") == {"x": 1}
-    assert Store.open(tmp_path, "main_table", tiny_gemma, {"n": 1}, 0).load("t") is None
-    assert Store.open(tmp_path, "main_table", tiny_llama, {"n": 1}, 1).load("t") is None
+    assert Store.open(tmp_path, "a", tiny_llama, {"n": 1}, 0).load("t").result == {"x": 1}
+    assert Store.open(tmp_path, "a", tiny_gemma, {"n": 1}, 0).load("t") is None
+    assert Store.open(tmp_path, "a", tiny_llama, {"n": 1}, 1).load("t") is None
 
 
 def test_layer_sweep_reads_the_main_table_without_recomputing(tiny_llama, tmp_path, counted):
@@ -135,7 +135,9 @@ def test_conflicting_tasks_at_best_layer_of_b_and_at_a_given_layer(tiny_llama, t
 def test_top_tokens_project_the_main_tables_mean_theta_without_recomputing(tiny_llama, tmp_path, counted):
     outcome = top_tokens.run(tiny_llama, tmp_path, TASKS[:3], SMALL, k=5, **QUIET)
     assert counted == TASKS[:3]
-    saved, main = load_results(tmp_path / "top_tokens"), load_results(tmp_path / "main_table")
+    saved, main = load_results(tmp_path / "top_tokens"), main_table.run(tiny_llama, tmp_path, TASKS[:3], SMALL,
+                                                                         **QUIET).results
+    assert counted == TASKS[:3]
     assert saved["k"] == 5
     for row, result in zip(saved["tasks"], main["tasks"]):
         assert len(row["raw"]["tokens"]) == len(row["centred"]["tokens"]) == 5
@@ -144,7 +146,8 @@ def test_top_tokens_project_the_main_tables_mean_theta_without_recomputing(tiny_
     task = get_task(TASKS[0]).filtered(tiny_llama.tokenizer)
     splits = sample_splits(task, seed=0, **asdict(SMALL))
     thetas, _ = learn_items(tiny_llama, splits.test, PromptFormat.for_task(task))
-    stored = main_table.mean_thetas(tiny_llama, tmp_path, main["tasks"], SMALL)[TASKS[0]]
+    units, _ = main_table.task_results(tiny_llama, tmp_path, [get_task(TASKS[0])], SMALL, **QUIET)
+    stored = units[0].tensors[main_table.MEAN_THETA]
     assert torch.allclose(stored, torch.stack(thetas).mean(0), rtol=1e-4, atol=1e-6)
     again = top_tokens.run(tiny_llama, tmp_path, TASKS[:3], SMALL, k=5, **QUIET)
     assert counted == TASKS[:3] and again.results["tasks"] == outcome.results["tasks"]
@@ -154,13 +157,15 @@ def test_a_unit_missing_the_tensors_asked_for_is_redone(tiny_llama, tmp_path):
     store = Store.open(tmp_path, "a", tiny_llama, {}, 0)
     store.save("old", {"x": 1})
     store.save("new", {"x": 2}, {"theta": torch.ones(3)})
-    assert store.load("old") == {"x": 1} and store.load("old", needs=["theta"]) is None
-    assert store.load("new", needs=["theta"]) == {"x": 2} and store.load("new", needs=["other"]) is None
-    (tmp_path / "a" / "units" / "new.safetensors").unlink()
+    assert store.load("old").result == {"x": 1} and store.load("old", needs=["theta"]) is None
+    new = store.load("new", needs=["theta"])
+    assert new.result == {"x": 2} and torch.equal(new.tensors["theta"], torch.ones(3))
+    assert store.load("new", needs=["other"]) is None
+    next((tmp_path / "a" / "units").glob("new~*.safetensors")).unlink()
     assert store.load("new", needs=["theta"]) is None
 
 
-def test_clusters_at_the_median_best_layer(tiny_llama, tmp_path):
+def test_clusters_at_the_median_best_layer_and_another_layer_without_new_vectors(tiny_llama, tmp_path):
     outcome = clusters.run(tiny_llama, tmp_path, TASKS[:3], clusters.ClusterSettings(n_per_task=6),
                            main_settings=SMALL, **QUIET)
     saved = load_results(tmp_path / "clusters")
@@ -168,10 +173,12 @@ def test_clusters_at_the_median_best_layer(tiny_llama, tmp_path):
     assert saved["layer"] == sorted(best.values())[1]
     assert len(saved["points"]) == 18 and saved["stats"]["n_tasks"] == 3
     assert {p["task"] for p in saved["points"]} == set(TASKS[:3])
-    assert outcome.computed == [f"{t}__layer{saved['layer']}" for t in TASKS[:3]]
+    assert outcome.computed == TASKS[:3]
+    other = (saved["layer"] + 1) % tiny_llama.cfg.n_layers
     other_layer = clusters.run(tiny_llama, tmp_path, TASKS[:3], clusters.ClusterSettings(n_per_task=6),
-                               layer=(saved["layer"] + 1) % tiny_llama.cfg.n_layers, **QUIET)
-    assert len(other_layer.computed) == 3
+                               layer=other, **QUIET)
+    assert other_layer.computed == [] and other_layer.results["layer"] == other
+    assert other_layer.results["stats"] != outcome.results["stats"]
 
 
 def test_reproduce_runs_every_analysis(tiny_llama, tmp_path):

@@ -16,6 +16,7 @@ TINY = ["--model", "tiny-llama", "--tasks", "next_letter"]
     ("serving.py", TINY + ["--n-test", "4", "--n-dev", "4", "--k", "2", "--queries", "2", "--batch-sizes", "3"],
      ["| 1 |", "| 3 |", "Floor: a forward of one token takes", "Tokens per query"]),
     ("load.py", ["--models", "tiny-llama"], ["tiny-llama      cold", "tiny-llama      warm"]),
+    ("faults.py", ["--groups", "vectors", "tasks", "cli"], ["clear error  vector tensor NaN", "crash 0, differing 0"]),
 ])
 def test_benchmark_runs_on_a_tiny_model(script, args, expected, monkeypatch, capsys, one_thread):
     monkeypatch.setattr(sys, "argv", [script, *args])

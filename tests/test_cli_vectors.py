@@ -78,12 +78,18 @@ def test_apply_reads_queries_from_stdin(saved, capsys, monkeypatch):
     import io
 
     _, by_argument, _ = cli(capsys, "apply", str(saved), "a", "b")
-    monkeypatch.setattr("sys.stdin", io.StringIO("a\n\n b \n"))
+    def stdin(data: bytes):
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+    stdin(b"a\n\n b \r\n")
     code, from_stdin, _ = cli(capsys, "apply", str(saved), "-")
     assert code == 0 and from_stdin.splitlines()[-2:] == by_argument.splitlines()[-2:]
-    monkeypatch.setattr("sys.stdin", io.StringIO("\n"))
+    stdin(b"\n")
     code, _, err = cli(capsys, "apply", str(saved), "-")
     assert code == 2 and "no queries on stdin" in err
+    stdin(b"a\n\xff\xfe\n")
+    code, out, err = cli(capsys, "apply", str(saved), "-")
+    assert code == 2 and err.count("\n") == 1 and "stdin is not UTF-8" in err
 
 
 def test_a_query_too_long_for_the_model_is_reported_alone_and_the_others_answered(saved, capsys, monkeypatch):

@@ -144,7 +144,7 @@ def test_a_vector_with_more_layers_than_the_model_is_a_clear_error(tiny_llama):
     from tv_lens.vectors import TaskVector
 
     deeper = TaskVector(vectors=torch.zeros(6, tiny_llama.cfg.d_model), layer=5)
-    with pytest.raises(ValueError, match="layer 5 out of range"):
+    with pytest.raises(ValueError, match="has 6 layers but the model has 3"):
         generate(tiny_llama, deeper, ["ab"])
 
 

@@ -11,7 +11,7 @@ Adding a command, so that `tv-lens --help` stays under a second:
   (tests/test_cli.py checks that building the parser imports none of them);
 - add the module's `add_commands` to `COMMANDS` below.
 Every command gets the run options of `tv_lens.cli_options` (`--threads`), applied before it runs; a
-`ValueError`, `FileNotFoundError` or `FloatingPointError` it raises becomes one line `tv-lens: error: ...`.
+`ValueError`, `OSError` or `FloatingPointError` it raises becomes one line `tv-lens: error: ...`.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None, extra: Sequence[AddCommands] = ()) -> in
     try:
         apply_run_options(args)
         args.run(args)
-    except (ValueError, FileNotFoundError, FloatingPointError) as err:
+    except (ValueError, OSError, FloatingPointError) as err:
         print(f"tv-lens: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tv_lens.cli_options import DEFAULT_MODEL
 
@@ -46,11 +47,15 @@ def add_commands(commands) -> None:
 
 
 def _learn(args: argparse.Namespace) -> None:
+    from tv_lens.files import check_writable_folder
     from tv_lens.models import load_model
     from tv_lens.task_level import learn_task
     from tv_lens.tasks import resolve_task
 
     task = resolve_task(args.task)
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a directory: give the vector file's path (.safetensors)")
+    check_writable_folder(Path(args.out).parent)
     model = load_model(args.model)
     theta = learn_task(model, task, k=args.k, seed=args.seed, n_shots=args.n_shots, layer=args.layer,
                        n_dev=args.n_dev)
@@ -74,12 +79,15 @@ def _apply(args: argparse.Namespace) -> None:
     if args.model and args.model != theta.model and not args.force:
         raise ValueError(f"{args.vector} was learned on {theta.model}, not {args.model}: drop --model, "
                          f"or pass --force to apply it anyway")
-    model = load_model(spec)
     queries = args.queries
     if queries == ["-"]:
-        queries = [line.strip() for line in sys.stdin if line.strip()]
+        try:
+            queries = [line.strip() for line in sys.stdin.buffer.read().decode("utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as err:
+            raise ValueError(f"stdin is not UTF-8 text (byte {err.start}): give one UTF-8 query per line") from None
         if not queries:
             raise ValueError("no queries on stdin: give one query per line")
+    model = load_model(spec)
     solver = TaskVectorSolver(model, theta, layer=args.layer, mode=args.mode, strength=args.strength,
                               positions=args.positions, allow_transfer=args.force)
     try:

@@ -83,7 +83,9 @@ class Intervention:
 
 
 def check_layer(model, layer: int) -> None:
-    """Refuse a layer the model lacks."""
+    """Refuse a layer the model lacks (or that is not an integer)."""
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise ValueError(f"layer must be an integer, got {layer!r}")
     if not 0 <= layer < model.cfg.n_layers:
         raise ValueError(f"layer {layer} out of range: this model has layers 0..{model.cfg.n_layers - 1}")
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -29,6 +31,7 @@ TENSOR_KEY = "vectors"
 TASK_VECTOR = "task_vector"
 FUNCTION_VECTOR = "function_vector"
 KINDS = (TASK_VECTOR, FUNCTION_VECTOR)
+VECTOR_HOOK = re.compile(r"blocks\.\{layer\}\.hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out)")
 
 
 class VectorFileError(ValueError):
@@ -127,7 +130,7 @@ class TaskVector:
                                   f"task vector saved by tv_lens")
         try:
             meta = json.loads(header[METADATA_KEY])
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             raise VectorFileError(f"{path} has damaged tv_lens metadata (not JSON): re-save the vector") from None
         return cls._from_parts(path, meta, tensors.get(TENSOR_KEY))
 
@@ -136,42 +139,125 @@ class TaskVector:
         if not isinstance(meta, dict):
             raise VectorFileError(f"{path} has damaged tv_lens metadata (not an object): re-save the vector")
         version = meta.get("schema_version")
-        if not isinstance(version, int):
-            raise VectorFileError(f"{path} has no schema version in its tv_lens metadata: re-save the vector")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise VectorFileError(f"{path} has no valid schema version in its tv_lens metadata: re-save the vector")
         if version > SCHEMA_VERSION:
             raise VectorFileError(f"{path} has schema version {version}, newer than this tv_lens reads "
                                   f"({SCHEMA_VERSION}): upgrade tv_lens")
-        if tensor is None or tensor.ndim != 2:
-            raise VectorFileError(f"{path} holds no [n_layers, d_model] tensor named {TENSOR_KEY!r}: "
-                                  f"re-save the vector")
-        layer = meta.get("layer")
-        if layer is not None and not (isinstance(layer, int) and 0 <= layer < tensor.shape[0]):
-            raise VectorFileError(f"{path} names layer {layer!r}, outside its {tensor.shape[0]} layers: "
-                                  f"the file was altered; re-save the vector")
-        if meta.get("kind", TASK_VECTOR) not in KINDS:
-            raise VectorFileError(f"{path} is of kind {meta['kind']!r}, not one of {', '.join(KINDS)}: the file "
-                                  f"was altered or written by a newer tv_lens")
         known = {f.name for f in fields(cls)} - {TENSOR_KEY}
         unknown = sorted(set(meta) - known)
         if unknown:
             raise VectorFileError(f"{path} has unknown metadata fields {unknown} for schema version "
                                   f"{version}: the file was altered or written by another tool")
+        _check_tensor(path, tensor)
+        for name, value in meta.items():
+            problem = _field_problem(name, value, tensor.shape[0])
+            if problem:
+                raise VectorFileError(f"{path}: metadata field {name!r} {problem}: the file was altered or "
+                                      f"damaged; re-create the vector with `tv-lens learn`")
         return cls(vectors=tensor, **meta)
 
 
 def check_compatible(model, theta: TaskVector, allow_transfer: bool = False) -> None:
-    """Refuse a vector learned on another model (another d_model always; another fingerprint
-    unless `allow_transfer`)."""
+    """Refuse a vector learned on another model (another d_model always; another depth or
+    fingerprint unless `allow_transfer`)."""
     if theta.d_model != model.cfg.d_model:
         raise ValueError(
             f"task vector has d_model {theta.d_model} but the model has {model.cfg.d_model}: "
             f"it was learned on {theta.model or 'another model'}; load that model"
         )
+    if theta.n_layers != model.cfg.n_layers and not allow_transfer:
+        raise ValueError(f"task vector has {theta.n_layers} layers but the model has {model.cfg.n_layers}: "
+                         f"it was learned on {theta.model or 'another model'}; load that model, or pass "
+                         f"allow_transfer=True (--force on the command line)")
     if theta.fingerprint and theta.fingerprint != fingerprint(model) and not allow_transfer:
         raise ValueError(
             f"task vector was learned on {theta.model} (weights {theta.fingerprint}), not on this "
             f"model ({fingerprint(model)}): load that model, or pass allow_transfer=True (--force on the command line)"
         )
+
+
+def _check_tensor(path: Path, tensor) -> None:
+    """Refuse a missing, non-float, misshapen or non-finite `vectors` tensor, in one line."""
+    if tensor is None or tensor.ndim != 2 or 0 in tensor.shape:
+        shape = "none" if tensor is None else list(tensor.shape)
+        raise VectorFileError(f"{path} holds no [n_layers, d_model] tensor named {TENSOR_KEY!r} (found {shape}): "
+                              f"re-save the vector")
+    if not tensor.dtype.is_floating_point:
+        raise VectorFileError(f"{path} holds a tensor of dtype {str(tensor.dtype).removeprefix('torch.')}, not "
+                              f"floating point: the file was altered or written by another tool")
+    if not tensor.isfinite().all():
+        raise VectorFileError(f"{path} holds NaN or infinite values: the vector is damaged (or was learned from "
+                              f"a run that overflowed); re-create it with `tv-lens learn`")
+
+
+def _shown(value) -> str:
+    """`value` for an error line: its repr, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _field_problem(name: str, value, n_layers: int) -> str | None:
+    """Why metadata field `name` cannot hold `value` for a vector of `n_layers` layers, or None."""
+    if name == "layer":
+        ok = value is None or (_is_int(value) and 0 <= value < n_layers)
+        return None if ok else f"is {_shown(value)}, not a layer of its {n_layers} (or null)"
+    if name in ("model", "fingerprint"):
+        return None if isinstance(value, str) else f"is {_shown(value)}, not a string"
+    if name in ("task",):
+        return None if value is None or isinstance(value, str) else f"is {_shown(value)}, not a string or null"
+    if name == "seed":
+        return None if value is None or _is_int(value) else f"is {_shown(value)}, not an integer or null"
+    if name == "hook":
+        ok = isinstance(value, str) and VECTOR_HOOK.fullmatch(value)
+        return None if ok else f"is {_shown(value)}, not a residual-stream hook template like {RESID_POST!r}"
+    if name in ("n_shots", "n_contexts"):
+        low = 0 if name == "n_shots" else 1
+        return None if _is_int(value) and value >= low else f"is {_shown(value)}, not an integer >= {low}"
+    if name == "versions":
+        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        return None if ok else "is not an object of version strings"
+    if name == "dev_accuracy":
+        ok = (isinstance(value, list) and len(value) in (0, n_layers)
+              and all(_is_number(v) and 0 <= v <= 1 for v in value))
+        return None if ok else f"is not a list of {n_layers} accuracies in [0, 1] (or empty)"
+    if name == "prompt_format":
+        return _prompt_format_problem(value)
+    if name == "kind":
+        return None if value in KINDS else f"is {_shown(value)}, not one of {', '.join(KINDS)}"
+    if name == "heads":
+        ok = isinstance(value, list) and all(
+            isinstance(h, list) and len(h) == 3 and _is_int(h[0]) and 0 <= h[0] < n_layers and _is_int(h[1])
+            and h[1] >= 0 and _is_number(h[2]) for h in value)
+        return None if ok else f"is not a list of [layer, head, effect] entries with layers below {n_layers}"
+    return None
+
+
+def _prompt_format_problem(value) -> str | None:
+    """Why `value` is not the fields of a PromptFormat, or None."""
+    from tv_lens.prompts import PromptFormat
+
+    if not isinstance(value, dict):
+        return "is not an object"
+    if not value:
+        return None
+    try:
+        PromptFormat(**value)
+    except (TypeError, ValueError) as err:
+        return f"does not describe a prompt format ({str(err).splitlines()[0]})"
+    if not all(isinstance(value.get(k, ""), str) for k in ("example_template", "query_template", "separator")):
+        return "has templates that are not strings"
+    if not isinstance(value.get("leading_space", False), bool):
+        return "has a leading_space that is not true or false"
+    return None
 
 
 def _read_safetensors(path: Path) -> tuple[dict, dict[str, Tensor]]:

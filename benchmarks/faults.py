@@ -1,0 +1,302 @@
+"""Fault matrix of the run directory, vector files, task files and command line (issue 13).
+
+    python benchmarks/faults.py [--model tiny-llama] [--tasks next_letter to_upper] [--threads 1]
+                                [--groups kills processes damage vectors tasks cli]
+
+A small `reproduce` (main table, layer sweep, conflicting tasks, top tokens, clusters) is run once
+per seed as the reference. Then each probe injects one fault and either reruns it (run-directory
+probes: the result must equal the reference) or loads the damaged input (file and CLI probes: the
+answer must be a documented one-line error). Probes:
+- kill at each write of a fresh run, and of a seed-1 run into a copy of a finished seed-0 directory
+  (a rename that raises: the process stops between two atomic writes), then rerun both seeds;
+- a real SIGKILL of a seed-1 process in the middle of its run, then rerun both seeds;
+- every kind of damage to one unit of each analysis (truncated, random, empty, non-UTF-8, one byte
+  flipped, deleted, replaced by a symlink), then rerun;
+- two processes of different seeds at once in one directory, and four shards at once, then rerun;
+- damaged vector files and metadata, damaged task files, bad command-line arguments.
+Prints a line per probe and the totals: tried, recovered, clear errors, crashes, differing results
+(a wrong result, or a bad input accepted). Target: 0 crashes, 0 differing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the experiments (analyses/) of this checkout
+
+import torch  # noqa: E402
+
+from analyses import clusters, conflicting_tasks, main_table, reproduce  # noqa: E402
+from analyses.cli import main as cli_main  # noqa: E402
+from tv_lens.learn import learn  # noqa: E402
+from tv_lens.models import load_model  # noqa: E402
+from tv_lens.results import Shard  # noqa: E402
+from tv_lens.tasks import TaskFileError, load_task  # noqa: E402
+from tv_lens.vectors import TaskVector, VectorFileError  # noqa: E402
+
+PROTOCOL = reproduce.Protocol(main=main_table.MainTableSettings(n_baseline=4, n_dev=4, n_test=4),
+                              conflict=conflicting_tasks.ConflictSettings(n_items=4),
+                              cluster=clusters.ClusterSettings(n_per_task=4), k=5)
+OUTCOMES = ("recovered", "clear error", "crash", "differing")
+GROUPS = {"kills": "kills", "processes": "processes", "damage": "damage", "vectors": "vectors",
+          "tasks": "task_files", "cli": "command_line"}
+
+
+class Killed(BaseException):
+    """The process 'dies' here: nothing catches it, like a SIGKILL between two writes."""
+
+
+def results_of(run_dir: Path) -> dict:
+    """Every results file of a run without its write time and timings: what must not change."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("written_at", "timings")}
+        return [strip(v) for v in value] if isinstance(value, list) else value
+
+    return {p.parent.name: strip(json.loads(p.read_text())) for p in sorted(run_dir.glob("*/results.json"))}
+
+
+class Matrix:
+    """Runs probes, classifies and prints them."""
+
+    def __init__(self, model, tasks: list[str], work: Path, spec: str) -> None:
+        self.model, self.tasks, self.work, self.spec = model, tasks, work, spec
+        self.counts: Counter = Counter()
+        self.reference = {seed: self.fresh_run(work / f"reference{seed}", seed) for seed in (0, 1)}
+
+    def fresh_run(self, run_dir: Path, seed: int) -> dict:
+        reproduce.reproduce(self.model, run_dir, self.tasks, PROTOCOL, seed, progress=lambda m: None)
+        return results_of(run_dir)
+
+    def record(self, name: str, outcome: str, detail: str = "") -> None:
+        self.counts[outcome] += 1
+        print(f"{outcome:<12} {name}{': ' + detail if detail else ''}", flush=True)
+
+    def rerun_matches(self, name: str, run_dir: Path, seeds=(0, 1)) -> None:
+        """Rerun each seed over `run_dir`; recovered when every results file equals its reference."""
+        try:
+            for seed in seeds:
+                if self.fresh_run(run_dir, seed) != self.reference[seed]:
+                    return self.record(name, "differing", f"seed {seed} results differ from the reference")
+        except Exception as err:  # noqa: BLE001 - any exception here is a crash to count
+            return self.record(name, "crash", f"{type(err).__name__}: {err}")
+        self.record(name, "recovered")
+
+    def one_line_error(self, name: str, call: Callable[[], object], expected: tuple[type, ...]) -> None:
+        """A clear error when `call` raises one of `expected` in one line; differing when it accepts."""
+        try:
+            call()
+        except expected as err:
+            outcome = "clear error" if "\n" not in str(err) else "crash"
+            return self.record(name, outcome, str(err)[:110])
+        except Exception as err:  # noqa: BLE001
+            return self.record(name, "crash", f"{type(err).__name__}: {err}")
+        self.record(name, "differing", "bad input accepted")
+
+    # run directory
+
+    def writes_of_a_run(self, run_dir: Path, seed: int) -> int:
+        """How many atomic renames a run does."""
+        calls = []
+        real = os.replace
+        os.replace = lambda *a, **k: (calls.append(a), real(*a, **k))[1]
+        try:
+            self.fresh_run(run_dir, seed)
+        finally:
+            os.replace = real
+        return len(calls)
+
+    def killed_at(self, run_dir: Path, seed: int, n: int) -> None:
+        """Run `seed` into `run_dir`, stopping just before its n-th rename."""
+        real, count = os.replace, [0]
+
+        def replace(*args, **kwargs):
+            count[0] += 1
+            if count[0] == n:
+                raise Killed
+            return real(*args, **kwargs)
+
+        os.replace = replace
+        try:
+            self.fresh_run(run_dir, seed)
+        except Killed:
+            pass
+        finally:
+            os.replace = real
+
+    def kills(self) -> None:
+        n_writes = self.writes_of_a_run(self.work / "count", 0)
+        for n in range(1, n_writes + 1):
+            fresh = self.work / f"kill-fresh-{n}"
+            self.killed_at(fresh, 0, n)
+            self.rerun_matches(f"kill before write {n}/{n_writes} of a fresh run", fresh)
+            over = self.work / f"kill-over-{n}"
+            shutil.copytree(self.work / "reference0", over)
+            self.killed_at(over, 1, n)
+            self.rerun_matches(f"kill before write {n}/{n_writes} of a seed-1 run over seed 0", over)
+
+    def command(self, run_dir: Path, seed: int, shard: str = "-") -> list[str]:
+        """This script as a child process that runs the probe protocol into `run_dir`."""
+        return [sys.executable, __file__, "--model", self.spec, "--threads", "1", "--tasks", *self.tasks,
+                "--child", str(run_dir), str(seed), shard]
+
+    def processes(self) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+        killed = self.work / "sigkill"
+        shutil.copytree(self.work / "reference0", killed)
+        proc = subprocess.Popen(self.command(killed, 1), cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        for line in proc.stdout:
+            if line.startswith("[main_table]"):
+                proc.send_signal(signal.SIGKILL)
+                break
+        proc.wait()
+        self.rerun_matches("SIGKILL of a seed-1 process in its main table, over seed 0", killed)
+        together = self.work / "two-seeds"
+        procs = [subprocess.Popen(self.command(together, seed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+                 for seed in (0, 1)]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            self.record("two seeds at once in one directory", "crash", f"exit statuses {codes}")
+        else:
+            self.rerun_matches("two seeds at once in one directory", together)
+        shards = self.work / "shards"
+        procs = [subprocess.Popen(self.command(shards, 0, f"{i}/4"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+                 for i in range(1, 5)]
+        codes = [p.wait() for p in procs]
+        if any(codes):
+            self.record("four shards at once", "crash", f"exit statuses {codes}")
+        else:
+            self.rerun_matches("four shards at once, then the final run", shards, seeds=(0,))
+
+    def damage(self) -> None:
+        kinds: dict[str, Callable[[Path], None]] = {
+            "truncated": lambda p: p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2]),
+            "random bytes": lambda p: p.write_bytes(os.urandom(max(1, p.stat().st_size))),
+            "empty": lambda p: p.write_bytes(b""),
+            "non-UTF-8": lambda p: p.write_bytes(b"\xff\xfe" + p.read_bytes()[2:]),
+            "one byte flipped": lambda p: p.write_bytes(flip(p.read_bytes())),
+            "deleted": lambda p: p.unlink(),
+            "symlink elsewhere": lambda p: (p.unlink(), p.symlink_to(self.work / "elsewhere")),
+        }
+        (self.work / "elsewhere").write_text("not a unit")
+        reference_units = sorted((self.work / "reference0").glob("*/units/*"))
+        targets = {}
+        for path in reference_units:
+            if path.suffix in (".json", ".safetensors"):
+                targets.setdefault((path.parts[-3], path.suffix), path.relative_to(self.work / "reference0"))
+        for (analysis, suffix), relative in sorted(targets.items()):
+            for kind, hurt in kinds.items():
+                run_dir = self.work / f"damage-{analysis}-{suffix[1:]}-{kind.replace(' ', '_')}"
+                shutil.copytree(self.work / "reference0", run_dir)
+                hurt(run_dir / relative)
+                self.rerun_matches(f"{analysis} unit {suffix} {kind}", run_dir, seeds=(0,))
+
+    # files and command line
+
+    def vectors(self) -> None:
+        theta = learn(self.model, [("ab", "c"), ("de", "f")], ["gh", "ij"], layer=1, task="toy")
+        good = theta.save(self.work / "good.safetensors").read_bytes()
+        for kind, data in {"truncated": good[: len(good) // 2], "random bytes": os.urandom(len(good)),
+                           "empty": b"", "header flipped": flip(good, 20)}.items():
+            path = self.work / "bad.safetensors"
+            path.write_bytes(data)
+            self.one_line_error(f"vector file {kind}", lambda p=path: TaskVector.load(p), (VectorFileError,))
+        changes = {"layer": [True, 1.5, -1, 99, "1"], "hook": [5, "blocks.{layer}.attn.hook_pattern", "x"],
+                   "n_shots": [-1, 2.5], "n_contexts": [0, None], "seed": ["x", 1.5], "task": [3],
+                   "dev_accuracy": [[float("nan")] * 3, [2.0] * 3, [0.5]], "prompt_format": [[], {"x": 1}],
+                   "versions": [[], {"torch": 2}], "schema_version": [99, True, None], "unknown": [1]}
+        for field, values in changes.items():
+            for value in values:
+                meta = {**theta.metadata(), field: value}
+                path = write_vector(self.work / "meta.safetensors", meta, theta.vectors)
+                self.one_line_error(f"vector metadata {field}={value!r}", lambda p=path: TaskVector.load(p),
+                                    (VectorFileError,))
+        for kind, tensor in {"int32": theta.vectors.int(), "bool": theta.vectors > 0, "1-D": theta.vectors[0],
+                             "NaN": theta.vectors.clone().fill_(float("nan")),
+                             "inf": theta.vectors.clone().fill_(float("inf"))}.items():
+            path = write_vector(self.work / "tensor.safetensors", theta.metadata(), tensor)
+            self.one_line_error(f"vector tensor {kind}", lambda p=path: TaskVector.load(p), (VectorFileError,))
+
+    def task_files(self) -> None:
+        cases = {"deep.json": "[" * 100_000 + "]" * 100_000, "huge.json": '{"a": ' + "1" * 5001 + "}",
+                 "dup.csv": "input,output,output\na,b,c\n", "nan.json": '{"a": NaN}', "list.jsonl": "[1, 2]\n",
+                 "binary.json": os.urandom(64), "empty.csv": ""}
+        for name, text in cases.items():
+            path = self.work / name
+            path.write_bytes(text if isinstance(text, bytes) else text.encode())
+            self.one_line_error(f"task file {name}", lambda p=path: load_task(p), (TaskFileError,))
+
+    def command_line(self) -> None:
+        (self.work / "a-file").write_text("")
+        vector = self.work / "good.safetensors"
+        cases = {"--threads -1": ["reproduce", "--model", self.spec, "--threads", "-1"],
+                 "--out is a file": ["reproduce", "--model", self.spec, "--out", str(self.work / "a-file")],
+                 "--shard 5/4": ["reproduce", "--model", self.spec, "--shard", "5/4"],
+                 "apply with non-UTF-8 stdin": ["apply", str(vector), "-"],
+                 "learn --out a directory": ["learn", "--task", "next_letter", "--out", str(self.work)]}
+        for name, argv in cases.items():
+            err, out = io.StringIO(), io.StringIO()
+            stdin, sys.stdin = sys.stdin, io.TextIOWrapper(io.BytesIO(b"ab\n\xff\xfe\n"))
+            try:
+                with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+                    code = cli_main(argv)
+            except BaseException as exc:  # noqa: BLE001 - a traceback or exit of another kind is a crash
+                self.record(f"command line {name}", "crash", f"{type(exc).__name__}: {exc}")
+                continue
+            finally:
+                sys.stdin = stdin
+            ok = code == 2 and err.getvalue().count("\n") == 1 and "loading" not in out.getvalue()
+            self.record(f"command line {name}", "clear error" if ok else "crash", err.getvalue().strip()[:110])
+
+
+def flip(data: bytes, at: int | None = None) -> bytes:
+    """`data` with one byte inverted (the middle one by default)."""
+    at = len(data) // 2 if at is None else at
+    return data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1:] if data else b"\x00"
+
+
+def write_vector(path: Path, meta: dict, tensor) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({"vectors": tensor.contiguous()}, str(path), metadata={"format": "pt", "tv_lens": json.dumps(meta)})
+    return path
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="tiny-llama")
+    p.add_argument("--tasks", nargs="+", default=["next_letter", "to_upper"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--groups", nargs="+", choices=GROUPS, default=list(GROUPS), help="probe groups (default: all)")
+    p.add_argument("--child", nargs=3, metavar=("RUN_DIR", "SEED", "SHARD"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    model = load_model(args.model)
+    if args.child:
+        run_dir, seed, shard = args.child
+        reproduce.reproduce(model, Path(run_dir), args.tasks, PROTOCOL, int(seed),
+                            shard=None if shard == "-" else Shard.parse(shard))
+        return
+    with tempfile.TemporaryDirectory() as work:
+        matrix = Matrix(model, args.tasks, Path(work), args.model)
+        for group in args.groups:
+            getattr(matrix, GROUPS[group])()
+    total = sum(matrix.counts.values())
+    print(f"\nprobes tried {total}: " + ", ".join(f"{name} {matrix.counts[name]}" for name in OUTCOMES))
+
+
+if __name__ == "__main__":
+    main()
