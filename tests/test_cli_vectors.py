@@ -96,7 +96,7 @@ def test_a_query_too_long_for_the_model_is_reported_alone_and_the_others_answere
     import io
 
     _, by_argument, _ = cli(capsys, "apply", str(saved), "a", "b")
-    monkeypatch.setattr("sys.stdin", io.StringIO("a\n" + "x" * 600 + "\nb\n"))
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"a\n" + b"x" * 600 + b"\nb\n")))
     code, out, err = cli(capsys, "apply", str(saved), "-")
     assert code == 2 and out.splitlines()[-2:] == by_argument.splitlines()[-2:]
     lines = err.splitlines()
