@@ -22,6 +22,6 @@ def test_an_unknown_kind_is_refused_in_one_line(tmp_path):
     meta = {**TaskVector(torch.zeros(2, 4)).metadata(), "kind": "steering_vector"}
     path = tmp_path / "odd.safetensors"
     save_file({"vectors": torch.zeros(2, 4)}, str(path), metadata={"format": "pt", "tv_lens": json.dumps(meta)})
-    with pytest.raises(VectorFileError, match="kind 'steering_vector'") as info:
+    with pytest.raises(VectorFileError, match="'kind' is 'steering_vector', not one of") as info:
         TaskVector.load(path)
     assert "\n" not in str(info.value)
