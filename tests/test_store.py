@@ -26,7 +26,7 @@ from tv_lens.results import (
     record_digest,
     validate,
 )
-from tv_lens.tasks import TaskFileError, get_task, load_task
+from tv_lens.tasks import get_task
 from tv_lens.vectors import TaskVector, VectorFileError
 
 ROOT = Path(__file__).parents[1]
@@ -396,17 +396,6 @@ def test_random_unit_files_are_recomputed_never_fatal(tmp_path, record, tensors,
         assert all("\n" not in line for line in lines)
         if again.computed:
             assert len(lines) <= 1
-
-
-@PROPERTY
-@given(data=st.binary(max_size=200), suffix=st.sampled_from([".json", ".jsonl", ".csv"]))
-def test_random_task_files_load_or_give_a_one_line_error(tmp_path, data, suffix):
-    path = tmp_path / f"t{suffix}"
-    path.write_bytes(data)
-    try:
-        load_task(path)
-    except TaskFileError as err:
-        assert "\n" not in str(err)
 
 
 # Shards: several processes over one run directory.
