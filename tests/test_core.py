@@ -113,6 +113,10 @@ def test_layer_sweep_reuse_equals_one_run_per_layer(tiny):
         direct = next_tokens(tiny, encode(tiny, prompts), [(Intervention(layer, t[layer]),) for t in thetas],
                              budget=ONE_BY_ONE)
         assert [tiny.tokenizer.decode([t]) for t in direct] == [s[layer] for s in swept]
+    plain = [tiny.tokenizer.decode([t]) for t in next_tokens(tiny, encode(tiny, prompts), [()] * len(prompts))]
+    _, unchanged = layer_sweep(tiny, prompts, thetas, lambda i, p: True, mode="add", strength=0.0)
+    _, added = layer_sweep(tiny, prompts, thetas, lambda i, p: True, mode="add", strength=2.0)
+    assert all(row == [p] * tiny.cfg.n_layers for row, p in zip(unchanged, plain)) and added != unchanged
 
 
 def test_evaluate_is_reproducible_and_independent_of_batch_size(tiny_llama):

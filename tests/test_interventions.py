@@ -24,7 +24,7 @@ def test_intervention_options_are_checked_when_built():
     v = torch.zeros(4)
     with pytest.raises(ValueError, match="mode must be one of"):
         Intervention(0, v, mode="multiply")
-    for bad in ("first", (), (1.5,), (True,)):
+    for bad in ("first", (), (1.5,), (True,), (2, 2)):
         with pytest.raises(ValueError, match="positions must be"):
             Intervention(0, v, positions=bad)
     with pytest.raises(ValueError, match="needs a value"):

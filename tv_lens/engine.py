@@ -155,14 +155,17 @@ def _check_groups(model, groups: Sequence[Sequence[Run]]) -> None:
         if not group:
             raise ValueError("empty group of runs: every group needs at least one sequence")
         for r in group:
-            if not r.tokens:
-                raise ValueError("empty token sequence: every prompt needs at least one token")
-            for iv in r.interventions:
-                check_intervention(model, iv)
-                if isinstance(iv.positions, tuple) and not all(-len(r.tokens) <= p < len(r.tokens)
-                                                               for p in iv.positions):
-                    raise ValueError(f"intervention positions {iv.positions} fall outside a run of "
-                                     f"{len(r.tokens)} tokens")
+            _check_run(model, r.tokens, r.interventions)
+
+
+def _check_run(model, tokens: Sequence[int], interventions: Sequence[Intervention]) -> None:
+    """Refuse an empty sequence, or interventions the model or the sequence cannot take."""
+    if not tokens:
+        raise ValueError("empty token sequence: every prompt needs at least one token")
+    for iv in interventions:
+        check_intervention(model, iv)
+        if isinstance(iv.positions, tuple) and not all(-len(tokens) <= p < len(tokens) for p in iv.positions):
+            raise ValueError(f"intervention positions {iv.positions} fall outside a run of {len(tokens)} tokens")
 
 
 def _shared_prefix_len(group: Sequence[Run]) -> int:
@@ -333,11 +336,10 @@ def prefill(
 ) -> Decoding:
     """Run left-padded `prompts` (each with its interventions) once, keeping the cache for `step`;
     `room` is the number of tokens to be generated after them (checked against `token_limit`)."""
+    for row, prompt in enumerate(prompts):
+        _check_run(model, prompt, interventions[row] if interventions else ())
     tokens, mask = left_pad(model, prompts)
     check_width(model, tokens.shape[1] + room)
-    for row in interventions:
-        for iv in row:
-            check_intervention(model, iv)
     logits, _, cache = _forward(model, tokens, mask, interventions=interventions, keep_cache=True)
     return Decoding(cache, mask, logits)
 

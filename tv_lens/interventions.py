@@ -58,11 +58,11 @@ class Intervention:
         if not isinstance(positions, str) and isinstance(positions, Sequence):
             positions = tuple(positions)
             object.__setattr__(self, "positions", positions)
-        valid_tuple = isinstance(positions, tuple) and positions and all(
+        valid_tuple = isinstance(positions, tuple) and positions and len(set(positions)) == len(positions) and all(
             isinstance(p, int) and not isinstance(p, bool) for p in positions)
         if positions not in get_args(Where) and not valid_tuple:
-            raise ValueError(f"intervention positions must be 'last', 'all' or a non-empty tuple of token "
-                             f"indices, not {positions!r}")
+            raise ValueError(f"intervention positions must be 'last', 'all' or a non-empty tuple of distinct "
+                             f"token indices, not {positions!r}")
         if self.value is None and self.mode != "scale":
             raise ValueError(f"a {self.mode!r} intervention needs a value (only 'scale' works without one)")
 
@@ -129,7 +129,7 @@ def batch_hooks(
                 columns = query[row].nonzero()[:, 0].tolist()
             else:
                 own = real[row].nonzero()[:, 0].tolist()
-                columns = [own[p] for p in iv.positions]
+                columns = list(dict.fromkeys(own[p] for p in iv.positions))  # 1 and -n may be one token
             points[(k, iv.name, iv.head, iv.mode)] += [(row, c, iv) for c in columns]
     pairs = []
     for (_, name, _, _), group in sorted(points.items(), key=lambda item: item[0][0]):

@@ -18,8 +18,9 @@ class QueryTooLongError(ValueError):
     def __init__(self, too_long: list[tuple[int, int]], limit: int, room: int, answers: list[str | None]):
         self.too_long, self.limit, self.room, self.answers = too_long, limit, room, answers
         counts = "; ".join(f"query {i} {self.reason(n)}" for i, n in too_long)
-        super().__init__(f"{counts}: shorten it; the other {len(answers) - len(too_long)} were answered "
-                         f"(see .answers)")
+        answered = len(answers) - len(too_long)
+        super().__init__(f"{counts}: shorten it; {answered} other quer{'y was' if answered == 1 else 'ies were'} "
+                         f"answered (see .answers)")
 
     def reason(self, n_tokens: int) -> str:
         """Why a query of `n_tokens` prompt tokens was not answered."""

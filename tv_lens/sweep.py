@@ -1,4 +1,4 @@
-"""The layer sweep: task-vector accuracy when θ is patched at each layer in turn."""
+"""The layer sweep: task-vector accuracy when θ is written at each layer in turn."""
 
 from __future__ import annotations
 
@@ -20,14 +20,18 @@ def layer_sweep(
     *,
     layers: Sequence[int] | None = None,
     budget: Budget | None = None,
+    **where,
 ) -> tuple[list[Accuracy], list[list[str]]]:
     """Accuracy at each layer of `layers` (default: all), and the predictions [item][layer].
 
-    `correct(i, prediction)` scores item i. Each prompt's unpatched prefix runs once; per layer
-    only its last position is recomputed through the key/value cache.
+    Item i's prompt runs with `Intervention(layer, thetas[i][layer], **where)`: by default the
+    paper's patch (replace resid_post at the last token); `mode="add", strength=...` sweeps a
+    steering vector (e.g. a function vector repeated over layers). `correct(i, prediction)` scores
+    item i. With last-token edits each prompt's unedited prefix runs once and per layer only its
+    last position is recomputed through the key/value cache.
     """
     layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
-    groups = [[Run(tokens, (Intervention(layer, theta[layer]),)) for layer in layers]
+    groups = [[Run(tokens, (Intervention(layer, theta[layer], **where),)) for layer in layers]
               for tokens, theta in zip(encode(model, prompts), thetas)]
     outputs = predict(model, groups, budget=budget)
     predictions = [decode(model, [o.token for o in out]) for out in outputs]
