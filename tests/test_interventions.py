@@ -145,3 +145,36 @@ def test_explicit_positions_outside_the_run_are_refused(tiny_llama):
     run = Run(encode(tiny_llama, ["x->"])[0], (Intervention(0, torch.zeros(64), positions=(9,)),))
     with pytest.raises(ValueError, match="outside a run of 4 tokens"):
         predict(tiny_llama, [run])
+
+
+def test_apply_generate_and_the_solver_take_interventions_of_ones_own(tiny_llama):
+    from tv_lens.generate import generate
+    from tv_lens.serving import TaskVectorSolver
+
+    theta = learn(tiny_llama, [("ab", "c"), ("de", "f"), ("gh", "i")], dummies=["jk", "lm"], layer=1)
+    queries = ["kl", "mnop", "q"]
+    steer = theta.intervention(mode="add", strength=2.0)
+    fmt = PromptFormat(**theta.prompt_format)
+    assert apply(tiny_llama, [steer], queries, fmt=fmt) == apply(tiny_llama, theta, queries, mode="add", strength=2.0)
+    assert generate(tiny_llama, steer, queries, max_new_tokens=3, fmt=fmt) == \
+        generate(tiny_llama, theta, queries, max_new_tokens=3, mode="add", strength=2.0)
+    assert TaskVectorSolver(tiny_llama, [steer])(queries) == [a.strip() for a in apply(tiny_llama, [steer], queries)]
+    with pytest.raises(TypeError, match="mode place a TaskVector"):
+        apply(tiny_llama, [steer], queries, mode="add")
+    with pytest.raises(ValueError, match="d_model 64"):
+        apply(tiny_llama, [Intervention(1, torch.zeros(3))], queries)
+
+
+def test_a_function_vector_is_added_by_default_and_a_task_vector_replaces(tiny_llama):
+    from dataclasses import replace
+
+    from tv_lens.vectors import FUNCTION_VECTOR
+
+    theta = learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["jk"], layer=1)
+    fv = replace(theta, kind=FUNCTION_VECTOR)
+    assert theta.intervention().mode == "replace" and fv.intervention().mode == "add"
+    assert fv.intervention(mode="replace").mode == "replace"
+    queries = ["kl", "mnop", "q"]
+    assert apply(tiny_llama, fv, queries) == apply(tiny_llama, theta, queries, mode="add")
+    with fv.applied(tiny_llama, layer=0) as edit:
+        assert edit.mode == "add" and edit.layer == 0

@@ -37,8 +37,9 @@ def add_commands(commands) -> None:
     apply.add_argument("--max-new-tokens", type=int, default=1,
                        help="tokens to generate, stopping at a newline (default: 1, the paper's first token)")
     apply.add_argument("--layer", type=int, default=None, help="layer (default: the vector's own)")
-    apply.add_argument("--mode", choices=("replace", "add"), default="replace",
-                       help="replace the residual stream with θ (the paper, default) or add strength·θ to it")
+    apply.add_argument("--mode", choices=("replace", "add"), default=None,
+                       help="replace the residual stream with θ or add strength·θ to it (default: the "
+                            "vector's own: replace for a task vector, the paper; add for a function vector)")
     apply.add_argument("--strength", "--alpha", type=float, default=1.0,
                        help="α: θ is multiplied by it in add mode (default: 1)")
     apply.add_argument("--positions", choices=("last", "all"), default="last",

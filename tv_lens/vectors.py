@@ -83,21 +83,23 @@ class TaskVector:
             raise ValueError(f"layer {layer} out of range: this vector has layers 0..{self.n_layers - 1}")
         return self.vectors[layer]
 
-    def intervention(self, layer: int | None = None, mode: Mode = "replace", strength: float = 1.0,
+    def intervention(self, layer: int | None = None, mode: Mode | None = None, strength: float = 1.0,
                      positions: Positions = "last") -> Intervention:
-        """θ at `layer` (default: the vector's own) as an edit of its hook: the paper's is
-        replace at the last token; `mode="add"` adds `strength` x θ (steering)."""
+        """The vector at `layer` (default: its own) as an edit of its hook, at the last token by
+        default. `mode` defaults to the kind's: a task vector replaces the residual stream (the
+        paper), a function vector is added to it; `mode="add"` adds `strength` x θ (steering)."""
         layer = self.layer if layer is None else layer
+        mode = mode or ("add" if self.kind == FUNCTION_VECTOR else "replace")
         return Intervention(layer=layer, value=self.at(layer), hook=self.hook, positions=positions, mode=mode,
                             strength=strength)
 
     @contextmanager
-    def applied(self, model, layer: int | None = None, mode: Mode = "replace", strength: float = 1.0,
-                positions: Positions = "last", allow_transfer: bool = False) -> Iterator[Intervention]:
-        """Within the block, every forward pass of `model` runs with θ written in (see `intervention`),
-        so tv_lens vectors mix with your own TransformerLens code."""
+    def applied(self, model, *, allow_transfer: bool = False, **where) -> Iterator[Intervention]:
+        """Within the block, every forward pass of `model` runs with this vector written in, placed by
+        `where` (`layer`, `mode`, `strength`, `positions`, as in `intervention`), so tv_lens vectors
+        mix with your own TransformerLens code."""
         check_compatible(model, self, allow_transfer)
-        edit = self.intervention(layer, mode, strength, positions)
+        edit = self.intervention(**where)
         with intervening(model, [edit]):
             yield edit
 
