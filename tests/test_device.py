@@ -15,7 +15,8 @@ from tv_lens.evaluate import evaluate
 from tv_lens.generate import generate
 from tv_lens.learn import learn
 from tv_lens.lens import top_tokens
-from tv_lens.models import fingerprint, load_model
+from tv_lens.models import load_model
+from tv_lens.provenance import fingerprint
 from tv_lens.serving import TaskVectorSolver
 from tv_lens.task_level import learn_task
 from tv_lens.vectors import TaskVector

@@ -5,8 +5,9 @@ import copy
 import pytest
 import torch
 
-from tv_lens.models import EMBEDDED, ModelLoadError, cache_dir, fingerprint, load_model
-from tv_lens.tiny import tiny_model
+from tv_lens.models import EMBEDDED, ModelLoadError, cache_dir, load_model
+from tv_lens.provenance import fingerprint, model_provenance, model_spec
+from tv_lens.tiny import tiny_hf_model, tiny_model
 
 ANTONYMS = "hot -> cold\nbig -> small\nfast -> slow\nhappy -> sad\nup ->"
 
@@ -48,18 +49,21 @@ def test_cache_dir_honours_environment(monkeypatch, tmp_path):
 
 
 def test_kv_cache_upstream_bug_still_needs_the_patch(tiny_llama):
-    """If this fails, TransformerLens fixed the bug: delete tv_lens/_kv_cache_patch.py."""
-    from tv_lens._kv_cache_patch import apply_kv_cache_patch, remove_kv_cache_patch
+    """If this fails, TransformerLens fixed the bug: delete tv_lens/_kv_cache_patch.py.
 
+    A bridge tv_lens did not load keeps TransformerLens's own method (the patch is per model, not
+    process-wide), so its cache shows whether the bug is still there."""
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
+
+    hf, tokenizer = tiny_hf_model("tiny-llama")
+    theirs = TransformerBridge.boot_transformers("tiny-llama", hf_model=hf, tokenizer=tokenizer)
     prefix = tiny_llama.to_tokens("abc->d\nef->")
-    remove_kv_cache_patch()
-    try:
-        _, kv = tiny_llama(prefix, return_type="logits_and_cache")
-        assert kv.get_seq_length() == 0
-    finally:
-        apply_kv_cache_patch()
+    _, kv = theirs(prefix, return_type="logits_and_cache")
+    assert kv.get_seq_length() == 0
     _, kv = tiny_llama(prefix, return_type="logits_and_cache")
     assert kv.get_seq_length() == prefix.shape[1]
+    assert AttentionBridge._update_kv_cache.__module__.startswith("transformer_lens")
 
 
 @pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
@@ -130,30 +134,53 @@ def test_cli_lists_models(capsys):
     assert "gemma-3-270m" in out and "smollm2-135m" in out and "MiB" in out
 
 
-def test_cached_compat_weights_give_identical_logits(tmp_path):
-    from tv_lens.models import enable_compatibility_mode
-    from tv_lens.tiny import tiny_model
-
-    reference = tiny_model("tiny-gemma")
-    tokens = reference.to_tokens("abc->d\nef->")
-    processed = tmp_path / "compat.safetensors"
-    for _ in range(2):  # first computes and saves, second reads back
-        bridge = tiny_model("tiny-gemma", compat=False)
-        enable_compatibility_mode(bridge, processed)
-        assert bridge.compatibility_mode
-        assert torch.equal(bridge(tokens), reference(tokens))
-    assert len(list(tmp_path.glob("compat-tl*.safetensors"))) == 1
+def test_provenance_is_kept_beside_the_model_not_on_it(tiny_llama):
+    assert model_spec(tiny_llama) == "tiny-llama"
+    assert not [name for name in vars(tiny_llama) if name.startswith("tv_lens")]
+    assert model_provenance(tiny_llama)["fingerprint"] == fingerprint(tiny_llama)
 
 
-def test_cached_compat_weights_are_kept_apart_per_dtype(tmp_path):
-    from tv_lens.models import enable_compatibility_mode
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(max_memory={"cpu": "1GiB"}), "need a device_map"),
+        (dict(offload_folder="x"), "need a device_map"),
+        (dict(device="cpu", device_map="auto"), "either device or device_map"),
+        (dict(device_map={"model": "meta"}), "could not place tiny-llama"),
+    ],
+)
+def test_bad_placements_give_one_line_errors(kwargs, message, tmp_path, monkeypatch):
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path))
+    with pytest.raises(ModelLoadError, match=message) as err:
+        load_model("tiny-llama", **kwargs)
+    assert "\n" not in str(err.value)
 
-    processed = tmp_path / "compat.safetensors"
-    for dtype in (torch.bfloat16, torch.float32, torch.bfloat16):
-        bridge = tiny_model("tiny-gemma", compat=False, dtype=dtype)
-        enable_compatibility_mode(bridge, processed)
-        assert {p.dtype for p in bridge.parameters()} == {dtype}
-    assert len(list(tmp_path.glob("compat-tl*.safetensors"))) == 2
+
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
+@torch.no_grad()
+def test_processed_checkpoint_gives_the_numbers_of_compatibility_mode(kind, tmp_path, monkeypatch):
+    """The weights stored processed, booted without processing, are those TransformerLens's own processing
+    makes: same logits and residual stream, bit for bit, and the same fingerprint; stored once."""
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path))
+    reference = load_model(kind)
+    tokens = reference.to_tokens(["abc->d\nef->", "x->"], padding_side="left")
+    names = lambda name: name.endswith("hook_resid_post")  # noqa: E731
+    expected, expected_cache = reference.run_with_cache(tokens, names_filter=names)
+    for _ in range(2):  # first writes the checkpoint, second reads it back
+        placed = load_model(kind, device_map={"": "cpu"})
+        logits, cache = placed.run_with_cache(tokens, names_filter=names)
+        assert torch.equal(logits, expected)
+        assert all(torch.equal(cache[name], expected_cache[name]) for name in expected_cache.keys())
+        assert fingerprint(placed) == fingerprint(reference)
+        assert placed.compatibility_mode
+    assert len(list(tmp_path.glob("models/*/compat-tl*/model.safetensors"))) == 1
+
+
+def test_a_processed_checkpoint_loads_in_any_dtype(tmp_path, monkeypatch):
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path))
+    for dtype in (torch.bfloat16, torch.float32):
+        model = load_model("tiny-gemma", device_map={"": "cpu"}, dtype=dtype)
+        assert {p.dtype for p in model.parameters()} == {dtype}
     assert load_model("tiny-llama", dtype=torch.bfloat16).W_U.dtype == torch.bfloat16
 
 

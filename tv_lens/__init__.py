@@ -23,7 +23,7 @@ _EXPORTS = {
     "TaskVectorSolver": "tv_lens.serving",
     "apply": "tv_lens.apply",
     "evaluate": "tv_lens.evaluate",
-    "fingerprint": "tv_lens.models",
+    "fingerprint": "tv_lens.provenance",
     "generate": "tv_lens.generate",
     "get_task": "tv_lens.tasks",
     "intervening": "tv_lens.interventions",

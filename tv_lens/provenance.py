@@ -1,10 +1,58 @@
-"""Where a result came from: model, weights fingerprint and library versions."""
+"""Where a model and a result came from: the spec a model was loaded from, its weights fingerprint,
+and library versions.
+
+What tv_lens knows about a loaded model is kept here, in a registry keyed weakly by the model object,
+not as attributes on the third-party `TransformerBridge`; an entry goes away with its model.
+"""
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass, replace
 from importlib.metadata import PackageNotFoundError, version
+from weakref import WeakKeyDictionary
 
-from tv_lens.models import fingerprint
+import torch
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """The spec a model was loaded from and its weights fingerprint (None until first computed)."""
+
+    spec: str
+    fingerprint: str | None = None
+
+
+_RECORDS: WeakKeyDictionary = WeakKeyDictionary()
+
+
+def remember(model, spec: str, fingerprint: str | None = None) -> None:
+    """Record that `model` was loaded from `spec` (with its fingerprint when the source file gives it)."""
+    _RECORDS[model] = ModelRecord(spec, fingerprint)
+
+
+def model_spec(model) -> str:
+    """The spec `model` was loaded from, or its config's name for a model tv_lens did not load."""
+    record = _RECORDS.get(model)
+    return record.spec if record is not None else model.cfg.model_name
+
+
+def fingerprint(model) -> str:
+    """A short hash identifying the weights of `model` (the source file's hash where known)."""
+    record = _RECORDS.get(model) or ModelRecord(model.cfg.model_name)
+    if record.fingerprint is None:
+        record = replace(record, fingerprint=weights_hash(model.state_dict()))
+        _RECORDS[model] = record
+    return record.fingerprint
+
+
+def weights_hash(state_dict: dict[str, torch.Tensor]) -> str:
+    """16 hex digits of SHA-256 over the names and float32 values of `state_dict`, in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(state_dict.items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def versions() -> dict[str, str]:
@@ -21,7 +69,7 @@ def versions() -> dict[str, str]:
 def model_provenance(model) -> dict:
     """The model's spec, weights fingerprint and shape."""
     return {
-        "model": getattr(model, "tv_lens_spec", model.cfg.model_name),
+        "model": model_spec(model),
         "fingerprint": fingerprint(model),
         "n_layers": model.cfg.n_layers,
         "d_model": model.cfg.d_model,

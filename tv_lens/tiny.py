@@ -26,19 +26,11 @@ def char_tokenizer():
     )
 
 
-@torch.no_grad()
-def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compat: bool = True,
-               device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, tokenizer=None):
-    """A random-weight `TransformerBridge` of the given kind (`tiny-llama` or `tiny-gemma`) on `device`
-    in `dtype` (the same weights on every device: they are drawn on the CPU in float32), reading
-    with `tokenizer` (default: `char_tokenizer()`; another needs BOS, EOS and pad tokens)."""
-    from transformer_lens.model_bridge import TransformerBridge
-
-    from tv_lens._kv_cache_patch import apply_kv_cache_patch
-
+def tiny_hf_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, tokenizer=None):
+    """The random-weight Hugging Face model (float32, CPU, eval mode) behind a tiny model, and its tokenizer
+    (`tokenizer`, default `char_tokenizer()`; another needs BOS, EOS and pad tokens)."""
     if kind not in TINY_MODELS:
         raise ValueError(f"unknown tiny model {kind!r}: choose one of {', '.join(TINY_MODELS)}")
-    apply_kv_cache_patch()
     tokenizer = tokenizer or char_tokenizer()
     common = dict(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=n_layers,
@@ -61,10 +53,26 @@ def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compa
         )
         hf = Gemma3ForCausalLM(config)
     hf.config.architectures = [type(hf).__name__]
+    return hf.eval(), tokenizer
+
+
+@torch.no_grad()
+def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compat: bool = True,
+               device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, tokenizer=None):
+    """A random-weight `TransformerBridge` of the given kind (`tiny-llama` or `tiny-gemma`) on `device`
+    in `dtype` (the same weights on every device: they are drawn on the CPU in float32), reading
+    with `tokenizer` (default: `char_tokenizer()`; another needs BOS, EOS and pad tokens)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    from tv_lens._kv_cache_patch import patch_kv_cache
+    from tv_lens.provenance import remember
+
+    hf, tokenizer = tiny_hf_model(kind, seed, n_layers, tokenizer)
     hf.to(dtype)
-    bridge = TransformerBridge.boot_transformers(kind, hf_model=hf.eval(), tokenizer=tokenizer)
+    bridge = TransformerBridge.boot_transformers(kind, hf_model=hf, tokenizer=tokenizer)
     bridge.eval()
     if compat:
         bridge.enable_compatibility_mode(disable_warnings=True)
-    bridge.tv_lens_spec = kind
+    patch_kv_cache(bridge)
+    remember(bridge, kind)
     return bridge.to(device)  # also sets cfg.device, which otherwise names CUDA whenever there is one

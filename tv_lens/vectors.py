@@ -23,7 +23,7 @@ from torch import Tensor
 
 from tv_lens.files import save_tensors
 from tv_lens.interventions import RESID_POST, Intervention, Mode, Positions, intervening
-from tv_lens.models import fingerprint
+from tv_lens.provenance import fingerprint
 
 SCHEMA_VERSION = 1
 METADATA_KEY = "tv_lens"

@@ -1,0 +1,62 @@
+"""A model placed by accelerate, some layers offloaded to disk, gives the results of the same model on one
+device: the same θ, the same predictions with θ applied, the same layer sweep and the same generations."""
+
+import pytest
+import torch
+from test_core import max_rel
+
+from tv_lens.apply import apply
+from tv_lens.generate import generate
+from tv_lens.learn import learn
+from tv_lens.models import layer_device_map, load_model
+from tv_lens.sweep import layer_sweep
+
+
+def check_placed_model_gives_the_same_results(whole, placed, demos, dummies, queries, answers):
+    thetas = [learn(m, demos, dummies=dummies) for m in (whole, placed)]
+    assert thetas[1].vectors.device.type == "cpu"
+    assert max_rel(thetas[1].vectors, thetas[0].vectors) < 1e-5
+    layers = range(whole.cfg.n_layers)
+    predictions = [apply(m, theta, queries, layer=layer) for m, theta in zip((whole, placed), thetas)
+                   for layer in layers]
+    assert predictions[:len(layers)] == predictions[len(layers):]
+    prompts = [f"{q}->" for q in queries]
+    sweeps = [layer_sweep(m, prompts, [t.vectors] * len(queries), lambda i, p: p.strip() == answers[i])
+              for m, t in zip((whole, placed), thetas)]
+    assert sweeps[0] == sweeps[1]
+    layer = max(layers, key=lambda L: sweeps[0][0][L].value)
+    texts = [generate(m, t, queries, layer=layer, max_new_tokens=4) for m, t in zip((whole, placed), thetas)]
+    assert texts[0] == texts[1]
+    return predictions[:len(layers)]
+
+
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma"])
+def test_a_tiny_model_with_layers_on_disk_gives_the_results_of_one_device(kind, tmp_path, monkeypatch, one_thread):
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path / "cache"))
+    whole = load_model(kind, device="cpu")
+    device_map = layer_device_map(kind, {1: "disk", 2: "disk"})
+    placed = load_model(kind, device_map=device_map, offload_folder=tmp_path / "offload")
+    assert set(placed.original_model.hf_device_map.values()) == {"cpu", "disk"}
+    check_placed_model_gives_the_same_results(whole, placed, [("ab", "c"), ("de", "f"), ("gh", "i")],
+                                              ["jk", "lm"], ["no", "pq", "r"], ["p", "r", "s"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_a_tiny_model_over_a_gpu_and_the_cpu_gives_the_results_of_one_device(tmp_path, monkeypatch):
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path / "cache"))
+    whole = load_model("tiny-llama", device="cpu")
+    placed = load_model("tiny-llama", device_map=layer_device_map("tiny-llama", {0: 0, 1: 0}, rest="cpu"))
+    check_placed_model_gives_the_same_results(whole, placed, [("ab", "c"), ("de", "f"), ("gh", "i")],
+                                              ["jk", "lm"], ["no", "pq", "r"], ["p", "r", "s"])
+
+
+@pytest.mark.slow
+def test_the_embedded_model_with_layers_on_disk_gives_the_results_of_the_normal_load(gemma, tmp_path, one_thread):
+    """A memory limit smaller than the model makes accelerate offload its last layers to disk."""
+    placed = load_model("gemma-3-270m", device_map="auto", max_memory={"cpu": "1GiB"},
+                        offload_folder=tmp_path)
+    assert "disk" in set(placed.original_model.hf_device_map.values())
+    demos = [("hot", "cold"), ("big", "small"), ("fast", "slow"), ("wet", "dry"), ("old", "young")]
+    predictions = check_placed_model_gives_the_same_results(
+        gemma, placed, demos, ["up", "happy"], ["high", "light"], ["low", "dark"])
+    assert predictions[9] == [" low", " dark"]
