@@ -8,7 +8,7 @@ from test_core import max_rel
 from tv_lens.apply import apply
 from tv_lens.generate import generate
 from tv_lens.learn import learn
-from tv_lens.models import layer_device_map, load_model
+from tv_lens.models import ModelLoadError, layer_device_map, load_model
 from tv_lens.sweep import layer_sweep
 
 
@@ -34,20 +34,30 @@ def check_placed_model_gives_the_same_results(whole, placed, demos, dummies, que
 def test_a_tiny_model_with_layers_on_disk_gives_the_results_of_one_device(kind, tmp_path, monkeypatch, one_thread):
     monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path / "cache"))
     whole = load_model(kind, device="cpu")
-    device_map = layer_device_map(kind, {1: "disk", 2: "disk"})
+    device_map = layer_device_map(kind, lambda layer, n: "disk" if layer >= n // 2 else "cpu")
     placed = load_model(kind, device_map=device_map, offload_folder=tmp_path / "offload")
     assert set(placed.original_model.hf_device_map.values()) == {"cpu", "disk"}
     check_placed_model_gives_the_same_results(whole, placed, [("ab", "c"), ("de", "f"), ("gh", "i")],
                                               ["jk", "lm"], ["no", "pq", "r"], ["p", "r", "s"])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_a_tiny_model_over_a_gpu_and_the_cpu_gives_the_results_of_one_device(tmp_path, monkeypatch):
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="fewer than two CUDA devices")
+def test_a_tiny_model_over_two_gpus_gives_the_results_of_one_device(tmp_path, monkeypatch):
     monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path / "cache"))
     whole = load_model("tiny-llama", device="cpu")
-    placed = load_model("tiny-llama", device_map=layer_device_map("tiny-llama", {0: 0, 1: 0}, rest="cpu"))
+    placed = load_model("tiny-llama", device_map=layer_device_map("tiny-llama", lambda layer, n: int(layer >= n // 2),
+                                                                  rest=0))
     check_placed_model_gives_the_same_results(whole, placed, [("ab", "c"), ("de", "f"), ("gh", "i")],
                                               ["jk", "lm"], ["no", "pq", "r"], ["p", "r", "s"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_a_gpu_with_layers_offloaded_to_the_cpu_is_refused_in_one_line(tmp_path, monkeypatch):
+    """TransformerLens 4.3 refuses device maps that mix a GPU with CPU or disk offload."""
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(ModelLoadError, match="could not place") as err:
+        load_model("tiny-llama", device_map=layer_device_map("tiny-llama", lambda layer, n: "cpu", rest=0))
+    assert "\n" not in str(err.value)
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,9 +151,11 @@ def load_model(
     return bridge
 
 
-def layer_device_map(spec: str, layer_devices: dict[int, str | int], rest: str | int = "cpu") -> dict[str, str | int]:
-    """A `device_map` for `load_model(spec, device_map=...)` that puts decoder layer L on `layer_devices[L]`
-    ("disk", "cpu", a GPU index) and every other module on `rest`, e.g. half the layers offloaded to disk."""
+def layer_device_map(spec: str, device_of_layer: Callable[[int, int], str | int],
+                     rest: str | int = "cpu") -> dict[str, str | int]:
+    """A `device_map` for `load_model(spec, device_map=...)` that puts decoder layer L of n on
+    `device_of_layer(L, n)` ("disk", "cpu", a GPU index) and every other module on `rest`; e.g. the last
+    half of the layers on disk: `layer_device_map(spec, lambda L, n: "disk" if L >= n // 2 else "cpu")`."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(_processed(spec, _resolve(spec)))
@@ -165,7 +168,7 @@ def layer_device_map(spec: str, layer_devices: dict[int, str | int], rest: str |
         for name, child in module.named_children():
             path = f"{prefix}{name}"
             if isinstance(child, torch.nn.ModuleList) and len(child) == n_layers:
-                placed.update({f"{path}.{i}": layer_devices.get(i, rest) for i in range(n_layers)})
+                placed.update({f"{path}.{i}": device_of_layer(i, n_layers) for i in range(n_layers)})
             elif any(isinstance(m, torch.nn.ModuleList) and len(m) == n_layers for m in child.modules()):
                 place(child, f"{path}.")
             else:
