@@ -15,7 +15,7 @@ from importlib import import_module
 from pathlib import Path
 
 from tv_lens import cli
-from tv_lens.cli_options import DEFAULT_MODEL, add_shard_option
+from tv_lens.cli_options import DEFAULT_MODEL, add_placement_options, add_shard_option
 
 
 def figures_module():
@@ -62,6 +62,7 @@ def add_commands(commands) -> None:
                    help="seed of the item sampling (default 0, the seed of the README's numbers)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures and report.html")
     add_shard_option(p)
+    add_placement_options(p)
     p.set_defaults(run=_reproduce)
 
     p = commands.add_parser(

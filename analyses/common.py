@@ -12,7 +12,14 @@ from pathlib import Path
 
 from torch import Tensor
 
-from tv_lens.cli_options import DEFAULT_MODEL, add_run_options, add_shard_option, apply_run_options
+from tv_lens.cli_options import (
+    DEFAULT_MODEL,
+    add_placement_options,
+    add_run_options,
+    add_shard_option,
+    apply_run_options,
+    placement,
+)
 from tv_lens.files import check_writable_folder
 from tv_lens.results import Shard, Store, Unit
 from tv_lens.tasks import Task, list_tasks, resolve_task
@@ -94,6 +101,7 @@ def parser(description: str, tasks: bool = True, shards: bool = True) -> argpars
     if tasks:
         p.add_argument("--tasks", nargs="+", help="task names or task files (default: the paper's 18)")
     add_run_options(p)
+    add_placement_options(p)
     return p
 
 
@@ -106,7 +114,7 @@ def load(args: argparse.Namespace):
     out = args.out or default_out(args.model)
     shard = check_run_arguments(args, out)
     say(f"loading {args.model} ...")
-    return load_model(args.model), out, shard
+    return load_model(args.model, **placement(args)), out, shard
 
 
 def task_units(store: Store, tasks: Sequence[Task], compute: Callable[[Task], tuple[dict, dict[str, Tensor]]],

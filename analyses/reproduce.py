@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tv_lens.cli_options import placement
 from tv_lens.results import Shard
 
 from . import clusters, conflicting_tasks, layer_sweep, main_table, top_tokens
@@ -89,7 +90,7 @@ def run_from_args(args: argparse.Namespace) -> Path | None:
     protocol = QUICK if args.quick else PAPER
     tasks = resolve_tasks(args.tasks or protocol.tasks)  # bad task names fail before the model loads
     say(f"loading {args.model} ...")
-    model = load_model(args.model)
+    model = load_model(args.model, **placement(args))
     outcomes = reproduce(model, out, tasks, protocol, args.seed, shard=shard)
     if shard:
         computed = sum(len(o.computed) for o in outcomes.values())

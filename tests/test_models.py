@@ -176,11 +176,14 @@ def test_processed_checkpoint_gives_the_numbers_of_compatibility_mode(kind, tmp_
     assert len(list(tmp_path.glob("models/*/compat-tl*/model.safetensors"))) == 1
 
 
-def test_a_processed_checkpoint_loads_in_any_dtype(tmp_path, monkeypatch):
+def test_a_processed_checkpoint_loads_in_any_dtype_under_its_own_fingerprint(tmp_path, monkeypatch):
     monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path))
-    for dtype in (torch.bfloat16, torch.float32):
+    fingerprints = set()
+    for dtype in (torch.bfloat16, torch.float32, torch.float16):
         model = load_model("tiny-gemma", device_map={"": "cpu"}, dtype=dtype)
         assert {p.dtype for p in model.parameters()} == {dtype}
+        fingerprints.add(fingerprint(model))
+    assert len(fingerprints) == 3
     assert load_model("tiny-llama", dtype=torch.bfloat16).W_U.dtype == torch.bfloat16
 
 

@@ -1,5 +1,6 @@
-"""What every `tv-lens` command shares: the default model, and the run options (`--threads`) applied
-before a command's work starts. Light on purpose: command modules import it at the top."""
+"""What every `tv-lens` command shares: the default model, the run options (`--threads`) applied
+before a command's work starts, and the placement options of the commands that load a model
+(`--device`, `--dtype`, `--device-map`, ...). Light on purpose: command modules import it at the top."""
 
 from __future__ import annotations
 
@@ -30,3 +31,44 @@ def apply_run_options(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def add_placement_options(parser: argparse.ArgumentParser) -> None:
+    """Add the model placement options to `parser`."""
+    group = parser.add_argument_group("model placement")
+    group.add_argument("--device", help="device for the whole model, e.g. cpu, cuda, cuda:1 "
+                                        "(default: CUDA when present)")
+    group.add_argument("--dtype", choices=DTYPES, default="float32",
+                       help="weights and activations precision (default: float32; bfloat16/float16 for GPUs)")
+    group.add_argument("--device-map", help="let accelerate place the model over devices instead of --device: "
+                                            "auto, balanced or sequential")
+    group.add_argument("--max-memory", help="memory per device for --device-map, e.g. 0=20GiB,1=20GiB,cpu=60GiB; "
+                                            "what does not fit is offloaded to disk")
+    group.add_argument("--offload-folder", help="where --device-map puts weights offloaded to disk "
+                                                "(default: a temporary folder)")
+
+
+def placement(args: argparse.Namespace) -> dict:
+    """The `load_model` keyword arguments the placement options of `args` ask for."""
+    import torch
+
+    found = {"device": args.device, "dtype": getattr(torch, args.dtype), "device_map": args.device_map,
+             "offload_folder": args.offload_folder}
+    if args.max_memory:
+        found["max_memory"] = parse_max_memory(args.max_memory)
+    return found
+
+
+def parse_max_memory(text: str) -> dict[str | int, str]:
+    """`0=20GiB,cpu=60GiB` as accelerate's `{0: "20GiB", "cpu": "60GiB"}`."""
+    budget: dict[str | int, str] = {}
+    for part in text.split(","):
+        device, sep, amount = part.partition("=")
+        if not sep or not device.strip() or not amount.strip():
+            raise ValueError(f"--max-memory {text!r}: expected DEVICE=AMOUNT pairs, e.g. 0=20GiB,cpu=60GiB")
+        device = device.strip()
+        budget[int(device) if device.isdigit() else device] = amount.strip()
+    return budget

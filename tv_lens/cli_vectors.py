@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tv_lens.cli_options import DEFAULT_MODEL
+from tv_lens.cli_options import DEFAULT_MODEL, add_placement_options, placement
 
 
 def add_commands(commands) -> None:
@@ -24,6 +24,7 @@ def add_commands(commands) -> None:
     learn.add_argument("--n-dev", type=int, default=50, help="dev queries of the layer sweep (default: 50)")
     learn.add_argument("--seed", type=int, default=0,
                        help="seed of the contexts and dev queries drawn from the task (default: 0)")
+    add_placement_options(learn)
     learn.set_defaults(run=_learn)
 
     apply = commands.add_parser("apply", help="answer queries with a saved task vector, no demonstrations",
@@ -44,6 +45,7 @@ def add_commands(commands) -> None:
                        help="α: θ is multiplied by it in add mode (default: 1)")
     apply.add_argument("--positions", choices=("last", "all"), default="last",
                        help="patch the last query token (paper) or every query token")
+    add_placement_options(apply)
     apply.set_defaults(run=_apply)
 
 
@@ -57,7 +59,7 @@ def _learn(args: argparse.Namespace) -> None:
     if Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a directory: give the vector file's path (.safetensors)")
     check_writable_folder(Path(args.out).parent)
-    model = load_model(args.model)
+    model = load_model(args.model, **placement(args))
     theta = learn_task(model, task, k=args.k, seed=args.seed, n_shots=args.n_shots, layer=args.layer,
                        n_dev=args.n_dev)
     if theta.dev_accuracy:
@@ -88,7 +90,7 @@ def _apply(args: argparse.Namespace) -> None:
             raise ValueError(f"stdin is not UTF-8 text (byte {err.start}): give one UTF-8 query per line") from None
         if not queries:
             raise ValueError("no queries on stdin: give one query per line")
-    model = load_model(spec)
+    model = load_model(spec, **placement(args))
     solver = TaskVectorSolver(model, theta, layer=args.layer, mode=args.mode, strength=args.strength,
                               positions=args.positions, allow_transfer=args.force)
     try:

@@ -147,7 +147,10 @@ def load_model(
     if spec in EMBEDDED or spec.endswith(".gguf") or device_map is not None:
         source = _processed(spec, source)
     bridge = _boot(spec, source, dtype, placement)
-    remember(bridge, spec, _stored_fingerprint(source))
+    known = _stored_fingerprint(source)
+    if known is not None and dtype != torch.float32:  # other weights: results and vectors are kept apart
+        known = f"{known}-{str(dtype).removeprefix('torch.')}"
+    remember(bridge, spec, known)
     return bridge
 
 
