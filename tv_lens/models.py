@@ -231,7 +231,7 @@ def _processed(spec: str, source: Path | str) -> Path:
         folder, read = f"{spec}-{weights_hash(hf.state_dict())[:12]}", lambda: (hf, tokenizer)
     elif spec in EMBEDDED or spec.endswith(".gguf"):
         known = _gguf_sha256(spec)[:16]
-        folder, read = _converted_dir(spec).name, lambda: _read_gguf(_gguf_for(spec))
+        folder, read = _converted_dir(spec).name, lambda: (_read_gguf(_gguf_for(spec)), load_tokenizer(spec))
     elif Path(source).is_dir():
         folder, read = f"{Path(source).name}-{_files_stamp(Path(source))[:12]}", lambda: _read_hf_dir(source)
     else:
@@ -389,12 +389,10 @@ def _read_gguf_tokenizer(gguf: Path):
 
 
 def _read_gguf(gguf: Path):
-    """De-quantized fp32 HF model and tokenizer from a GGUF file, with `config.architectures` set."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """The de-quantized float32 HF model of a GGUF file, with a plain config (`architectures` set)."""
+    from transformers import AutoModelForCausalLM
 
-    tokenizer = _read_gguf_tokenizer(gguf)
     try:
-        config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         quantized = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
         )
@@ -403,14 +401,15 @@ def _read_gguf(gguf: Path):
             f"could not read GGUF file {gguf} ({type(err).__name__}: {err}); "
             "the file is corrupt or of an unsupported architecture"
         ) from None
+    config = quantized.config
     settings = config.to_dict()
     settings.pop("quantization_config", None)
     settings.pop("_model_name_or_path", None)
     clean_config = type(config)(**settings)
     clean_config.architectures = [type(quantized).__name__]
-    model = type(quantized)(clean_config).eval()
-    model.load_state_dict(quantized.state_dict())
-    return model, tokenizer
+    quantized.config = clean_config  # its weights are plain float32 now: no longer a quantized model
+    quantized.hf_quantizer = None
+    return quantized.eval()
 
 
 def _save_atomically(target: Path, write) -> None:
