@@ -70,3 +70,41 @@ def test_the_embedded_model_with_layers_on_disk_gives_the_results_of_the_normal_
     predictions = check_placed_model_gives_the_same_results(
         gemma, placed, demos, ["up", "happy"], ["high", "light"], ["low", "dark"])
     assert predictions[9] == [" low", " dark"]
+
+
+def test_the_commands_take_the_placement_options(tmp_path, monkeypatch, capsys, one_thread):
+    from tv_lens.cli import main
+    from tv_lens.vectors import TaskVector
+
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path / "cache"))
+    offloaded = ["--device-map", "auto", "--max-memory", "cpu=300KB", "--offload-folder", str(tmp_path / "offload")]
+    learned = []
+    for options in ([], offloaded):
+        path = tmp_path / f"v{len(learned)}.safetensors"
+        assert main(["learn", "--task", "next_letter", "--model", "tiny-llama", "--k", "2", "--n-dev", "4",
+                     "--out", str(path), *options]) == 0
+        learned.append(TaskVector.load(path))
+    assert learned[0].layer == learned[1].layer
+    assert max_rel(learned[1].vectors, learned[0].vectors) < 1e-5
+    capsys.readouterr()
+    answers = []
+    for options in ([], offloaded, ["--dtype", "bfloat16", "--force"]):
+        assert main(["apply", str(tmp_path / "v0.safetensors"), "a", "b", "c", *options]) == 0
+        answers.append(capsys.readouterr().out.splitlines()[-3:])
+    assert answers[0] == answers[1] and len(answers[2]) == 3
+    assert main(["apply", str(tmp_path / "v0.safetensors"), "a", "--dtype", "bfloat16"]) == 2
+    assert "--force" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["cpu", "=1GiB", "0=", "cpu:1GiB"])
+def test_a_malformed_memory_budget_is_a_one_line_error(text):
+    from tv_lens.cli_options import parse_max_memory
+
+    with pytest.raises(ValueError, match="DEVICE=AMOUNT"):
+        parse_max_memory(text)
+
+
+def test_a_memory_budget_names_gpus_by_index():
+    from tv_lens.cli_options import parse_max_memory
+
+    assert parse_max_memory("0=20GiB, 1=20GiB,cpu=60GiB") == {0: "20GiB", 1: "20GiB", "cpu": "60GiB"}
