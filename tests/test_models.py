@@ -147,6 +147,7 @@ def test_provenance_is_kept_beside_the_model_not_on_it(tiny_llama):
         (dict(offload_folder="x"), "need a device_map"),
         (dict(device="cpu", device_map="auto"), "either device or device_map"),
         (dict(device_map={"model": "meta"}), "could not place tiny-llama"),
+        (dict(device_map="auto", max_memory={"cpu": "1KB"}), "embedding of tiny-llama on disk"),
     ],
 )
 def test_bad_placements_give_one_line_errors(kwargs, message, tmp_path, monkeypatch):

@@ -196,6 +196,9 @@ def _boot(spec: str, source: Path | str, dtype: torch.dtype, placement: dict):
         first_line = str(err).strip().splitlines()[0]
         raise ModelLoadError(f"could not place {spec} with device_map {placement['device_map']!r}: "
                              f"{first_line}") from None
+    if str(bridge.cfg.device) == "meta":
+        raise ModelLoadError(f"the device map {bridge.original_model.hf_device_map} leaves the embedding of {spec} "
+                             "on disk, where it cannot run: give max_memory room for it on a device")
     bridge.eval()
     bridge.enable_compatibility_mode(disable_warnings=True, no_processing=_is_processed(source))
     patch_kv_cache(bridge)
