@@ -233,7 +233,8 @@ def _run_chunk(model, groups, prefix_lens, names, keep_logits, budget) -> list[l
         tokens, mask = left_pad(model, suffixes[start:start + len(part)])
         rows_cache = None
         if cache is not None:
-            owners = torch.tensor([runs[i][0] for i in range(start, start + len(part))], device=mask.device)
+            # indices on the CPU index tensors on any device (a model over several GPUs keeps its cache there)
+            owners = torch.tensor([runs[i][0] for i in range(start, start + len(part))])
             rows_cache = copy.deepcopy(cache)
             rows_cache.batch_select_indices(owners)
             mask = torch.cat([prefix_mask[owners], mask], dim=1)
@@ -285,6 +286,7 @@ def _forward(
     """The one forward pass: `tokens` after `cache` (None: from scratch) under `mask` (cached and
     new positions), with each row's interventions and last-position captures; returns the
     last-position logits, the captures and (with `keep_cache` or a cache given) the cache."""
+    tokens = tokens.to(mask.device)  # next tokens come from the unembedding's device, maybe not the embedding's
     own_mask = mask[:, -tokens.shape[1]:]
     fwd_hooks = []
     if any(interventions):
@@ -320,7 +322,7 @@ class Decoding:
 
     def select(self, rows: Sequence[int]) -> Decoding:
         """The same state for the given rows only (the cache is narrowed in place)."""
-        keep = torch.tensor(list(rows), device=self.mask.device)
+        keep = torch.tensor(list(rows))  # on the CPU: indexes the mask, logits and cache on any device
         if len(rows) < self.mask.shape[0]:
             self.cache.batch_select_indices(keep)
         return Decoding(self.cache, self.mask[keep], self.logits[keep])
