@@ -1,5 +1,6 @@
 """A model placed by accelerate, some layers offloaded to disk, gives the results of the same model on one
-device: the same θ, the same predictions with θ applied, the same layer sweep and the same generations."""
+device: the same θ, the same predictions with θ applied, the same layer sweep, the same generations and
+the same top tokens of θ."""
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ from test_core import max_rel
 from tv_lens.apply import apply
 from tv_lens.generate import generate
 from tv_lens.learn import learn
+from tv_lens.lens import top_tokens
 from tv_lens.models import ModelLoadError, layer_device_map, load_model
 from tv_lens.sweep import layer_sweep
 
@@ -27,6 +29,7 @@ def check_placed_model_gives_the_same_results(whole, placed, demos, dummies, que
     layer = max(layers, key=lambda L: sweeps[0][0][L].value)
     texts = [generate(m, t, queries, layer=layer, max_new_tokens=4) for m, t in zip((whole, placed), thetas)]
     assert texts[0] == texts[1]
+    assert top_tokens(placed, thetas[1].at(layer), k=5).ids == top_tokens(whole, thetas[0].at(layer), k=5).ids
     return predictions[:len(layers)]
 
 
