@@ -17,8 +17,12 @@ TINY = ["--model", "tiny-llama", "--tasks", "next_letter"]
      ["| 1 |", "| 3 |", "Floor: a forward of one token takes", "Tokens per query"]),
     ("load.py", ["--models", "tiny-llama"], ["tiny-llama      cold", "tiny-llama      warm"]),
     ("faults.py", ["--groups", "vectors", "tasks", "cli"], ["clear error  vector tensor NaN", "crash 0, differing 0"]),
+    ("scale.py", ["--model", "tiny-llama", "--task", "next_letter", "--n-baseline", "4", "--n-dev", "4",
+                  "--n-test", "4", "--precision-models", "tiny-gemma", "--precision-tasks", "next_letter"],
+     ["| whole, CPU | 0 |", "| half the layers on disk | 2 |", "| tiny-gemma | next_letter |"]),
 ])
-def test_benchmark_runs_on_a_tiny_model(script, args, expected, monkeypatch, capsys, one_thread):
+def test_benchmark_runs_on_a_tiny_model(script, args, expected, monkeypatch, capsys, one_thread, tmp_path):
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path))
     monkeypatch.setattr(sys, "argv", [script, *args])
     runpy.run_path(str(BENCHMARKS / script), run_name="__main__")
     out = capsys.readouterr().out

@@ -72,7 +72,7 @@ def test_the_embedded_model_with_layers_on_disk_gives_the_results_of_the_normal_
     demos = [("hot", "cold"), ("big", "small"), ("fast", "slow"), ("wet", "dry"), ("old", "young")]
     predictions = check_placed_model_gives_the_same_results(
         gemma, placed, demos, ["up", "happy"], ["high", "light"], ["low", "dark"])
-    assert predictions[9] == [" low", " dark"]
+    assert predictions[9] == ["low", "dark"]
 
 
 def test_the_commands_take_the_placement_options(tmp_path, monkeypatch, capsys, one_thread):
