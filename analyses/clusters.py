@@ -21,6 +21,7 @@ from tv_lens.interventions import check_layer
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.results import Shard, Store
+from tv_lens.settings import PAPER, Settings
 from tv_lens.tasks import Task, sample_items
 
 from . import main_table
@@ -55,7 +56,7 @@ def common_layer(best_layers: dict[str, int]) -> int:
 
 def run(model, out, tasks: Sequence[str | Task] | None = None, settings: ClusterSettings = ClusterSettings(),
         seed: int = 0, layer: int | None = None,
-        main_settings: main_table.MainTableSettings = main_table.MainTableSettings(),
+        main_settings: Settings = PAPER,
         perplexity: float = 30.0, best_layers: dict[str, int] | None = None, progress: Progress = say,
         shard: Shard | None = None) -> Outcome:
     """θ vectors of every task (with a `shard`, only of its share of the tasks, and no results) at

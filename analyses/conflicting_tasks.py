@@ -18,6 +18,7 @@ from tv_lens.interventions import Intervention
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.results import Shard, Store
+from tv_lens.settings import PAPER, Settings
 from tv_lens.stats import Accuracy
 from tv_lens.tasks import Item, Task, get_scorer, resolve_task, sample_items
 
@@ -92,7 +93,7 @@ def parse_pair(text: str) -> tuple[str, str]:
 
 def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS,
         settings: ConflictSettings = ConflictSettings(), seed: int = 0, layer: int | None = None,
-        main_settings: main_table.MainTableSettings = main_table.MainTableSettings(),
+        main_settings: Settings = PAPER,
         best_layers: dict[str, int] | None = None, progress: Progress = say, shard: Shard | None = None) -> Outcome:
     """Every pair (with a `shard`, its share of them), at `layer` or else at B's best layer (from
     `best_layers`, or the main table run or reused in `out`)."""

@@ -13,6 +13,7 @@ from dataclasses import asdict
 import numpy as np
 
 from tv_lens.results import Store
+from tv_lens.settings import PAPER, Settings
 from tv_lens.tasks import Task
 
 from . import main_table
@@ -35,7 +36,7 @@ def curves(main_results: dict) -> dict:
 
 
 def run(model, out, tasks: Sequence[str | Task] | None = None,
-        settings: main_table.MainTableSettings = main_table.MainTableSettings(), seed: int = 0,
+        settings: Settings = PAPER, seed: int = 0,
         progress: Progress = say, main_results: dict | None = None) -> Outcome:
     """The layer sweep from `main_results` (default: run or reuse the main table in `out`)."""
     if main_results is None:

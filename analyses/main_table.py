@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from torch import Tensor
 
 from tv_lens.evaluate import evaluate
 from tv_lens.results import Shard, Store, Unit
+from tv_lens.settings import PAPER, Settings
 from tv_lens.summary import TaskHits, summarize
 from tv_lens.tasks import Task, get_scorer
 
@@ -24,21 +25,10 @@ ANALYSIS = "main_table"
 MEAN_THETA = "mean_theta"
 
 
-@dataclass(frozen=True)
-class MainTableSettings:
-    """The paper's protocol sizes (PAPER.md); every one can be changed."""
-
-    n_shots: int = 5
-    n_dummies: int = 2
-    n_baseline: int = 100
-    n_dev: int = 50
-    n_test: int = 50
-
-
-def task_result(model, task: Task, settings: MainTableSettings, seed: int) -> tuple[dict, Tensor]:
+def task_result(model, task: Task, settings: Settings, seed: int) -> tuple[dict, Tensor]:
     """`evaluate` on one task, with each test item scored for ICL and TV (for paired CIs), and the
     mean θ of its test items (every layer)."""
-    result = evaluate(model, task, seed=seed, **asdict(settings))
+    result = evaluate(model, task, seed=seed, settings=settings)
     score = get_scorer(task.scoring)
     data = result.to_dict()
     data["hits"] = {"icl": [score(r.icl, r.answers) for r in result.test_items],
@@ -47,7 +37,7 @@ def task_result(model, task: Task, settings: MainTableSettings, seed: int) -> tu
 
 
 def task_results(
-    model, out, tasks: Sequence[Task], settings: MainTableSettings = MainTableSettings(), seed: int = 0,
+    model, out, tasks: Sequence[Task], settings: Settings = PAPER, seed: int = 0,
     progress: Progress = say, shard: Shard | None = None,
 ) -> tuple[list[Unit], Store]:
     """Each task's unit (its result, and its mean θ as tensor `mean_theta`), computed and saved now
@@ -66,7 +56,7 @@ def task_results(
     return units, store
 
 
-def best_layers(model, out, tasks: Sequence[Task], settings: MainTableSettings = MainTableSettings(),
+def best_layers(model, out, tasks: Sequence[Task], settings: Settings = PAPER,
                 seed: int = 0, progress: Progress = say) -> dict[str, int]:
     """Each task's best task-vector layer from the main table (run or reused)."""
     units, _ = task_results(model, out, tasks, settings, seed, progress)
@@ -96,7 +86,7 @@ def summary(results: Sequence[dict], seed: int = 0) -> dict:
     }
 
 
-def run(model, out, tasks: Sequence[str | Task] | None = None, settings: MainTableSettings = MainTableSettings(),
+def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Settings = PAPER,
         seed: int = 0, progress: Progress = say, shard: Shard | None = None) -> Outcome:
     """The main table for `tasks` (default the paper's 18), resumable, written to out/main_table/
     (by a run without `shard`; a shard only computes its share of the tasks)."""
@@ -130,13 +120,13 @@ def format_table(results: dict) -> str:
 
 def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     """--n-shots, --n-dummies, --n-baseline, --n-dev, --n-test (the paper's by default)."""
-    for name, default in asdict(MainTableSettings()).items():
+    for name, default in asdict(PAPER).items():
         p.add_argument("--" + name.replace("_", "-"), type=int, default=default,
                        help=f"main table: {name.replace('_', ' ')} (default {default})")
 
 
-def settings_from_args(args: argparse.Namespace) -> MainTableSettings:
-    return MainTableSettings(**{k: getattr(args, k) for k in asdict(MainTableSettings())})
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    return Settings(**{k: getattr(args, k) for k in asdict(PAPER)})
 
 
 def main(argv: list[str] | None = None) -> int:

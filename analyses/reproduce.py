@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tv_lens.cli_options import placement
 from tv_lens.results import Shard
+from tv_lens.settings import Settings
 
 from . import clusters, conflicting_tasks, layer_sweep, main_table, top_tokens
 from .common import Outcome, Progress, check_run_arguments, default_out, resolve_tasks, say, usable_tasks
@@ -19,7 +20,7 @@ from .common import Outcome, Progress, check_run_arguments, default_out, resolve
 class Protocol:
     """Sizes of every experiment, and the tasks (None: the paper's 18)."""
 
-    main: main_table.MainTableSettings = field(default_factory=main_table.MainTableSettings)
+    main: Settings = field(default_factory=Settings)
     conflict: conflicting_tasks.ConflictSettings = field(default_factory=conflicting_tasks.ConflictSettings)
     cluster: clusters.ClusterSettings = field(default_factory=clusters.ClusterSettings)
     k: int = 20
@@ -28,7 +29,7 @@ class Protocol:
 
 PAPER = Protocol()
 QUICK = Protocol(
-    main=main_table.MainTableSettings(n_baseline=8, n_dev=8, n_test=8),
+    main=Settings(n_baseline=8, n_dev=8, n_test=8),
     conflict=conflicting_tasks.ConflictSettings(n_items=8),
     cluster=clusters.ClusterSettings(n_per_task=8),
     k=10,

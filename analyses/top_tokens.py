@@ -15,6 +15,7 @@ import torch
 
 from tv_lens.lens import top_tokens
 from tv_lens.results import Store
+from tv_lens.settings import PAPER, Settings
 from tv_lens.tasks import Task
 
 from . import main_table
@@ -24,7 +25,7 @@ ANALYSIS = "top_tokens"
 
 
 def run(model, out, tasks: Sequence[str | Task] | None = None,
-        settings: main_table.MainTableSettings = main_table.MainTableSettings(), seed: int = 0, k: int = 20,
+        settings: Settings = PAPER, seed: int = 0, k: int = 20,
         progress: Progress = say) -> Outcome:
     """Top-`k` tokens of each task's mean test θ at its best layer, raw and centred, both taken from
     the main table's units in `out` (computed there first if missing)."""

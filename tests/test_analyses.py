@@ -11,10 +11,11 @@ from analyses import clusters, conflicting_tasks, layer_sweep, main_table, repro
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.results import SCHEMA_VERSION, ResultsError, Store, load_results, validate
+from tv_lens.settings import Settings
 from tv_lens.tasks import get_task, sample_splits
 
 TASKS = ["next_letter", "to_upper", "list_last", "list_first"]
-SMALL = main_table.MainTableSettings(n_baseline=6, n_dev=6, n_test=6)
+SMALL = Settings(n_baseline=6, n_dev=6, n_test=6)
 SMALL_PROTOCOL = reproduce.Protocol(main=SMALL, conflict=conflicting_tasks.ConflictSettings(n_items=6),
                                     cluster=clusters.ClusterSettings(n_per_task=6), k=5)
 QUIET = dict(progress=lambda message: None)
@@ -75,7 +76,7 @@ def test_deleted_unit_and_changed_settings_are_redone(tiny_llama, tmp_path, coun
     (tmp_path / "main_table" / "units" / f"{TASKS[1]}.json").unlink()
     redo = main_table.run(tiny_llama, tmp_path, TASKS[:2], SMALL, **QUIET)
     assert redo.computed == [TASKS[1]] and redo.reused == [TASKS[0]]
-    other = main_table.MainTableSettings(n_baseline=6, n_dev=6, n_test=7)
+    other = Settings(n_baseline=6, n_dev=6, n_test=7)
     changed = main_table.run(tiny_llama, tmp_path, TASKS[:2], other, **QUIET)
     assert changed.computed == TASKS[:2] and changed.reused == []
 

@@ -7,16 +7,17 @@ import subprocess
 import pytest
 import torch
 
-from analyses import clusters, conflicting_tasks, main_table, reproduce
+from analyses import clusters, conflicting_tasks, reproduce
 from analyses.cli import main
 from figures import make as figures
 from tv_lens import plots
 from tv_lens.evaluate import evaluate
 from tv_lens.geometry import tsne_2d
+from tv_lens.settings import Settings
 from tv_lens.tasks import get_task
 
 ANALYSES = ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters"]
-PROTOCOL = reproduce.Protocol(main=main_table.MainTableSettings(n_baseline=6, n_dev=6, n_test=6),
+PROTOCOL = reproduce.Protocol(main=Settings(n_baseline=6, n_dev=6, n_test=6),
                               conflict=conflicting_tasks.ConflictSettings(n_items=6),
                               cluster=clusters.ClusterSettings(n_per_task=6), k=5)
 

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from analyses import clusters, conflicting_tasks, main_table, reproduce
+from analyses import clusters, conflicting_tasks, reproduce
+from tv_lens.settings import Settings
 
 GOLDEN = Path(__file__).parent / "golden" / "reproduce"
 VARYING = {"versions", "written_at", "timings", "digest", "sha256", "file"}
-PROTOCOL = reproduce.Protocol(main=main_table.MainTableSettings(n_baseline=4, n_dev=4, n_test=4),
+PROTOCOL = reproduce.Protocol(main=Settings(n_baseline=4, n_dev=4, n_test=4),
                               conflict=conflicting_tasks.ConflictSettings(n_items=4),
                               cluster=clusters.ClusterSettings(n_per_task=4), k=5,
                               tasks=("next_letter", "to_upper", "list_last", "list_first"))

@@ -26,12 +26,13 @@ from tv_lens.results import (
     record_digest,
     validate,
 )
+from tv_lens.settings import Settings
 from tv_lens.tasks import get_task
 from tv_lens.vectors import TaskVector, VectorFileError
 
 ROOT = Path(__file__).parents[1]
 TASKS = ["next_letter", "to_upper"]
-SMALL = main_table.MainTableSettings(n_baseline=4, n_dev=4, n_test=4)
+SMALL = Settings(n_baseline=4, n_dev=4, n_test=4)
 MODEL = {"model": "m", "fingerprint": "f", "n_layers": 3, "d_model": 4}
 
 pytestmark = pytest.mark.usefixtures("one_thread")

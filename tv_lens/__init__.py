@@ -18,6 +18,7 @@ _EXPORTS = {
     "EvalResult": "tv_lens.evaluate",
     "Intervention": "tv_lens.interventions",
     "PromptFormat": "tv_lens.prompts",
+    "Settings": "tv_lens.settings",
     "Task": "tv_lens.tasks",
     "TaskVector": "tv_lens.vectors",
     "TaskVectorSolver": "tv_lens.serving",

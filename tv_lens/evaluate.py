@@ -15,6 +15,7 @@ from tv_lens.interventions import RESID_POST, Intervention
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
+from tv_lens.settings import PAPER, Settings
 from tv_lens.stats import Accuracy
 from tv_lens.sweep import best_layer, layer_sweep
 from tv_lens.tasks import Task, get_scorer, sample_splits
@@ -79,22 +80,21 @@ def evaluate(
     task: Task,
     *,
     seed: int = 0,
-    n_shots: int = 5,
-    n_dummies: int = 2,
-    n_baseline: int = 100,
-    n_dev: int = 50,
-    n_test: int = 50,
+    settings: Settings = PAPER,
     single_token_filter: bool | None = None,
     fmt: PromptFormat | None = None,
     reuse_prefix: bool = True,
     budget: Budget | None = None,
+    **sizes: int,
 ) -> EvalResult:
-    """Run the paper's protocol on `task`: every default is the paper's, every setting a parameter.
+    """Run the paper's protocol on `task` with the sizes of `settings` (the paper's), any of them
+    changed by keyword (`n_test=10`).
 
     Baseline on `n_baseline` bare queries; ICL on `n_test` items of `n_shots` demonstrations;
     θ per item (mean over `n_dummies` dummy queries); task-vector accuracy on `n_dev` dev items
     at every layer; task-vector test accuracy at the best dev layer (first maximum).
     """
+    settings = settings.but(**sizes)
     with counting() as count:
         timings: dict[str, float] = {}
         clock = time.perf_counter()
@@ -105,14 +105,13 @@ def evaluate(
             timings[phase] = now - clock
             clock = now
 
-        if n_dummies < 1:
+        if settings.n_dummies < 1:
             raise ValueError(f"n_dummies must be at least 1 (θ is the mean over dummy queries; the paper uses 2), "
-                             f"got {n_dummies}")
+                             f"got {settings.n_dummies}")
         use_filter = task.single_token_filter if single_token_filter is None else single_token_filter
         kept = task.filtered(model.tokenizer, use_filter)
         fmt = fmt or PromptFormat.for_task(kept)
-        splits = sample_splits(kept, seed=seed, n_test=n_test, n_dev=n_dev, n_baseline=n_baseline,
-                               n_shots=n_shots, n_dummies=n_dummies)
+        splits = sample_splits(kept, seed=seed, **asdict(settings))
         scorer = get_scorer(task.scoring)
         lap("prepare")
 
@@ -145,8 +144,7 @@ def evaluate(
             task=task.name, category=task.category, baseline=baseline, icl=icl, tv=tv,
             best_layer=chosen, dev_accuracy_by_layer=by_layer, n_pairs=len(task),
             n_pairs_filtered=len(kept), leading_space=fmt.leading_space, seed=seed,
-            settings=dict(n_shots=n_shots, n_dummies=n_dummies, n_baseline=n_baseline, n_dev=n_dev,
-                          n_test=n_test, single_token_filter=use_filter, prompt_format=asdict(fmt),
+            settings=dict(**asdict(settings), single_token_filter=use_filter, prompt_format=asdict(fmt),
                           hook=RESID_POST, position="last", operation="replace"),
             model=model_provenance(model), timings=timings, tokens=count.tokens,
             test_items=[ItemRecord(i.query, i.answers, c, t)

@@ -17,6 +17,7 @@ from tv_lens.interventions import check_layer
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
+from tv_lens.settings import PAPER, Settings
 from tv_lens.sweep import best_layer, layer_sweep
 from tv_lens.tasks import Item, Task, get_scorer, sample_items
 from tv_lens.vectors import TaskVector
@@ -28,32 +29,32 @@ def learn_task(
     *,
     k: int = 16,
     seed: int = 0,
-    n_shots: int = 5,
-    n_dummies: int = 2,
+    settings: Settings = PAPER,
     layer: int | None = None,
-    n_dev: int = 50,
     dev: Sequence[Item] | None = None,
     exclude: Collection[str] = (),
     single_token_filter: bool | None = None,
     fmt: PromptFormat | None = None,
     budget: Budget | None = None,
+    **sizes: int,
 ) -> TaskVector:
     """θ of `task`: the mean over `k` random contexts (`n_shots` demonstrations, `n_dummies` dummy
-    queries each) of the per-context θ, at every layer.
+    queries each) of the per-context θ, at every layer; sizes from `settings`, any changed by keyword.
 
     Without `layer`, the layer is the first best of a sweep on `n_dev` dev queries (or the given
     `dev` items). Inputs in `exclude` never appear in a context (hold out test queries with it).
     """
+    settings = settings.but(**sizes)
     if k < 1:
         raise ValueError(f"k (the number of contexts) must be at least 1, got {k}")
     kept = task.filtered(model.tokenizer, single_token_filter)
     fmt = fmt or PromptFormat.for_task(kept)
-    contexts = sample_contexts(kept, k, seed, n_shots=n_shots, n_dummies=n_dummies, exclude=exclude)
+    contexts = sample_contexts(kept, k, seed, n_shots=settings.n_shots, n_dummies=settings.n_dummies, exclude=exclude)
     thetas, _ = learn_items(model, contexts, fmt, budget=budget)
     vectors = torch.stack(thetas).mean(0)
     dev_accuracy: list[float] = []
     if layer is None:
-        dev = dev if dev is not None else sample_items(kept, n_dev, seed + 1, n_shots=0, n_dummies=0,
+        dev = dev if dev is not None else sample_items(kept, settings.n_dev, seed + 1, n_shots=0, n_dummies=0,
                                                        exclude=exclude, allow_repeats=True)
         layer, dev_accuracy = choose_layer(model, kept, vectors, dev, fmt, budget=budget)
     else:
@@ -61,7 +62,7 @@ def learn_task(
     info = model_provenance(model)
     return TaskVector(
         vectors=vectors, layer=layer, model=info["model"], fingerprint=info["fingerprint"],
-        prompt_format=asdict(fmt), n_shots=n_shots, n_contexts=k, seed=seed, task=task.name,
+        prompt_format=asdict(fmt), n_shots=settings.n_shots, n_contexts=k, seed=seed, task=task.name,
         versions=versions(), dev_accuracy=dev_accuracy,
     )
 
@@ -87,7 +88,8 @@ def choose_layer(
 
 
 def sample_contexts(
-    task: Task, k: int, seed: int, *, n_shots: int = 5, n_dummies: int = 2, exclude: Collection[str] = ()
+    task: Task, k: int, seed: int, *, n_shots: int = PAPER.n_shots, n_dummies: int = PAPER.n_dummies,
+    exclude: Collection[str] = ()
 ) -> list[Item]:
     """`k` demonstration contexts: distinct inputs for the demonstrations and dummy queries of each,
     drawn with `random.Random(seed)` from the task's sorted inputs less `exclude`."""

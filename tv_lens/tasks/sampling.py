@@ -10,10 +10,8 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tv_lens.settings import PAPER
 from tv_lens.tasks.task import Task
-
-DEFAULT_SHOTS = 5
-DEFAULT_DUMMIES = 2
 
 
 @dataclass(frozen=True)
@@ -73,8 +71,8 @@ def sample_items(
     task: Task,
     n: int,
     seed: int,
-    n_shots: int = DEFAULT_SHOTS,
-    n_dummies: int = DEFAULT_DUMMIES,
+    n_shots: int = PAPER.n_shots,
+    n_dummies: int = PAPER.n_dummies,
     exclude: Iterable[str] = (),
     allow_repeats: bool = True,
 ) -> list[Item]:
@@ -114,11 +112,11 @@ def _split_pools(task: Task, shuffled: list[str], n_test: int, n_dev: int,
 def sample_splits(
     task: Task,
     seed: int = 0,
-    n_test: int = 50,
-    n_dev: int = 50,
-    n_baseline: int = 100,
-    n_shots: int = DEFAULT_SHOTS,
-    n_dummies: int = DEFAULT_DUMMIES,
+    n_test: int = PAPER.n_test,
+    n_dev: int = PAPER.n_dev,
+    n_baseline: int = PAPER.n_baseline,
+    n_shots: int = PAPER.n_shots,
+    n_dummies: int = PAPER.n_dummies,
     allow_repeats: bool = True,
 ) -> Splits:
     """The paper's three item sets: test and dev (no query in common) and zero-shot baseline items.
