@@ -100,19 +100,6 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Cluster
     return Outcome(written, store.results_path, store.computed, store.reused)
 
 
-def format_table(results: dict) -> str:
-    """The clustering numbers, for θ as is and for θ minus the mean over all vectors."""
-    s, c = results["stats"], results["stats_centred"]
-    return "\n".join([
-        f"layer {results['layer']}, {s['n_vectors']} vectors of {s['n_tasks']} tasks    {'θ':>8} {'centred':>8}",
-        f"mean cosine distance within task            {s['within']:>8.4f} {c['within']:>8.4f}",
-        f"mean cosine distance between tasks          {s['between']:>8.4f} {c['between']:>8.4f}",
-        f"silhouette (cosine)                         {s['silhouette']:>8.3f} {c['silhouette']:>8.3f}",
-        f"nearest-centroid task accuracy (LOO)        {s['nearest_centroid_accuracy']:>8.3f} "
-        f"{c['nearest_centroid_accuracy']:>8.3f}",
-    ])
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer", type=int, help="common layer (default: median best layer of the main table)")
     p.add_argument("--n-per-task", type=int, default=ClusterSettings.n_per_task)
@@ -126,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     model, out, shard = load(args)
     outcome = run(model, out, args.tasks, ClusterSettings(n_per_task=args.n_per_task), args.seed, args.layer,
                   main_table.settings_from_args(args), shard=shard)
-    return show(outcome, format_table)
+    return show(outcome, ANALYSIS)
 
 
 if __name__ == "__main__":

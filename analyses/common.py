@@ -22,6 +22,7 @@ from tv_lens.cli_options import (
 )
 from tv_lens.files import check_writable_folder
 from tv_lens.results import Shard, Store, Unit
+from tv_lens.tables import as_text
 from tv_lens.tasks import Task, list_tasks, resolve_task
 
 Progress = Callable[[str], None]
@@ -43,14 +44,14 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def show(outcome: Outcome, format_table: Callable[[dict], str]) -> int:
-    """Print an analysis's table and where its results went (or, for a shard, what it computed);
+def show(outcome: Outcome, analysis: str) -> int:
+    """Print an analysis's tables and where its results went (or, for a shard, what it computed);
     the exit status of its command."""
     if outcome.results is None:
         say(f"shard done: computed {len(outcome.computed)} unit(s), reused {len(outcome.reused)}; "
             f"run again without --shard once every shard is done to assemble the results")
         return 0
-    say(format_table(outcome.results))
+    say(as_text(analysis, outcome.results))
     say(f"wrote {outcome.path}")
     return 0
 

@@ -129,16 +129,6 @@ def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS
     return Outcome(written, store.results_path, store.computed, store.reused)
 
 
-def format_table(results: dict) -> str:
-    """Accuracy against A and B, for ICL and for the patched run, per pair."""
-    lines = [f"{'A (demonstrations) -> B (θ)':<36} {'layer':>5} {'ICL~A':>6} {'ICL~B':>6} {'TV~A':>6} {'TV~B':>6}"]
-    for p in results["pairs"]:
-        lines.append(f"{p['task_a'] + ' -> ' + p['task_b']:<36} {p['layer']:>5} {p['icl_vs_a']['value']:>6.2f} "
-                     f"{p['icl_vs_b']['value']:>6.2f} {p['patched_vs_a']['value']:>6.2f} "
-                     f"{p['patched_vs_b']['value']:>6.2f}")
-    return "\n".join(lines)
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", nargs="+", type=parse_pair, default=list(PAPER_PAIRS),
                    help="pairs A:B (default: the paper's five)")
@@ -154,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     model, out, shard = load(args)
     outcome = run(model, out, args.pairs, ConflictSettings(n_items=args.n_items), args.seed, args.layer,
                   main_table.settings_from_args(args), shard=shard)
-    return show(outcome, format_table)
+    return show(outcome, ANALYSIS)
 
 
 if __name__ == "__main__":

@@ -46,21 +46,13 @@ def run(model, out, tasks: Sequence[str | Task] | None = None,
     return Outcome(written, store.results_path)
 
 
-def format_table(results: dict) -> str:
-    """Mean (std) dev accuracy per layer over tasks."""
-    lines = [f"{'layer':>5} {'mean':>6} {'std':>6}"]
-    for layer, (m, s) in enumerate(zip(results["mean"], results["std"])):
-        lines.append(f"{layer:>5} {m:>6.2f} {s:>6.2f}")
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0], shards=False)
     main_table.add_settings_arguments(p)
     args = p.parse_args(argv)
     model, out, _ = load(args)
     outcome = run(model, out, args.tasks, main_table.settings_from_args(args), args.seed)
-    return show(outcome, format_table)
+    return show(outcome, ANALYSIS)
 
 
 if __name__ == "__main__":

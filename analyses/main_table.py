@@ -99,25 +99,6 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Setting
     return Outcome(written, store.results_path, store.computed, store.reused)
 
 
-def _ci(x: dict) -> str:
-    return f"{x['value']:.2f} [{x['ci_low']:.2f},{x['ci_high']:.2f}]"
-
-
-def format_table(results: dict) -> str:
-    """The main table as text: one row per task, then category and overall means with CIs."""
-    lines = [f"{'task':<20} {'category':<12} {'baseline':>8} {'ICL':>6} {'TV':>6} {'layer':>5}"]
-    for r in results["tasks"]:
-        lines.append(f"{r['task']:<20} {r['category']:<12} {r['baseline']['value']:>8.2f} "
-                     f"{r['icl']['value']:>6.2f} {r['tv']['value']:>6.2f} {r['best_layer']:>5}")
-    lines.append("")
-    lines.append(f"{'mean (95% CI)':<20} {'tasks':>5}  {'baseline':<17} {'ICL':<17} {'TV':<17} TV/ICL")
-    groups = {**results["summary"]["categories"], "overall": results["summary"]["overall"]}
-    for name, g in groups.items():
-        lines.append(f"{name:<20} {g['n_tasks']:>5}  {_ci(g['baseline']):<17} {_ci(g['icl']):<17} "
-                     f"{_ci(g['tv']):<17} {_ci(g['tv_over_icl'])}")
-    return "\n".join(lines)
-
-
 def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     """--n-shots, --n-dummies, --n-baseline, --n-dev, --n-test (the paper's by default)."""
     for name, default in asdict(PAPER).items():
@@ -135,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     model, out, shard = load(args)
     outcome = run(model, out, args.tasks, settings_from_args(args), args.seed, shard=shard)
-    return show(outcome, format_table)
+    return show(outcome, ANALYSIS)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 from tv_lens.cli_options import placement
 from tv_lens.results import Shard
 from tv_lens.settings import Settings
+from tv_lens.tables import as_text
 
 from . import clusters, conflicting_tasks, layer_sweep, main_table, top_tokens
 from .common import Outcome, Progress, check_run_arguments, default_out, resolve_tasks, say, usable_tasks
@@ -67,16 +68,11 @@ def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,
     return outcomes
 
 
-FORMATTERS = {"main_table": main_table.format_table, "layer_sweep": layer_sweep.format_table,
-              "conflicting_tasks": conflicting_tasks.format_table, "top_tokens": top_tokens.format_table,
-              "clusters": clusters.format_table}
-
-
 def format_report(outcomes: dict[str, Outcome]) -> str:
     """Every analysis's table, one after another."""
     parts = []
     for name, outcome in outcomes.items():
-        parts += [f"== {name.replace('_', ' ')} ==", FORMATTERS[name](outcome.results), ""]
+        parts += [f"== {name.replace('_', ' ')} ==", as_text(name, outcome.results), ""]
     return "\n".join(parts)
 
 

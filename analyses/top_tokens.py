@@ -43,16 +43,6 @@ def run(model, out, tasks: Sequence[str | Task] | None = None,
     return Outcome(written, store.results_path)
 
 
-def format_table(results: dict, shown: int = 8) -> str:
-    """The first `shown` tokens of each task, raw and centred."""
-    lines = []
-    for r in results["tasks"]:
-        lines.append(f"{r['task']} (layer {r['layer']})")
-        for kind in ("raw", "centred"):
-            lines.append(f"  {kind:<8} " + " ".join(repr(t) for t in r[kind]["tokens"][:shown]))
-    return "\n".join(lines)
-
-
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0], shards=False)
     p.add_argument("-k", type=int, default=20, help="tokens per task (default 20)")
@@ -60,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     model, out, _ = load(args)
     outcome = run(model, out, args.tasks, main_table.settings_from_args(args), args.seed, args.k)
-    return show(outcome, format_table)
+    return show(outcome, ANALYSIS)
 
 
 if __name__ == "__main__":

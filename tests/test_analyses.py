@@ -12,6 +12,7 @@ from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.results import SCHEMA_VERSION, ResultsError, Store, load_results, validate
 from tv_lens.settings import Settings
+from tv_lens.tables import as_text
 from tv_lens.tasks import get_task, sample_splits
 
 TASKS = ["next_letter", "to_upper", "list_last", "list_first"]
@@ -49,7 +50,7 @@ def test_main_table_end_to_end_and_rerun_reuses_everything(tiny_llama, tmp_path,
     again = main_table.run(tiny_llama, tmp_path, TASKS[:2], SMALL, **QUIET)
     assert counted == TASKS[:2] and again.computed == [] and again.reused == TASKS[:2]
     assert again.results["tasks"] == first.results["tasks"]
-    assert "mean" in main_table.format_table(again.results)
+    assert "mean" in as_text("main_table", again.results)
 
 
 def test_interrupted_main_table_resumes_where_it_stopped(tiny_llama, tmp_path, monkeypatch, counted):
@@ -130,7 +131,7 @@ def test_conflicting_tasks_at_best_layer_of_b_and_at_a_given_layer(tiny_llama, t
     assert given.results["pairs"][0]["layer"] == 1 and given.computed == ["next_letter__to_upper__layer1"]
     again = conflicting_tasks.run(tiny_llama, tmp_path, pairs[:1], settings, layer=1, **QUIET)
     assert again.computed == [] and again.reused == ["next_letter__to_upper__layer1"]
-    assert "->" in conflicting_tasks.format_table(again.results)
+    assert "next_letter → to_upper" in as_text("conflicting_tasks", again.results)
 
 
 def test_top_tokens_project_the_main_tables_mean_theta_without_recomputing(tiny_llama, tmp_path, counted):

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from tv_lens import tables
 from tv_lens.evaluate import EvalResult
 
 METHODS = (("baseline", "Baseline (zero-shot)", "#9e9e9e"), ("icl", "ICL", "#1f77b4"),
@@ -40,11 +41,6 @@ def _errors(accs: Sequence[dict]) -> dict:
 
 def _examples(items: Sequence[dict], key: str, n: int = 3) -> str:
     return "<br>".join(f"{i['query']!r} → {i[key]!r}" for i in items[:n])
-
-
-def visible(token: str) -> str:
-    """A token with its whitespace made visible (␣ for space, ⏎ for a line break)."""
-    return token.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
 
 
 def main_table(results, title: str = "Baseline, ICL and task vector accuracy per task") -> go.Figure:
@@ -173,15 +169,12 @@ def conflicting_tasks(results, title: str = "Conflicting tasks: demonstrations o
 
 def top_tokens_table(results, n: int = 8, title: str = "Top tokens of the mean task vector") -> go.Figure:
     """A table: task, layer, the first `n` tokens of θ and of θ minus the mean θ over tasks."""
-    rows = results["tasks"]
-    columns = [[r["task"] for r in rows], [str(r["layer"]) for r in rows],
-               [" · ".join(visible(t) for t in r["raw"]["tokens"][:n]) for r in rows],
-               [" · ".join(visible(t) for t in r["centred"]["tokens"][:n]) for r in rows]]
+    (table,) = tables.top_tokens(results, n)
     fig = go.Figure(go.Table(
         columnwidth=[110, 40, 420, 420],
-        header=dict(values=["task", "layer", "θ", "θ − mean θ over tasks"], fill_color="#e8e8e8", align="left"),
-        cells=dict(values=columns, align="left", height=40, font=dict(size=11))))
-    fig.update_layout(title=title, **{**LAYOUT, "height": 130 + 44 * len(rows)})
+        header=dict(values=list(table.header), fill_color="#e8e8e8", align="left"),
+        cells=dict(values=[list(column) for column in zip(*table.rows)], align="left", height=40, font=dict(size=11))))
+    fig.update_layout(title=title, **{**LAYOUT, "height": 130 + 44 * len(table.rows)})
     return fig
 
 

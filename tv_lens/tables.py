@@ -1,0 +1,102 @@
+"""The tables of each analysis's results as rows of text cells, rendered both as text (the terminal)
+and as HTML (report.html): one place decides what a table shows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from html import escape
+
+
+@dataclass(frozen=True)
+class Table:
+    """A header and rows of cells, each cell already formatted."""
+
+    header: Sequence[str]
+    rows: Sequence[Sequence[str]]
+
+    def text(self) -> str:
+        """Columns padded to their widest cell: the first one aligned left, the others right."""
+        lines = [self.header, *self.rows]
+        widths = [max(len(str(line[i])) for line in lines) for i in range(len(self.header))]
+        return "\n".join(" ".join(f"{c:<{w}}" if i == 0 else f"{c:>{w}}" for i, (c, w) in
+                                  enumerate(zip(map(str, line), widths))).rstrip() for line in lines)
+
+    def html(self) -> str:
+        """An HTML table with escaped cells."""
+        head = "".join(f"<th>{escape(str(h))}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in self.rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def visible(token: str) -> str:
+    """A token with its whitespace made visible (␣ for space, ⏎ for a line break)."""
+    return token.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
+
+
+def ci(x: dict) -> str:
+    """An accuracy or estimate with its 95% CI: '0.52 [0.38, 0.66]'."""
+    return f"{x['value']:.2f} [{x['ci_low']:.2f}, {x['ci_high']:.2f}]"
+
+
+def main_table(results: dict) -> list[Table]:
+    """Per task: baseline, ICL and task vector with CIs and the layer; then the means per category and overall."""
+    per_task = Table(["task", "category", "baseline", "ICL", "task vector", "layer"],
+                     [[t["task"], t["category"], ci(t["baseline"]), ci(t["icl"]), ci(t["tv"]), str(t["best_layer"])]
+                      for t in results["tasks"]])
+    groups = {**results["summary"]["categories"], "all tasks": results["summary"]["overall"]}
+    means = Table(["mean over tasks (95% CI)", "tasks", "baseline", "ICL", "task vector", "TV / ICL"],
+                  [[name, str(g["n_tasks"]), ci(g["baseline"]), ci(g["icl"]), ci(g["tv"]), ci(g["tv_over_icl"])]
+                   for name, g in groups.items()])
+    return [per_task, means]
+
+
+def layer_sweep(results: dict) -> list[Table]:
+    """Dev accuracy of the task vector per layer: mean, std, min and max over tasks."""
+    columns = zip(*(results[k] for k in ("mean", "std", "min", "max")))
+    return [Table(["layer", "mean", "std", "min", "max"],
+                  [[str(i), *(f"{v:.2f}" for v in values)] for i, values in enumerate(columns)])]
+
+
+def conflicting_tasks(results: dict) -> list[Table]:
+    """Per pair: ICL and the patched run, each scored as task A and as task B."""
+    return [Table(["A (demonstrations) → B (θ)", "layer", "items", "ICL as A", "ICL as B",
+                   "patched as A", "patched as B"],
+                  [[f"{p['task_a']} → {p['task_b']}", str(p["layer"]), str(p["n_items"]), ci(p["icl_vs_a"]),
+                    ci(p["icl_vs_b"]), ci(p["patched_vs_a"]), ci(p["patched_vs_b"])] for p in results["pairs"]])]
+
+
+def top_tokens(results: dict, shown: int | None = 8) -> list[Table]:
+    """Per task: its layer and the first `shown` top tokens (None: all) of θ and of θ minus the mean θ."""
+    def tokens(t: dict) -> str:
+        return " · ".join(map(visible, t["tokens"][:shown]))
+
+    return [Table(["task", "layer", "θ", "θ − mean θ over tasks"],
+                  [[t["task"], str(t["layer"]), tokens(t["raw"]), tokens(t["centred"])] for t in results["tasks"]])]
+
+
+def clusters(results: dict) -> list[Table]:
+    """How well θ separates by task, as is and centred; then each task's spread."""
+    overall = Table(["vectors", "layer", "count", "tasks", "cosine distance within task", "between tasks",
+                     "silhouette", "nearest-centroid accuracy (leave one out)"],
+                    [[kind, str(results["layer"]), str(s["n_vectors"]), str(s["n_tasks"]), f"{s['within']:.4f}",
+                      f"{s['between']:.4f}", f"{s['silhouette']:.3f}", f"{s['nearest_centroid_accuracy']:.3f}"]
+                     for kind, s in (("θ", results["stats"]), ("θ − mean θ", results["stats_centred"]))])
+    per_task = Table(["task", "vectors", "mean cosine distance within"],
+                     [[t["task"], str(t["n_items"]), f"{t['within']:.4f}"] for t in results["tasks"]])
+    return [overall, per_task]
+
+
+TABLES: dict[str, Callable[[dict], list[Table]]] = {
+    "main_table": main_table, "layer_sweep": layer_sweep, "conflicting_tasks": conflicting_tasks,
+    "top_tokens": top_tokens, "clusters": clusters}
+
+
+def as_text(analysis: str, results: dict) -> str:
+    """The tables of an analysis's results, as text."""
+    return "\n\n".join(t.text() for t in TABLES[analysis](results))
+
+
+def as_html(analysis: str, results: dict) -> str:
+    """The tables of an analysis's results, as HTML."""
+    return "".join(t.html() for t in TABLES[analysis](results))
