@@ -201,7 +201,7 @@ def test_cli_reproduce_quick_ends_with_the_report(tmp_path, capsys):
     assert main(["reproduce", "--model", "tiny-llama", "--quick", "--tasks", "next_letter", "to_upper",
                  "--out", str(tmp_path), "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert "next_letter -> to_upper" in out and "overall" in out
+    assert "next_letter → to_upper" in out and "all tasks" in out
     assert (tmp_path / "clusters" / "results.json").exists()
     report = tmp_path / "figures" / "report.html"
     assert out.strip().splitlines()[-1] == f"open {report.resolve().as_uri()}"
