@@ -177,6 +177,19 @@ def test_processed_checkpoint_gives_the_numbers_of_compatibility_mode(kind, tmp_
     assert len(list(tmp_path.glob("models/*/compat-tl*/model.safetensors"))) == 1
 
 
+def test_writing_the_processed_weights_removes_an_older_cache_layout(tmp_path, monkeypatch):
+    from tv_lens.provenance import weights_hash
+
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path))
+    hf, _ = tiny_hf_model("tiny-llama")
+    folder = tmp_path / "models" / f"tiny-llama-{weights_hash(hf.state_dict())[:12]}"
+    (folder / "model").mkdir(parents=True)
+    (folder / "model" / "model.safetensors").write_bytes(b"old")
+    (folder / "compat-weights-tl4.3.0-float32.safetensors").write_bytes(b"old")
+    load_model("tiny-llama", device_map={"": "cpu"})
+    assert [p.name for p in folder.iterdir()] == [next(folder.glob("compat-tl*")).name]
+
+
 def test_a_processed_checkpoint_loads_in_any_dtype_under_its_own_fingerprint(tmp_path, monkeypatch):
     monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path))
     fingerprints = set()

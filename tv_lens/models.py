@@ -245,7 +245,16 @@ def _processed(spec: str, source: Path | str) -> Path:
         log.info("writing the processed weights of %s into %s (once)", spec, target)
         hf, tokenizer = read()
         _save_atomically(target, lambda tmp: _save_processed(hf, tokenizer, Path(tmp), known))
+        _remove_older_layouts(target.parent)
     return target
+
+
+def _remove_older_layouts(folder: Path) -> None:
+    """Delete what earlier tv_lens versions cached beside the processed weights (the raw de-quantized model
+    and per-dtype processed weights, 2.7 GB for gemma-3-270m): the weights are stored once."""
+    shutil.rmtree(folder / "model", ignore_errors=True)
+    for stale in folder.glob("compat-weights-*.safetensors"):
+        stale.unlink(missing_ok=True)
 
 
 def _save_processed(hf, tokenizer, folder: Path, known_fingerprint: str | None) -> None:
