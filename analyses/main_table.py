@@ -17,7 +17,7 @@ from tv_lens.evaluate import evaluate
 from tv_lens.results import Shard, Store, Unit
 from tv_lens.settings import PAPER, Settings
 from tv_lens.summary import TaskHits, summarize
-from tv_lens.tasks import Task, get_scorer
+from tv_lens.tasks import Task
 
 from .common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show, task_units
 
@@ -26,14 +26,10 @@ MEAN_THETA = "mean_theta"
 
 
 def task_result(model, task: Task, settings: Settings, seed: int) -> tuple[dict, Tensor]:
-    """`evaluate` on one task, with each test item scored for ICL and TV (for paired CIs), and the
-    mean θ of its test items (every layer)."""
+    """`evaluate` on one task (each test item's hits included, for paired CIs), and the mean θ of
+    its test items (every layer)."""
     result = evaluate(model, task, seed=seed, settings=settings)
-    score = get_scorer(task.scoring)
-    data = result.to_dict()
-    data["hits"] = {"icl": [score(r.icl, r.answers) for r in result.test_items],
-                    "tv": [score(r.tv, r.answers) for r in result.test_items]}
-    return data, result.mean_theta
+    return result.to_dict(), result.mean_theta
 
 
 def task_results(

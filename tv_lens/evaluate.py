@@ -34,7 +34,8 @@ class ItemRecord:
 @dataclass
 class EvalResult:
     """Baseline / ICL / task-vector accuracies (with Wilson 95% CIs), the dev curve and provenance;
-    also θ averaged over the test items at every layer (`mean_theta`, in memory only: not in `to_dict`)."""
+    `hits`: whether ICL and the task vector were right on each test item (for paired CIs); also θ
+    averaged over the test items at every layer (`mean_theta`, in memory only: not in `to_dict`)."""
 
     task: str
     category: str
@@ -53,6 +54,7 @@ class EvalResult:
     tokens: int
     test_items: list[ItemRecord] = field(default_factory=list)
     versions: dict = field(default_factory=versions)
+    hits: dict[str, list[bool]] = field(default_factory=dict)
     mean_theta: Float[Tensor, "n_layers d_model"] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
@@ -123,7 +125,7 @@ def evaluate(
         test_thetas, icl_tokens = learn_items(model, splits.test, fmt, icl=True,
                                               reuse_prefix=reuse_prefix, budget=budget)
         icl_preds = decode(model, icl_tokens)
-        icl = Accuracy.of(scorer(p, i.answers) for p, i in zip(icl_preds, splits.test))
+        icl_hits = [scorer(p, i.answers) for p, i in zip(icl_preds, splits.test)]
         lap("icl_and_theta_test")
 
         dev_thetas, _ = learn_items(model, splits.dev, fmt, reuse_prefix=reuse_prefix, budget=budget)
@@ -137,11 +139,12 @@ def evaluate(
         tv_tokens = next_tokens(model, encode(model, [fmt.zero_shot_prompt(i) for i in splits.test]),
                                 [(Intervention(chosen, theta[chosen]),) for theta in test_thetas], budget=budget)
         tv_preds = decode(model, tv_tokens)
-        tv = Accuracy.of(scorer(p, i.answers) for p, i in zip(tv_preds, splits.test))
+        tv_hits = [scorer(p, i.answers) for p, i in zip(tv_preds, splits.test)]
         lap("test")
 
         return EvalResult(
-            task=task.name, category=task.category, baseline=baseline, icl=icl, tv=tv,
+            task=task.name, category=task.category, baseline=baseline,
+            icl=Accuracy.of(icl_hits), tv=Accuracy.of(tv_hits),
             best_layer=chosen, dev_accuracy_by_layer=by_layer, n_pairs=len(task),
             n_pairs_filtered=len(kept), leading_space=fmt.leading_space, seed=seed,
             settings=dict(**asdict(settings), single_token_filter=use_filter, prompt_format=asdict(fmt),
@@ -149,5 +152,6 @@ def evaluate(
             model=model_provenance(model), timings=timings, tokens=count.tokens,
             test_items=[ItemRecord(i.query, i.answers, c, t)
                         for i, c, t in zip(splits.test, icl_preds, tv_preds)],
+            hits={"icl": icl_hits, "tv": tv_hits},
             mean_theta=torch.stack(test_thetas).mean(0),
         )
