@@ -103,9 +103,12 @@ def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS
         resolved = [(a, b) for a, b in resolved if f"{a.name}:{b.name}" in mine]
     layers = best_layers or {}
     missing = [b for _, b in resolved if b.name not in layers]
+    main_computed: list[str] = []  # main-table units computed here for B's best layers
     if layer is None and missing:
         tasks_b = list({b.name: b for b in missing}.values())
-        layers = {**layers, **main_table.best_layers(model, out, tasks_b, main_settings, seed, progress)}
+        main_units, main_store = main_table.task_results(model, out, tasks_b, main_settings, seed, progress)
+        layers = {**layers, **main_table.layers_of([u.result for u in main_units])}
+        main_computed = [f"{main_table.ANALYSIS}/{key}" for key in main_store.computed]
     store = Store.open(out, ANALYSIS, model, asdict(settings), seed, progress)
     results = []
     for i, (a, b) in enumerate(resolved, 1):
@@ -123,10 +126,10 @@ def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS
         results.append(unit.result)
     report_reused(ANALYSIS, store.reused, progress)
     if shard:
-        return Outcome(None, None, store.computed, store.reused)
+        return Outcome(None, None, main_computed + store.computed, store.reused)
     layer_choice = f"given: {layer}" if layer is not None else "best layer of task B in the main table"
     written = store.write_results({"layer_choice": layer_choice, "pairs": results})
-    return Outcome(written, store.results_path, store.computed, store.reused)
+    return Outcome(written, store.results_path, main_computed + store.computed, store.reused)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
