@@ -55,7 +55,7 @@ def add_commands(commands) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"embedded name, HF id, local dir or .gguf (default {DEFAULT_MODEL}, embedded)")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: a few tasks, a few items each (under 2 minutes on the embedded model)")
+                   help="smoke run: 5 tasks, 8 items each (the full protocol otherwise)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<model>, runs/<model>-quick with --quick)")
     p.add_argument("--tasks", nargs="+", help="task names or task files (default: the paper's 18)")
     p.add_argument("--seed", type=int, default=0,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch import Tensor
 
+from tv_lens import progress
 from tv_lens.cli_options import (
     DEFAULT_MODEL,
     add_placement_options,
@@ -21,6 +22,7 @@ from tv_lens.cli_options import (
     placement,
 )
 from tv_lens.files import check_writable_folder
+from tv_lens.progress import bar
 from tv_lens.results import Shard, Store, Unit
 from tv_lens.tables import as_text
 from tv_lens.tasks import Task, list_tasks, resolve_task
@@ -41,7 +43,8 @@ class Outcome:
 
 
 def say(message: str) -> None:
-    print(message, flush=True)
+    """A progress line on stdout (drawn above any progress bar)."""
+    progress.say(message)
 
 
 def show(outcome: Outcome, analysis: str) -> int:
@@ -126,7 +129,7 @@ def task_units(store: Store, tasks: Sequence[Task], compute: Callable[[Task], tu
     names = [t.name for t in tasks]
     mine = set(shard.share(names) if shard else names)
     units = []
-    for i, task in enumerate(tasks, 1):
+    for i, task in enumerate(bar(tasks, store.analysis.replace("_", " "), unit="task"), 1):
         if task.name not in mine:
             continue
 

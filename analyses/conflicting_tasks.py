@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass
 from tv_lens.engine import Run, decode, encode, predict
 from tv_lens.interventions import Intervention
 from tv_lens.learn import learn_items
+from tv_lens.progress import bar
 from tv_lens.prompts import PromptFormat
 from tv_lens.results import Shard, Store
 from tv_lens.settings import PAPER, Settings
@@ -111,7 +112,7 @@ def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS
         main_computed = [f"{main_table.ANALYSIS}/{key}" for key in main_store.computed]
     store = Store.open(out, ANALYSIS, model, asdict(settings), seed, progress)
     results = []
-    for i, (a, b) in enumerate(resolved, 1):
+    for i, (a, b) in enumerate(bar(resolved, "conflicting tasks", unit="pair"), 1):
         at = layer if layer is not None else layers[b.name]
 
         def compute(a=a, b=b, at=at, i=i) -> tuple[dict, None]:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tv_lens.cli_options import placement
+from tv_lens.progress import counter
 from tv_lens.results import Shard
 from tv_lens.settings import Settings
 from tv_lens.tables import as_text
@@ -47,24 +48,32 @@ def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,
     tasks = usable_tasks(model, resolve_tasks(tasks or protocol.tasks), progress)
     names = {t.name for t in tasks}
     pairs = [p for p in conflicting_tasks.PAPER_PAIRS if set(p) <= names]
-    main = main_table.run(model, out, tasks, protocol.main, seed, progress, shard)
-    outcomes = {"main_table": main}
-    layers = None if shard else main_table.layers_of(main.results["tasks"])
-    if not shard:
-        outcomes["layer_sweep"] = layer_sweep.run(model, out, tasks, protocol.main, seed, progress, main.results)
-    if pairs:
-        outcomes["conflicting_tasks"] = conflicting_tasks.run(
-            model, out, pairs, protocol.conflict, seed, main_settings=protocol.main, best_layers=layers,
-            progress=progress, shard=shard)
-    else:
-        progress("[conflicting_tasks] skipped: no pair of the paper has both tasks in this run")
-    if not shard:
-        outcomes["top_tokens"] = top_tokens.run(model, out, tasks, protocol.main, seed, protocol.k, progress)
-    if len(tasks) >= 2:
-        outcomes["clusters"] = clusters.run(model, out, tasks, protocol.cluster, seed, main_settings=protocol.main,
-                                            best_layers=layers, progress=progress, shard=shard)
-    else:
-        progress("[clusters] skipped: clustering needs at least two tasks")
+    with counter(5, "reproduce", unit="experiment") as experiments:  # the five experiments below
+        main = main_table.run(model, out, tasks, protocol.main, seed, progress, shard)
+        outcomes = {"main_table": main}
+        layers = None if shard else main_table.layers_of(main.results["tasks"])
+        experiments.update()
+        if not shard:
+            outcomes["layer_sweep"] = layer_sweep.run(model, out, tasks, protocol.main, seed, progress,
+                                                      main.results)
+        experiments.update()
+        if pairs:
+            outcomes["conflicting_tasks"] = conflicting_tasks.run(
+                model, out, pairs, protocol.conflict, seed, main_settings=protocol.main, best_layers=layers,
+                progress=progress, shard=shard)
+        else:
+            progress("[conflicting_tasks] skipped: no pair of the paper has both tasks in this run")
+        experiments.update()
+        if not shard:
+            outcomes["top_tokens"] = top_tokens.run(model, out, tasks, protocol.main, seed, protocol.k, progress)
+        experiments.update()
+        if len(tasks) >= 2:
+            outcomes["clusters"] = clusters.run(model, out, tasks, protocol.cluster, seed,
+                                                main_settings=protocol.main, best_layers=layers, progress=progress,
+                                                shard=shard)
+        else:
+            progress("[clusters] skipped: clustering needs at least two tasks")
+        experiments.update()
     return outcomes
 
 

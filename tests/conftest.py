@@ -1,9 +1,27 @@
 """Shared fixtures: tiny random models (fast) and the embedded model (loaded once per session)."""
 
 import os
+import re
 
 import pytest
 import torch
+from beartype import beartype
+from jaxtyping import install_import_hook
+
+JAXTYPING = re.compile(r"\b(?:Float|Int|Integer|UInt|Bool|Num|Real|Shaped)\[")
+
+
+def check_shapes(function):
+    """beartype on every function of tv_lens whose annotations hold a jaxtyping shape (all its arguments,
+    with the shape dimensions bound across them); the others run unchecked, and so do the constructors of
+    dataclasses, which check their own fields with the one-line errors the tests assert."""
+    if function.__name__ != "__init__" and JAXTYPING.search(str(getattr(function, "__annotations__", {}))):
+        return beartype(function)
+    return function
+
+
+# jaxtyping shapes are checked at run time during the tests: the hook must be in place before tv_lens is imported
+install_import_hook("tv_lens", "conftest.check_shapes")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

@@ -1,5 +1,6 @@
 """The command line: help, tasks listing, and one-line errors."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,21 @@ def test_tasks_counts_pairs_for_a_tiny_model_too(capsys):
     assert main(["tasks", "--model", "tiny-gemma"]) == 0
     next_letter = next(line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("next_letter"))
     assert int(next_letter[-1]) == 25
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_progress_bars_on_a_terminal_unless_quiet(quiet, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    args = ["reproduce", "--model", "tiny-llama", "--quick", "--tasks", "next_letter", "--out", str(tmp_path),
+            "--no-figures", "--threads", "1"] + (["--quiet"] if quiet else [])
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "Moving model" not in captured.out and "[main_table] 1/1 next_letter" in captured.out
+    for bar in (r"main table: +\d+%\|", r"reproduce: +40%\|", r"\[\d\d:\d\d<\d\d:\d\d"):  # the last: elapsed<ETA
+        assert bool(re.search(bar, captured.err)) != quiet, (bar, captured.err[-500:])
+
+
+def test_no_progress_bars_when_stdout_is_not_a_terminal(tmp_path, capsys):
+    assert main(["reproduce", "--model", "tiny-llama", "--quick", "--tasks", "next_letter", "--out", str(tmp_path),
+                 "--no-figures", "--threads", "1"]) == 0
+    assert "%|" not in capsys.readouterr().err

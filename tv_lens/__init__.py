@@ -3,7 +3,8 @@
     Output = Apply(query, Learn(examples))
 
 `import tv_lens` is instant: each name below is imported on first use (PEP 562 `__getattr__`), so a
-`tv-lens --help` never loads torch, and plotly loads only with `tv_lens.plots`.
+`tv-lens --help` never loads torch, and plotly loads only with `tv_lens.plots`. Import it before torch:
+it sets the CPU thread default (`tv_lens.threads`) in the environment, where torch reads it once.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ from __future__ import annotations
 import sys
 from importlib import import_module
 from types import ModuleType
+
+from tv_lens.threads import set_thread_default
+
+set_thread_default()  # before anything imports torch: OpenMP reads its settings once, when torch loads it
 
 # public name -> the module that defines it
 _EXPORTS = {

@@ -9,9 +9,11 @@ Adding a command, so that `tv-lens --help` stays under a second:
   `commands.add_parser(name, help=..., description=...)` and `.set_defaults(run=function)`;
 - import torch, TransformerLens, plotly, the model code... inside `function(args)`, never at the top
   (tests/test_cli.py checks that building the parser imports none of them);
-- add the module's `add_commands` to `COMMANDS` below.
-Every command gets the run options of `tv_lens.cli_options` (`--threads`), applied before it runs; a
-`ValueError`, `OSError` or `FloatingPointError` it raises becomes one line `tv-lens: error: ...`.
+- add the module's `add_commands` to `COMMANDS` below;
+- show long loops with `tv_lens.progress.bar(items, "what", unit="task")` (an ETA on a terminal, silent
+  otherwise and under `--quiet`) and print lines with `tv_lens.progress.say`.
+Every command gets the run options of `tv_lens.cli_options` (`--threads`, `--quiet`), applied before it
+runs; a `ValueError`, `OSError` or `FloatingPointError` it raises becomes one line `tv-lens: error: ...`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""What every `tv-lens` command shares: the default model, the run options (`--threads`) applied
-before a command's work starts, and the placement options of the commands that load a model
+"""What every `tv-lens` command shares: the default model, the run options (`--threads`, `--quiet`)
+applied before a command's work starts, and the placement options of the commands that load a model
 (`--device`, `--dtype`, `--device-map`, ...). Light on purpose: command modules import it at the top."""
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ DEFAULT_MODEL = "gemma-3-270m"
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """Give a command `--threads`."""
+    """Give a command `--threads` and `--quiet`."""
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="torch CPU threads (default: torch's choice); 1 on a machine busy with other jobs, "
-                             "where competing threads can make a run 10x slower")
+                        help="torch CPU threads (default: one per core left idle by other jobs, by the load "
+                             "average; OpenMP threads wait passively)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars (they are drawn only when stdout is a terminal anyway)")
 
 
 def add_shard_option(parser: argparse.ArgumentParser) -> None:
@@ -25,8 +27,11 @@ def add_shard_option(parser: argparse.ArgumentParser) -> None:
 
 def apply_run_options(args: argparse.Namespace) -> None:
     """Check and set what the run options ask for; call before the command's work."""
+    from tv_lens.progress import set_quiet
+
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    set_quiet(args.quiet)
     if args.threads:
         import torch
 

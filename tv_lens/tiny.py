@@ -75,4 +75,4 @@ def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compa
         bridge.enable_compatibility_mode(disable_warnings=True)
     patch_kv_cache(bridge)
     remember(bridge, kind)
-    return bridge.to(device)  # also sets cfg.device, which otherwise names CUDA whenever there is one
+    return bridge.to(device, print_details=False)  # also sets cfg.device, which otherwise names CUDA if any

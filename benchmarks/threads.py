@@ -1,0 +1,106 @@
+"""Thread settings on this machine, quiet and with a competing CPU-bound process: which default to ship.
+
+    python benchmarks/threads.py [--model gemma-3-270m] [--n 10] [--conditions quiet busy]
+
+Each setting times the README's Python example (learn, apply, evaluate one task at reduced sizes; the
+model load and a warm-up are not timed). OpenMP reads its wait policy once, when torch loads it, so each
+policy runs in a fresh interpreter: torch's default (one thread per core; OpenMP's threads spin a while
+before they sleep) and one thread; OMP_WAIT_POLICY=passive (waiting threads sleep) with torch's threads and one;
+and what tv_lens ships (`import tv_lens` first, nothing set). "busy" keeps one
+`python -c "while True: pass"` running throughout and stops it afterwards. The table gives seconds and
+the ratio to the best setting of the same condition.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+PROCESSES = {  # process -> (environment, thread counts to time in it: "torch" is torch's default, "" tv_lens's)
+    "default": ({}, ["torch", "1"]),
+    "passive": ({"OMP_WAIT_POLICY": "passive"}, ["torch", "1"]),
+    "tv_lens": ({}, [""]),
+}
+LABELS = {("default", "torch"): "torch default", ("default", "1"): "1 thread",
+          ("passive", "torch"): "OMP_WAIT_POLICY=passive", ("passive", "1"): "1 thread, passive",
+          ("tv_lens", ""): "tv_lens default"}
+
+WORKER = """
+import json, sys, time
+counts = sys.argv[3].split(",")
+if counts != [""]:  # a measured setting: torch loads before tv_lens, whose own default then cannot apply
+    import torch
+import tv_lens as tv
+import torch
+default = torch.get_num_threads()
+model = tv.load_model(sys.argv[1])
+n = int(sys.argv[2])
+demos = [("hot", "cold"), ("big", "small"), ("fast", "slow"), ("wet", "dry"), ("old", "young")]
+tv.learn(model, demos, dummies=["up", "happy"])  # warm-up: first-call costs are not timed
+for count in counts:
+    torch.set_num_threads(default if count in ("", "torch") else int(count))
+    start = time.perf_counter()
+    theta = tv.learn(model, demos, dummies=["up", "happy"])
+    tv.apply(model, theta, ["high", "light"], layer=model.cfg.n_layers // 2)
+    tv.evaluate(model, tv.get_task(sys.argv[4]), n_baseline=2 * n, n_dev=n, n_test=n)
+    print(json.dumps({"count": count, "seconds": time.perf_counter() - start, "threads": torch.get_num_threads()}))
+"""
+
+
+def measure(process: str, model: str, task: str, n: int) -> dict[tuple[str, str], dict]:
+    """Time the example for each thread count of `process`, in one fresh interpreter."""
+    setting, counts = PROCESSES[process]
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    done = subprocess.run([sys.executable, "-c", WORKER, model, str(n), ",".join(counts), task], env={**env, **setting},
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return {(process, r["count"]): r for r in rows}
+
+
+def run_condition(condition: str, model: str, task: str, n: int) -> dict[tuple[str, str], dict]:
+    """Every setting, with a spinning competitor alive throughout when the condition is "busy"."""
+    competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if condition == "busy" else None
+    try:
+        rows = {}
+        for process in PROCESSES:
+            for key, row in measure(process, model, task, n).items():
+                rows[key] = row
+                print(f"  {condition:<5} {LABELS[key]:<25} {row['threads']} thread(s) {row['seconds']:7.1f} s",
+                      flush=True)
+        return rows
+    finally:
+        if competitor is not None:
+            competitor.kill()
+            competitor.wait()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="gemma-3-270m")
+    p.add_argument("--task", default="antonyms", help="the task evaluated (default antonyms)")
+    p.add_argument("--n", type=int, default=10, help="dev and test items of the evaluation (baseline: 2n)")
+    p.add_argument("--conditions", nargs="+", choices=("quiet", "busy"), default=["quiet", "busy"])
+    args = p.parse_args(argv)
+    print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the runs; model {args.model}, "
+          f"learn + apply + evaluate({args.task}, n={args.n}) after a warm-up", flush=True)
+    results = {condition: run_condition(condition, args.model, args.task, args.n) for condition in args.conditions}
+    print(f"load average {os.getloadavg()[0]:.1f} after the runs (other jobs on the machine count too)\n")
+    print("| setting | " + " | ".join(f"{c} threads | {c} s | {c} / best" for c in results) + " |")
+    print("|---|" + "---|---|---|" * len(results))
+    best = {c: min(r["seconds"] for r in rows.values()) for c, rows in results.items()}
+    for key, label in LABELS.items():
+        cells = [f"{rows[key]['threads']} | {rows[key]['seconds']:.1f} | {rows[key]['seconds'] / best[c]:.2f}x"
+                 for c, rows in results.items()]
+        print(f"| {label} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    main()
+    print(f"\nbenchmark time {time.perf_counter() - start:.0f} s")
