@@ -126,7 +126,8 @@ def test_conflicting_tasks_at_best_layer_of_b_and_at_a_given_layer(tiny_llama, t
     assert [(p["task_a"], p["task_b"]) for p in saved["pairs"]] == pairs
     assert [p["layer"] for p in saved["pairs"]] == [best[b] for _, b in pairs]
     assert all(p["n_items"] == len(p["items"]) == 6 for p in saved["pairs"])
-    assert outcome.computed == [f"{a}__{b}__layer{best[b]}" for a, b in pairs]
+    assert outcome.computed == ([f"main_table/{b}" for _, b in pairs]  # computed here for B's best layers
+                                + [f"{a}__{b}__layer{best[b]}" for a, b in pairs])
     given = conflicting_tasks.run(tiny_llama, tmp_path, pairs[:1], settings, layer=1, **QUIET)
     assert given.results["pairs"][0]["layer"] == 1 and given.computed == ["next_letter__to_upper__layer1"]
     again = conflicting_tasks.run(tiny_llama, tmp_path, pairs[:1], settings, layer=1, **QUIET)
