@@ -17,6 +17,8 @@ from pathlib import Path
 from tv_lens import cli
 from tv_lens.cli_options import DEFAULT_MODEL, add_placement_options, add_shard_option
 
+EXPERIMENTS = ("main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters", "function_vectors")
+
 
 def figures_module():
     """`figures.make` in a checkout, `tv_lens_figures.make` installed: the sibling of this package."""
@@ -50,8 +52,8 @@ def add_commands(commands) -> None:
     p = commands.add_parser(
         "reproduce", help="run every experiment of the paper on one model, then its figures and report",
         description="Run the paper's five experiments on one model (main table, layer sweep, conflicting tasks, "
-                    "top tokens, clusters), resuming what a run directory already holds; print the tables, then "
-                    "write the figures and report.html into RUN_DIR/figures.")
+                    "top tokens, clusters) and function vectors beside them, resuming what a run directory already "
+                    "holds; print the tables, then write the figures and report.html into RUN_DIR/figures.")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"embedded name, HF id, local dir or .gguf (default {DEFAULT_MODEL}, embedded)")
     p.add_argument("--quick", action="store_true",
@@ -60,6 +62,8 @@ def add_commands(commands) -> None:
     p.add_argument("--tasks", nargs="+", help="task names or task files (default: the paper's 18)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the item sampling (default 0, the seed of the README's numbers)")
+    p.add_argument("--experiments", nargs="+", choices=EXPERIMENTS, default=list(EXPERIMENTS),
+                   help="experiments to run (default: all; the first five share the main table)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures and report.html")
     add_shard_option(p)
     add_placement_options(p)

@@ -1,10 +1,11 @@
-"""Every experiment of the paper on one model, resumable, ending with a table in the terminal
-(`tv-lens reproduce`, defined in `analyses/cli.py`)."""
+"""Every experiment of the paper on one model, and function vectors beside them, resumable, ending with
+a table in the terminal (`tv-lens reproduce`, defined in `analyses/cli.py`)."""
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from tv_lens.results import Shard
 from tv_lens.settings import Settings
 from tv_lens.tables import as_text
 
-from . import clusters, conflicting_tasks, layer_sweep, main_table, top_tokens
+from . import clusters, conflicting_tasks, function_vectors, layer_sweep, main_table, top_tokens
+from .cli import EXPERIMENTS
 from .common import Outcome, Progress, check_run_arguments, default_out, resolve_tasks, say, usable_tasks
 
 
@@ -25,6 +27,8 @@ class Protocol:
     main: Settings = field(default_factory=Settings)
     conflict: conflicting_tasks.ConflictSettings = field(default_factory=conflicting_tasks.ConflictSettings)
     cluster: clusters.ClusterSettings = field(default_factory=clusters.ClusterSettings)
+    fv: function_vectors.FVSettings = field(default_factory=function_vectors.FVSettings)
+    fv_formats: tuple[str, ...] = ("qa", "arrow")
     k: int = 20
     tasks: tuple[str, ...] | None = None
 
@@ -34,46 +38,63 @@ QUICK = Protocol(
     main=Settings(n_baseline=8, n_dev=8, n_test=8),
     conflict=conflicting_tasks.ConflictSettings(n_items=8),
     cluster=clusters.ClusterSettings(n_per_task=8),
+    fv=function_vectors.FVSettings(n_clean=6, n_corrupted=3, n_dev=4, n_test=4, tv_contexts=2),
     k=10,
     tasks=("next_letter", "to_upper", "list_last", "list_first", "antonyms"),
 )
 
 
 def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,
-              progress: Progress = say, shard: Shard | None = None) -> dict[str, Outcome]:
-    """Main table, layer sweep, conflicting tasks (the paper's pairs among `tasks`), top tokens and
-    clusters, in that order, each reusing the main table's best layers. Tasks left without
-    single-token outputs by this model's tokenizer are skipped, each with one line. With a `shard`,
-    only the shard's share of the units of the main table, the conflicting tasks and the clusters."""
+              progress: Progress = say, shard: Shard | None = None,
+              experiments: Sequence[str] = EXPERIMENTS) -> dict[str, Outcome]:
+    """The chosen `experiments`, in this order: main table, layer sweep, conflicting tasks (the
+    paper's pairs among `tasks`), top tokens and clusters (each reusing the main table's best layers),
+    function vectors. Tasks left without single-token outputs by this model's tokenizer are skipped,
+    each with one line. With a `shard`, only the shard's share of the units of the main table, the
+    conflicting tasks, the clusters and the function vectors."""
+    unknown = sorted(set(experiments) - set(EXPERIMENTS))
+    if unknown:
+        raise ValueError(f"unknown experiments {unknown}: choose from {', '.join(EXPERIMENTS)}")
     tasks = usable_tasks(model, resolve_tasks(tasks or protocol.tasks), progress)
     names = {t.name for t in tasks}
     pairs = [p for p in conflicting_tasks.PAPER_PAIRS if set(p) <= names]
-    with counter(5, "reproduce", unit="experiment") as experiments:  # the five experiments below
-        main = main_table.run(model, out, tasks, protocol.main, seed, progress, shard)
-        outcomes = {"main_table": main}
-        layers = None if shard else main_table.layers_of(main.results["tasks"])
-        experiments.update()
-        if not shard:
-            outcomes["layer_sweep"] = layer_sweep.run(model, out, tasks, protocol.main, seed, progress,
-                                                      main.results)
-        experiments.update()
-        if pairs:
-            outcomes["conflicting_tasks"] = conflicting_tasks.run(
-                model, out, pairs, protocol.conflict, seed, main_settings=protocol.main, best_layers=layers,
-                progress=progress, shard=shard)
-        else:
-            progress("[conflicting_tasks] skipped: no pair of the paper has both tasks in this run")
-        experiments.update()
-        if not shard:
-            outcomes["top_tokens"] = top_tokens.run(model, out, tasks, protocol.main, seed, protocol.k, progress)
-        experiments.update()
-        if len(tasks) >= 2:
-            outcomes["clusters"] = clusters.run(model, out, tasks, protocol.cluster, seed,
-                                                main_settings=protocol.main, best_layers=layers, progress=progress,
-                                                shard=shard)
-        else:
-            progress("[clusters] skipped: clustering needs at least two tasks")
-        experiments.update()
+    outcomes = {}
+    with counter(len(experiments), "reproduce", unit="experiment") as done:
+        if set(experiments) - {"function_vectors"}:
+            main = main_table.run(model, out, tasks, protocol.main, seed, progress, shard)
+            outcomes["main_table"] = main
+            layers = None if shard else main_table.layers_of(main.results["tasks"])
+            if "main_table" in experiments:
+                done.update()
+        if "layer_sweep" in experiments:
+            if not shard:
+                outcomes["layer_sweep"] = layer_sweep.run(model, out, tasks, protocol.main, seed, progress,
+                                                          main.results)
+            done.update()
+        if "conflicting_tasks" in experiments:
+            if pairs:
+                outcomes["conflicting_tasks"] = conflicting_tasks.run(
+                    model, out, pairs, protocol.conflict, seed, main_settings=protocol.main, best_layers=layers,
+                    progress=progress, shard=shard)
+            else:
+                progress("[conflicting_tasks] skipped: no pair of the paper has both tasks in this run")
+            done.update()
+        if "top_tokens" in experiments:
+            if not shard:
+                outcomes["top_tokens"] = top_tokens.run(model, out, tasks, protocol.main, seed, protocol.k, progress)
+            done.update()
+        if "clusters" in experiments:
+            if len(tasks) >= 2:
+                outcomes["clusters"] = clusters.run(model, out, tasks, protocol.cluster, seed,
+                                                    main_settings=protocol.main, best_layers=layers,
+                                                    progress=progress, shard=shard)
+            else:
+                progress("[clusters] skipped: clustering needs at least two tasks")
+            done.update()
+        if "function_vectors" in experiments:
+            outcomes["function_vectors"] = function_vectors.run(model, out, tasks, protocol.fv, seed,
+                                                                protocol.fv_formats, progress, shard)
+            done.update()
     return outcomes
 
 
@@ -97,7 +118,7 @@ def run_from_args(args: argparse.Namespace) -> Path | None:
     tasks = resolve_tasks(args.tasks or protocol.tasks)  # bad task names fail before the model loads
     say(f"loading {args.model} ...")
     model = load_model(args.model, **placement(args))
-    outcomes = reproduce(model, out, tasks, protocol, args.seed, shard=shard)
+    outcomes = reproduce(model, out, tasks, protocol, args.seed, shard=shard, experiments=args.experiments)
     if shard:
         computed = sum(len(o.computed) for o in outcomes.values())
         say(f"shard {shard} done in {time.perf_counter() - start:.0f} s: computed {computed} unit(s) in {out}/; "

@@ -25,6 +25,7 @@ FIGURES = {
     "conflicting_tasks": plots.conflicting_tasks,
     "top_tokens": plots.top_tokens_table,
     "clusters": plots.tsne_scatter,
+    "function_vectors": plots.function_vectors,
 }
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
@@ -40,6 +41,12 @@ def load_run(run_dir: Path) -> dict[str, dict]:
 def find_browser() -> str | None:
     """The Chrome/Chromium kaleido would use (BROWSER_PATH, or the first on PATH)."""
     return os.environ.get("BROWSER_PATH") or next(filter(None, map(shutil.which, BROWSERS)), None)
+
+
+def named_figures(name: str, data: dict) -> dict[str, go.Figure]:
+    """The figures of one analysis by file stem (`name`, or `name_<part>` where it makes several)."""
+    made = FIGURES[name](data)
+    return {f"{name}_{part}": fig for part, fig in made.items()} if isinstance(made, dict) else {name: made}
 
 
 def write_pngs(figures: dict[str, go.Figure], out: Path) -> list[Path]:
@@ -65,12 +72,13 @@ def make(run_dir: str | Path, out: str | Path | None = None, png: bool = True) -
     out = Path(out) if out is not None else run_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
     results = load_run(run_dir)
-    figures = {name: FIGURES[name](data) for name, data in results.items()}
+    by_analysis = {name: named_figures(name, data) for name, data in results.items()}
+    figures = {stem: fig for named in by_analysis.values() for stem, fig in named.items()}
     written = []
     for name, fig in figures.items():
         fig.write_html(out / f"{name}.html", include_plotlyjs=True)
         written.append(out / f"{name}.html")
     if png:
         written += write_pngs(figures, out)
-    (out / "report.html").write_text(report_html(results, figures))
+    (out / "report.html").write_text(report_html(results, by_analysis))
     return written + [out / "report.html"]

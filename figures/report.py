@@ -15,21 +15,22 @@ TITLES = {"main_table": "1. Main table: baseline, ICL, task vector",
           "layer_sweep": "2. Layer sweep",
           "conflicting_tasks": "3. Conflicting tasks",
           "top_tokens": "4. Top tokens of θ",
-          "clusters": "5. Clustering of θ"}
+          "clusters": "5. Clustering of θ",
+          "function_vectors": "6. Function vectors (Todd et al. 2024) beside task vectors"}
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}td{vertical-align:top}pre{background:#f6f6f6;padding:8px;overflow-x:auto}"""
 
 
-def report_html(results: dict[str, dict], figures: dict[str, go.Figure]) -> str:
-    """The whole report: provenance, then per analysis its tables and figure, then the settings."""
+def report_html(results: dict[str, dict], figures: dict[str, dict[str, go.Figure]]) -> str:
+    """The whole report: provenance, then per analysis its tables and figures, then the settings."""
     first = next(iter(results.values()))
     model = first["model"]
     sections = []
     for name, data in results.items():
         sections.append(f"<h2>{escape(TITLES[name])}</h2>")
         sections.append(as_html(name, data))
-        sections.append(pio.to_html(figures[name], full_html=False, include_plotlyjs=False))
+        sections += [pio.to_html(fig, full_html=False, include_plotlyjs=False) for fig in figures[name].values()]
     settings = "".join(f"<h3>{escape(name)}</h3><pre>{escape(json.dumps(d['settings'], indent=1))}</pre>"
                        for name, d in results.items())
     return f"""<!doctype html>

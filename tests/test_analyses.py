@@ -7,7 +7,7 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from analyses import clusters, conflicting_tasks, layer_sweep, main_table, reproduce, top_tokens
+from analyses import clusters, conflicting_tasks, function_vectors, layer_sweep, main_table, reproduce, top_tokens
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.results import SCHEMA_VERSION, ResultsError, Store, load_results, validate
@@ -17,7 +17,9 @@ from tv_lens.tasks import get_task, sample_splits
 
 TASKS = ["next_letter", "to_upper", "list_last", "list_first"]
 SMALL = Settings(n_baseline=6, n_dev=6, n_test=6)
+SMALL_FV = function_vectors.FVSettings(n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2)
 SMALL_PROTOCOL = reproduce.Protocol(main=SMALL, conflict=conflicting_tasks.ConflictSettings(n_items=6),
+                                    fv=SMALL_FV, fv_formats=("arrow",),
                                     cluster=clusters.ClusterSettings(n_per_task=6), k=5)
 QUIET = dict(progress=lambda message: None)
 
@@ -186,14 +188,23 @@ def test_clusters_at_the_median_best_layer_and_another_layer_without_new_vectors
 
 def test_reproduce_runs_every_analysis(tiny_llama, tmp_path):
     outcomes = reproduce.reproduce(tiny_llama, tmp_path, TASKS, SMALL_PROTOCOL, **QUIET)
-    assert list(outcomes) == ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters"]
+    assert list(outcomes) == ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters",
+                              "function_vectors"]
     for name in outcomes:
         validate(json.loads((tmp_path / name / "results.json").read_text()))
     assert len(outcomes["conflicting_tasks"].results["pairs"]) == 2
     report = reproduce.format_report(outcomes)
-    assert "== main table ==" in report and "== clusters ==" in report
+    assert "== main table ==" in report and "== clusters ==" in report and "== function vectors ==" in report
     again = reproduce.reproduce(tiny_llama, tmp_path, TASKS, SMALL_PROTOCOL, **QUIET)
     assert all(o.computed == [] for o in again.values())
+
+
+def test_reproduce_runs_only_the_experiments_asked_for(tiny_llama, tmp_path):
+    outcomes = reproduce.reproduce(tiny_llama, tmp_path, TASKS[:2], SMALL_PROTOCOL, experiments=["function_vectors"],
+                                   **QUIET)
+    assert list(outcomes) == ["function_vectors"] and not (tmp_path / "main_table").exists()
+    with pytest.raises(ValueError, match="unknown experiments"):
+        reproduce.reproduce(tiny_llama, tmp_path, TASKS[:2], SMALL_PROTOCOL, experiments=["fv"], **QUIET)
 
 
 def test_cli_reproduce_quick_ends_with_the_report(tmp_path, capsys):

@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import torch
 
-from analyses import clusters, conflicting_tasks, reproduce
+from analyses import clusters, conflicting_tasks, function_vectors, reproduce
 from analyses.cli import main
 from figures import make as figures
 from tv_lens import plots
@@ -16,8 +16,11 @@ from tv_lens.geometry import tsne_2d
 from tv_lens.settings import Settings
 from tv_lens.tasks import get_task
 
-ANALYSES = ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters"]
+FIGURES_MADE = ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters",
+                "function_vectors_heads_arrow", "function_vectors_layers_arrow"]
 PROTOCOL = reproduce.Protocol(main=Settings(n_baseline=6, n_dev=6, n_test=6),
+                              fv=function_vectors.FVSettings(n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3,
+                                                             tv_contexts=2), fv_formats=("arrow",),
                               conflict=conflicting_tasks.ConflictSettings(n_items=6),
                               cluster=clusters.ClusterSettings(n_per_task=6), k=5)
 
@@ -40,15 +43,15 @@ def made(run_dir):
 
 def test_every_figure_is_written_offline_and_small(run_dir, made):
     out = run_dir / "figures"
-    for name in ANALYSES:
+    for name in FIGURES_MADE:
         html = (out / f"{name}.html").read_text()
         assert not re.search(r"<script[^>]*\bsrc=", html), "plotly.js must be inlined, not loaded"
         assert "Plotly.newPlot" in html and len(html) > 1_000_000
     report = (out / "report.html").read_text()
-    assert report.count("Plotly.newPlot") == len(ANALYSES) and "next_letter" in report
+    assert report.count("Plotly.newPlot") == len(FIGURES_MADE) and "next_letter" in report
     if figures.find_browser() is None:
         pytest.skip("no Chrome/Chromium: PNGs are not made")
-    for name in ANALYSES:
+    for name in FIGURES_MADE:
         size = (out / f"{name}.png").stat().st_size
         assert 5_000 < size < 200_000, (name, size)
 
@@ -62,7 +65,7 @@ def test_report_renders_every_plot_in_headless_chromium(run_dir, made):
          "--virtual-time-budget=15000", "--dump-dom", str(run_dir / "figures" / "report.html")],
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert len(re.findall(r'class="[^"]*\bjs-plotly-plot\b', done.stdout)) == len(ANALYSES)
+    assert len(re.findall(r'class="[^"]*\bjs-plotly-plot\b', done.stdout)) == len(FIGURES_MADE)
     console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
 
@@ -83,7 +86,7 @@ def test_figures_command_writes_into_out_and_names_the_report(run_dir, tmp_path,
     assert main(["figures", str(run_dir), "--out", str(tmp_path), "--no-png"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1] == f"open {(tmp_path / 'report.html').resolve().as_uri()}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{n}.html" for n in ANALYSES] + ["report.html"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{n}.html" for n in FIGURES_MADE] + ["report.html"])
 
 
 def test_plots_take_library_objects(tiny_llama):

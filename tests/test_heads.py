@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from tv_lens import heads
+from tv_lens.interventions import HOOK_Z
 
 PROMPTS = ["Q: hot\nA: cold\n\nQ: up\nA:", "Q: big\nA:"]
 
@@ -18,7 +19,7 @@ def cached(tiny, one_thread):
 def test_contributions_and_bias_sum_to_the_pre_norm_attention_output(cached):
     model, cache = cached
     for layer in range(model.cfg.n_layers):
-        z = cache[heads.Z_HOOK.format(layer=layer)]
+        z = cache[HOOK_Z.format(layer=layer)]
         total = heads.head_contributions(model, layer, z).sum(-2) + heads.attention_bias(model, layer)
         expected = cache[heads.PRE_NORM_HOOK.format(layer=layer)]
         assert torch.allclose(total, expected, atol=1e-5, rtol=1e-4), layer
@@ -27,7 +28,7 @@ def test_contributions_and_bias_sum_to_the_pre_norm_attention_output(cached):
 def test_residual_shares_sum_to_what_the_attention_block_adds(cached):
     model, cache = cached
     for layer in range(model.cfg.n_layers):
-        z = cache[heads.Z_HOOK.format(layer=layer)]
+        z = cache[HOOK_Z.format(layer=layer)]
         pre = cache[heads.PRE_NORM_HOOK.format(layer=layer)]
         name = heads.NORM_SCALE_HOOK.format(layer=layer)
         scale = cache[name][..., 0] if name in cache else torch.ones(pre.shape[:-1])
@@ -46,7 +47,7 @@ def test_only_gemma_style_models_have_a_post_attention_norm(tiny_llama, tiny_gem
 
 def test_a_share_differs_from_the_raw_contribution_under_a_post_attention_norm(cached):
     model, cache = cached
-    z = cache[heads.Z_HOOK.format(layer=1)][0, -1]
+    z = cache[HOOK_Z.format(layer=1)][0, -1]
     contributions = heads.head_contributions(model, 1, z)
     shares = heads.to_residual(model, 1, contributions, torch.tensor(0.05))
     same = torch.allclose(shares, contributions)

@@ -19,7 +19,7 @@ def results(analysis: str) -> dict:
     return validate({**json.loads((GOLDEN / analysis / "results.json").read_text()), "versions": {}})
 
 
-@pytest.mark.parametrize("analysis", sorted(TABLES))
+@pytest.mark.parametrize("analysis", [a for a in sorted(TABLES) if (GOLDEN / a).is_dir()])  # FV: its own test
 def test_text_and_html_show_the_same_rows(analysis):
     data = results(analysis)
     tables = TABLES[analysis](data)

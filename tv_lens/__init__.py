@@ -21,6 +21,7 @@ set_thread_default()  # before anything imports torch: OpenMP reads its settings
 _EXPORTS = {
     "Accuracy": "tv_lens.stats",
     "EvalResult": "tv_lens.evaluate",
+    "HeadEffects": "tv_lens.mediation",
     "Intervention": "tv_lens.interventions",
     "PromptFormat": "tv_lens.prompts",
     "Settings": "tv_lens.settings",
@@ -30,8 +31,10 @@ _EXPORTS = {
     "apply": "tv_lens.apply",
     "evaluate": "tv_lens.evaluate",
     "fingerprint": "tv_lens.provenance",
+    "function_vector": "tv_lens.function_vectors",
     "generate": "tv_lens.generate",
     "get_task": "tv_lens.tasks",
+    "head_effects": "tv_lens.mediation",
     "intervening": "tv_lens.interventions",
     "layer_sweep": "tv_lens.sweep",
     "learn": "tv_lens.learn",

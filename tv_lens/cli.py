@@ -23,7 +23,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 
-from tv_lens import cli_evaluate, cli_vectors
+from tv_lens import cli_evaluate, cli_fv, cli_vectors
 from tv_lens.cli_options import add_run_options, apply_run_options
 
 AddCommands = Callable[..., None]  # registers commands on the action of ArgumentParser.add_subparsers()
@@ -72,7 +72,8 @@ def add_commands(commands) -> None:
     tasks.set_defaults(run=_tasks)
 
 
-COMMANDS: tuple[AddCommands, ...] = (add_commands, cli_vectors.add_commands, cli_evaluate.add_commands)
+COMMANDS: tuple[AddCommands, ...] = (add_commands, cli_vectors.add_commands, cli_evaluate.add_commands,
+                                      cli_fv.add_commands)
 
 
 def build_parser(extra: Sequence[AddCommands] = ()) -> argparse.ArgumentParser:

@@ -20,7 +20,6 @@ from torch import Tensor
 
 from tv_lens import hooks
 
-Z_HOOK = "blocks.{layer}.attn.hook_z"
 PRE_NORM_HOOK = "blocks.{layer}.attn.hook_out"
 ATTN_OUT_HOOK = "blocks.{layer}.hook_attn_out"
 NORM_SCALE_HOOK = "blocks.{layer}.ln1_post.hook_scale"
@@ -36,6 +35,9 @@ def head_contributions(
 ) -> Float[Tensor, "... n_heads d_model"]:
     """Each head's output through its slice of layer `layer`'s output projection (before any norm)."""
     w_o = model.blocks[layer].attn.W_O
+    if z.shape[-2:] != w_o.shape[:2]:
+        raise ValueError(f"head outputs of shape {tuple(z.shape)} do not end in this model's [n_heads, d_head] "
+                         f"{list(w_o.shape[:2])}: pass every head's output (zeros for heads left out)")
     return torch.einsum("...hd,hdm->...hm", z.to(w_o), w_o)
 
 

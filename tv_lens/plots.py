@@ -201,3 +201,75 @@ def tsne_scatter(results=None, *, points=None, labels: Sequence[str] = (), queri
     fig.update_layout(title=title, xaxis=dict(title="t-SNE 1", showticklabels=False),
                       yaxis=dict(title="t-SNE 2", showticklabels=False), **LAYOUT)
     return fig
+
+
+def head_effects(effects, top: int = 10, title: str | None = None) -> go.Figure:
+    """The layer × head heatmap of average indirect effects (Todd et al. 2024), the `top` heads
+    outlined; hover: head, AIE and its 95% interval. `effects` is a `HeadEffects` or a dict with
+    `aie`, `aie_low`, `aie_high` ([n_layers][n_heads]) and optionally `task`."""
+    data = effects if isinstance(effects, dict) else effects.to_dict()
+    aie = np.asarray(data["aie"], dtype=float)
+    low, high = np.asarray(data["aie_low"], dtype=float), np.asarray(data["aie_high"], dtype=float)
+    n_layers, n_heads = aie.shape
+    bound = max(float(np.abs(aie).max()), 1e-9)
+    text = [[f"layer {layer} head {head}<br>AIE {aie[layer, head]:+.4f}<br>95% interval "
+             f"[{low[layer, head]:+.4f}, {high[layer, head]:+.4f}]" for head in range(n_heads)]
+            for layer in range(n_layers)]
+    fig = go.Figure(go.Heatmap(z=aie.T, x=list(range(n_layers)), y=list(range(n_heads)), text=np.array(text).T,
+                               hoverinfo="text", colorscale="RdBu", zmid=0, zmin=-bound, zmax=bound,
+                               colorbar=dict(title=dict(text="AIE", side="right"), thickness=12)))
+    best = np.argsort(-aie.flatten(), kind="stable")[:top]
+    fig.add_scatter(x=[i // n_heads for i in best], y=[i % n_heads for i in best], mode="markers",
+                    name=f"top {len(best)} heads", hoverinfo="skip",
+                    marker=dict(symbol="square-open", size=16, color="black", line=dict(width=2)))
+    default = f"Average indirect effect of each head{': ' + data['task'] if data.get('task') else ''}"
+    fig.update_layout(title=title or default, xaxis=dict(title="layer", dtick=1),
+                      yaxis=dict(title="head", dtick=1), legend=dict(orientation="h", y=-0.25),
+                      **{**LAYOUT, "height": 200 + 40 * n_heads})
+    return fig
+
+
+def fv_layer_curves(curves: dict[str, Sequence[float]], baselines: dict[str, float] | None = None,
+                    title: str = "Accuracy by layer: function vector and task vector") -> go.Figure:
+    """Accuracy by layer of each named curve (e.g. FV added on zero-shot and shuffled prompts, θ
+    written in), with horizontal lines for `baselines` (e.g. zero-shot, ICL)."""
+    fig = go.Figure()
+    for i, (name, values) in enumerate(curves.items()):
+        fig.add_scatter(x=list(range(len(values))), y=list(values), mode="lines+markers", name=name,
+                        line=dict(color=PALETTE[i % len(PALETTE)], width=2),
+                        hovertemplate=f"<b>{name}</b><br>layer %{{x}}: %{{y:.2f}}<extra></extra>")
+    for i, (name, value) in enumerate((baselines or {}).items()):
+        fig.add_hline(y=value, line=dict(color="#888", dash=("dot", "dash", "dashdot")[i % 3], width=1),
+                      annotation_text=f"{name} {value:.2f}",
+                      annotation_position=("top left", "top right", "bottom right")[i % 3])
+    fig.update_layout(title=title, xaxis=dict(title="layer L (blocks.L.hook_resid_post)", dtick=1),
+                      yaxis=dict(title="accuracy", range=[-0.02, 1.02]), **LAYOUT)
+    return fig
+
+
+def _mean_curve(curves: Sequence[Sequence[float]]) -> list[float]:
+    return np.asarray(curves, dtype=float).mean(0).tolist()
+
+
+def function_vectors(results: dict) -> dict[str, go.Figure]:
+    """The figures of a function-vectors results dict, per prompt format: the heatmap of the AIE
+    averaged over tasks, and the mean accuracy by layer of each FV (added, zero-shot and shuffled
+    labels) next to θ (written in, zero-shot) on the same dev items."""
+    figures = {}
+    for fmt in results["formats"]:
+        runs = [r for r in results["runs"] if r["format"] == fmt]
+        if not runs:
+            continue
+        figures[f"heads_{fmt}"] = head_effects(results["mean_aie"][fmt], top=results["k"],
+                                               title=f"Average indirect effect per head, mean over {len(runs)} "
+                                                     f"tasks ({fmt} prompts)")
+        curves = {"θ replaced, zero-shot": _mean_curve([r["tv"]["dev_by_layer"] for r in runs])}
+        for f in results["formulations"]:
+            for kind, label in (("zero_shot", "zero-shot"), ("shuffled", "shuffled labels")):
+                curves[f"FV {f} added, {label}"] = _mean_curve([[a["value"] for a in r["fv"][f][f"{kind}_by_layer"]]
+                                                        for r in runs])
+        baselines = {name: float(np.mean([r[key]["value"] for r in runs]))
+                     for key, name in (("baseline", "zero-shot"), ("icl", "ICL"), ("shuffled_icl", "shuffled ICL"))}
+        figures[f"layers_{fmt}"] = fv_layer_curves(
+            curves, baselines, title=f"Dev accuracy by layer, mean over {len(runs)} tasks ({fmt} prompts)")
+    return figures

@@ -359,6 +359,15 @@ MAIN_TASK = {"task": str, "category": str, "baseline": ACCURACY, "icl": ACCURACY
              "best_layer": Layer, "dev_accuracy_by_layer": PerLayer(ACCURACY), "n_pairs_filtered": int,
              "test_items": [{"query": str, "answers": [str], "icl": str, "tv": str}],
              "hits": {"icl": [bool], "tv": [bool]}}
+FV_EVALUATION = {"zero_shot_by_layer": PerLayer(ACCURACY), "shuffled_by_layer": PerLayer(ACCURACY),
+                 "zero_shot_layer": Layer, "shuffled_layer": Layer, "zero_shot": ACCURACY, "shuffled": ACCURACY}
+HEAD_EFFECTS = {"aie": PerLayer([float]), "aie_low": PerLayer([float]), "aie_high": PerLayer([float])}
+FV_RUN = {"format": str, "task": str, "category": str, "n_pairs": int, **HEAD_EFFECTS,
+          "clean_accuracy": ACCURACY, "corrupted_accuracy": ACCURACY, "corrupted_prob": Fraction,
+          "top_heads": [[float]], "baseline": ACCURACY, "icl": ACCURACY, "shuffled_icl": ACCURACY,
+          "tv": {"layer": Layer, "dev_by_layer": PerLayer(Fraction), "test": ACCURACY, "shuffled": ACCURACY},
+          "heads_patched": {"zero_shot": ACCURACY, "shuffled": ACCURACY}, "fv": {str: FV_EVALUATION},
+          "cosine": {str: PerLayer(float)}, "top_tokens": {str: TOKENS}}
 CONFLICT_PAIR = {"task_a": str, "task_b": str, "layer": Layer, "n_items": int,
                  "icl_vs_a": ACCURACY, "icl_vs_b": ACCURACY, "patched_vs_a": ACCURACY, "patched_vs_b": ACCURACY,
                  "items": [{"query": str, "answers_a": [str], "answers_b": [str], "icl": str, "patched": str}]}
@@ -382,9 +391,11 @@ SCHEMAS: dict[str, dict] = {
         "tasks": [{"task": str, "category": str, "n_items": int, "within": float}],
         "points": [{"task": str, "query": str, "x": float, "y": float}],
     },
+    "function_vectors": {"k": int, "formats": [str], "formulations": [str], "runs": [FV_RUN],
+                         "mean_aie": {str: {"n_tasks": int, **HEAD_EFFECTS}}},
 }
 UNIT_SCHEMAS: dict[str, object] = {"main_table": MAIN_TASK, "conflicting_tasks": CONFLICT_PAIR,
-                                   "clusters": {"queries": [str]}}
+                                   "clusters": {"queries": [str]}, "function_vectors": FV_RUN}
 
 
 def validate(data: dict) -> dict:

@@ -87,9 +87,64 @@ def clusters(results: dict) -> list[Table]:
     return [overall, per_task]
 
 
+def side_by_side(results: dict, fmt: str, formulation: str | None = None) -> list[list]:
+    """Rows of the side-by-side table of one prompt format: task, zero-shot, ICL, shuffled ICL, θ
+    (layer), FV zero-shot (layer), FV shuffled (layer), cos(FV, θ) at the FV's layer; then the mean."""
+    formulation = formulation or results["formulations"][0]
+    rows, sums = [], []
+    for r in results["runs"]:
+        if r["format"] != fmt:
+            continue
+        fv = r["fv"][formulation]
+        values = [r["baseline"]["value"], r["icl"]["value"], r["shuffled_icl"]["value"], r["tv"]["test"]["value"],
+                  fv["zero_shot"]["value"], fv["shuffled"]["value"]]
+        sums.append(values)
+        rows.append([r["task"], *(f"{v:.2f}" for v in values[:3]), f"{values[3]:.2f} ({r['tv']['layer']})",
+                     f"{values[4]:.2f} ({fv['zero_shot_layer']})", f"{values[5]:.2f} ({fv['shuffled_layer']})",
+                     f"{r['cosine'][formulation][fv['zero_shot_layer']]:+.2f}"])
+    if sums:
+        mean = [sum(column) / len(sums) for column in zip(*sums)]
+        rows.append([f"mean ({len(sums)} tasks)", *(f"{v:.2f}" for v in mean), ""])
+    return rows
+
+
+SIDE_BY_SIDE = ["task", "zero-shot", "ICL", "shuffled ICL", "θ replace (layer)", "FV add zero-shot (layer)",
+                "FV add shuffled (layer)", "cos(FV, θ)"]
+
+
+def formulation_means(results: dict, fmt: str) -> list[list]:
+    """Per formulation: mean over tasks of the FV's test accuracy, zero-shot and shuffled; then the
+    control that patches the top heads' outputs with ā in the prompt itself."""
+    runs = [r for r in results["runs"] if r["format"] == fmt]
+    if not runs:
+        return []
+    kinds = ("zero_shot", "shuffled")
+    rows = [[f"FV {f} (added)", *(f"{sum(r['fv'][f][kind]['value'] for r in runs) / len(runs):.2f}" for kind in kinds)]
+            for f in results["formulations"]]
+    rows.append([f"top {results['k']} heads patched with ā",
+                 *(f"{sum(r['heads_patched'][kind]['value'] for r in runs) / len(runs):.2f}" for kind in kinds)])
+    return rows
+
+
+def function_vectors(results: dict) -> list[Table]:
+    """Per prompt format: the side-by-side test accuracies, each condition's mean over tasks, and
+    each task's top heads and FV top tokens."""
+    tables = []
+    first = results["formulations"][0]
+    for fmt in results["formats"]:
+        tables.append(Table([f"{fmt} prompts: {SIDE_BY_SIDE[0]}", *SIDE_BY_SIDE[1:]], side_by_side(results, fmt)))
+        tables.append(Table([f"{fmt} prompts: condition", "zero-shot (mean over tasks)", "shuffled labels"],
+                            formulation_means(results, fmt)))
+        tables.append(Table([f"{fmt} prompts: task", "top heads (layer, head, AIE)", f"FV {first} top tokens"],
+                            [[r["task"], " ".join(f"L{h[0]}H{h[1]} {h[2]:+.3f}" for h in r["top_heads"]),
+                              " · ".join(map(visible, r["top_tokens"][first]["tokens"][:10]))]
+                             for r in results["runs"] if r["format"] == fmt]))
+    return tables
+
+
 TABLES: dict[str, Callable[[dict], list[Table]]] = {
     "main_table": main_table, "layer_sweep": layer_sweep, "conflicting_tasks": conflicting_tasks,
-    "top_tokens": top_tokens, "clusters": clusters}
+    "top_tokens": top_tokens, "clusters": clusters, "function_vectors": function_vectors}
 
 
 def as_text(analysis: str, results: dict) -> str:

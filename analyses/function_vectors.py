@@ -1,0 +1,183 @@
+"""Function vectors beside task vectors (Todd et al. 2024 and Hendel et al. 2023) on one model: per task
+and prompt format, the AIE of every head, the FV in each formulation added at every layer (zero-shot
+and shuffled-label prompts), and the task vector on the same prompts, side by side. A control: the
+top-k heads' last-token outputs replaced by ā in the test prompts themselves (`heads_patched`), which
+reaches the residual stream through the model's own output projection and post-attention norm.
+
+    python -m analyses.function_vectors --model tiny-llama --tasks next_letter to_upper --out runs/x
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+from scipy.stats import t as student_t
+
+from tv_lens.engine import counting
+from tv_lens.function_vectors import FORMULATIONS, accuracy_with, evaluate_fvs, fv_vectors
+from tv_lens.fv_prompts import FORMATS, fv_items, task_in_format
+from tv_lens.interventions import HOOK_Z, Intervention
+from tv_lens.lens import top_tokens
+from tv_lens.mediation import HeadEffects, head_effects
+from tv_lens.results import Shard, Store
+from tv_lens.task_level import learn_task
+from tv_lens.tasks import Task
+
+from .common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show
+
+ANALYSIS = "function_vectors"
+
+
+@dataclass(frozen=True)
+class FVSettings:
+    """The FV paper's sizes (FV.md); the task vector is a task-level θ from `tv_contexts` contexts of
+    the same prompts (`n_shots` demonstrations), its layer chosen on the same dev items."""
+
+    n_shots: int = 10
+    n_clean: int = 100
+    n_corrupted: int = 25
+    n_dev: int = 50
+    n_test: int = 50
+    k: int = 10
+    tv_contexts: int = 16
+    formulations: tuple[str, ...] = FORMULATIONS
+
+
+def task_result(model, task: Task, fmt_name: str, settings: FVSettings, seed: int) -> tuple[dict, HeadEffects]:
+    """Everything about one task in one prompt format (see the module docstring)."""
+    kept, fmt = task_in_format(model, task, fmt_name)
+    items = fv_items(kept, seed, n_shots=settings.n_shots, n_clean=settings.n_clean,
+                     n_corrupted=settings.n_corrupted, n_dev=settings.n_dev, n_test=settings.n_test)
+    with counting() as count:
+        effects = head_effects(model, kept, fmt=fmt, seed=seed, items=items)
+        timings = {f"heads_{k}": v for k, v in effects.timings.items()}
+        clock = time.perf_counter()
+        theta = learn_task(model, kept, k=settings.tv_contexts, seed=seed, n_shots=settings.n_shots, dev=items.dev,
+                           exclude=items.test_inputs, fmt=fmt)
+        timings["tv"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        vectors = {f: fv_vectors(model, effects, settings.k, f) for f in settings.formulations}
+        heads_patched = tuple(Intervention(layer, effects.mean_z[layer, head], hook=HOOK_Z, head=head)
+                              for layer, head, _ in effects.top_heads(settings.k))
+        evaluations, controls = evaluate_fvs(model, kept, vectors, items, fmt,
+                                             {"tv": (Intervention(theta.layer, theta.at()),),
+                                              "heads": heads_patched})
+        icl = accuracy_with(model, kept, [fmt.icl_prompt(i) for i in items.test], items.test, {"icl": [()]})
+        timings["evaluation"] = time.perf_counter() - clock
+    result = {
+        "format": fmt_name, "task": task.name, "category": task.category, "n_pairs": len(kept),
+        "prompt_format": asdict(fmt), **{k: effects.to_dict()[k] for k in (
+            "aie", "aie_low", "aie_high", "clean_accuracy", "corrupted_accuracy", "corrupted_prob")},
+        "top_heads": [list(h) for h in effects.top_heads(settings.k)],
+        "baseline": controls["zero_shot"]["none"].to_dict(), "icl": icl["icl"][0].to_dict(),
+        "shuffled_icl": controls["shuffled"]["none"].to_dict(),
+        "tv": {"layer": theta.layer, "dev_by_layer": theta.dev_accuracy, "test": controls["zero_shot"]["tv"].to_dict(),
+               "shuffled": controls["shuffled"]["tv"].to_dict()},
+        "heads_patched": {kind: controls[kind]["heads"].to_dict() for kind in controls},
+        "fv": {f: e.to_dict() for f, e in evaluations.items()},
+        "cosine": {f: torch.nn.functional.cosine_similarity(v, theta.vectors, dim=-1).tolist()
+                   for f, v in vectors.items()},
+        "fv_norm": {f: v.norm(dim=-1).tolist() for f, v in vectors.items()},
+        "resid_norm": effects.resid_norm.tolist(),
+        "top_tokens": {f: top_tokens(model, v[evaluations[f].zero_shot_layer], 20).to_dict()
+                       for f, v in vectors.items()},
+        "timings": timings, "tokens": count.tokens,
+    }
+    return result, effects
+
+
+def mean_aie(rows: Sequence[dict]) -> dict:
+    """The AIE averaged over tasks, with a 95% Student-t interval over tasks."""
+    aie = torch.tensor([r["aie"] for r in rows])
+    mean = aie.mean(0)
+    if len(rows) < 2:
+        low = high = torch.full_like(mean, float("nan"))
+    else:
+        half = float(student_t.ppf(0.975, len(rows) - 1)) * aie.std(0) / len(rows) ** 0.5
+        low, high = mean - half, mean + half
+    return {"task": f"mean over {len(rows)} tasks", "n_tasks": len(rows), "aie": mean.tolist(),
+            "aie_low": low.tolist(), "aie_high": high.tolist()}
+
+
+def run(model, out, tasks: Sequence[str | Task] | None = None, settings: FVSettings = FVSettings(), seed: int = 0,
+        formats: Sequence[str] = FORMATS, progress: Progress = say, shard: Shard | None = None) -> Outcome:
+    """The comparison for every task in every prompt format of `formats`, resumable, written to
+    out/function_vectors/ (a unit per format and task, with its head-effect tensors); with a `shard`,
+    only its share of the units, and no results file. A task the model's tokenizer cannot read in a
+    format (e.g. no single-token answer after a space) is skipped there, with one line."""
+    tasks = resolve_tasks(tasks)
+    for name in formats:
+        if name not in FORMATS:
+            raise ValueError(f"unknown prompt format {name!r}: choose from {', '.join(FORMATS)}")
+    store = Store.open(out, ANALYSIS, model, asdict(settings), seed, progress)
+    keys = {}
+    for fmt_name in formats:
+        for task in tasks:
+            try:
+                task_in_format(model, task, fmt_name)
+            except ValueError as err:
+                progress(f"[{ANALYSIS}] {fmt_name} {task.name} skipped: {err}")
+                continue
+            keys[fmt_name, task.name] = f"{fmt_name}__{task.name}"
+    mine = set(shard.share(list(keys.values())) if shard else keys.values())
+    rows = []
+    for fmt_name in formats:
+        for i, task in enumerate(tasks, 1):
+            key = keys.get((fmt_name, task.name))
+            if key not in mine:
+                continue
+
+            def compute(task: Task = task, fmt_name: str = fmt_name, i: int = i) -> tuple[dict, dict]:
+                start = time.perf_counter()
+                result, effects = task_result(model, task, fmt_name, settings, seed)
+                fv = result["fv"][settings.formulations[0]]
+                progress(f"[{ANALYSIS}] {fmt_name} {i}/{len(tasks)} {task.name}: zero-shot "
+                         f"{result['baseline']['value']:.2f} icl {result['icl']['value']:.2f} shuffled "
+                         f"{result['shuffled_icl']['value']:.2f} tv {result['tv']['test']['value']:.2f} fv "
+                         f"{fv['zero_shot']['value']:.2f} / {fv['shuffled']['value']:.2f} "
+                         f"in {time.perf_counter() - start:.1f} s")
+                return result, effects.tensors()
+
+            rows.append(store.get(key, compute, needs=["effects"], identity=task.digest).result)
+    report_reused(ANALYSIS, store.reused, progress)
+    if shard:
+        return Outcome(None, None, store.computed, store.reused)
+    formats = [f for f in formats if any(r["format"] == f for r in rows)]
+    if not formats:
+        raise ValueError("no task could be read in any of the prompt formats asked for (see the lines above)")
+    means = {f: mean_aie([r for r in rows if r["format"] == f]) for f in formats}
+    written = store.write_results({"k": settings.k, "formats": formats,
+                                   "formulations": list(settings.formulations), "runs": rows, "mean_aie": means})
+    return Outcome(written, store.results_path, store.computed, store.reused)
+
+
+def add_settings_arguments(p: argparse.ArgumentParser) -> None:
+    """The sizes of FVSettings, and --formats."""
+    for name, default in asdict(FVSettings()).items():
+        if name != "formulations":
+            p.add_argument("--fv-" + name.replace("_", "-"), type=int, default=default,
+                           help=f"function vectors: {name.replace('_', ' ')} (default {default})")
+    p.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS),
+                   help="prompt formats (default: both)")
+
+
+def settings_from_args(args: argparse.Namespace) -> FVSettings:
+    return FVSettings(**{k: getattr(args, "fv_" + k) for k in asdict(FVSettings()) if k != "formulations"})
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    add_settings_arguments(p)
+    args = p.parse_args(argv)
+    model, out, shard = load(args)
+    outcome = run(model, out, args.tasks, settings_from_args(args), args.seed, args.formats, shard=shard)
+    return show(outcome, ANALYSIS)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
