@@ -1,14 +1,15 @@
 """Thread settings on this machine, quiet and with a competing CPU-bound process: which default to ship.
 
-    python benchmarks/threads.py [--model gemma-3-270m] [--n 10] [--conditions quiet busy]
+    python benchmarks/threads.py [--model gemma-3-270m] [--n 10] [--repeats 3] [--conditions quiet busy]
 
 Each setting times the README's Python example (learn, apply, evaluate one task at reduced sizes; the
 model load and a warm-up are not timed). OpenMP reads its wait policy once, when torch loads it, so each
 policy runs in a fresh interpreter: torch's default (one thread per core; OpenMP's threads spin a while
 before they sleep) and one thread; OMP_WAIT_POLICY=passive (waiting threads sleep) with torch's threads and one;
 and what tv_lens ships (`import tv_lens` first, nothing set). "busy" keeps one
-`python -c "while True: pass"` running throughout and stops it afterwards. The table gives seconds and
-the ratio to the best setting of the same condition.
+`python -c "while True: pass"` running throughout and stops it afterwards. Each setting is timed
+`--repeats` times, interleaved with the other settings of its interpreter; the table gives the median in
+seconds and its ratio to the best setting of the same condition.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -41,7 +43,7 @@ model = tv.load_model(sys.argv[1])
 n = int(sys.argv[2])
 demos = [("hot", "cold"), ("big", "small"), ("fast", "slow"), ("wet", "dry"), ("old", "young")]
 tv.learn(model, demos, dummies=["up", "happy"])  # warm-up: first-call costs are not timed
-for count in counts:
+for count in [c for _ in range(int(sys.argv[5])) for c in counts]:  # repeats interleaved: noise hits all alike
     torch.set_num_threads(default if count in ("", "torch") else int(count))
     start = time.perf_counter()
     theta = tv.learn(model, demos, dummies=["up", "happy"])
@@ -51,25 +53,27 @@ for count in counts:
 """
 
 
-def measure(process: str, model: str, task: str, n: int) -> dict[tuple[str, str], dict]:
-    """Time the example for each thread count of `process`, in one fresh interpreter."""
+def measure(process: str, model: str, task: str, n: int, repeats: int) -> dict[tuple[str, str], dict]:
+    """Time the example `repeats` times for each thread count of `process`, in one fresh interpreter; the median."""
     setting, counts = PROCESSES[process]
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
-    done = subprocess.run([sys.executable, "-c", WORKER, model, str(n), ",".join(counts), task], env={**env, **setting},
-                          capture_output=True, text=True)
+    argv = [sys.executable, "-c", WORKER, model, str(n), ",".join(counts), task, str(repeats)]
+    done = subprocess.run(argv, env={**env, **setting}, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    return {(process, r["count"]): r for r in rows}
+    return {(process, count): {"threads": next(r["threads"] for r in rows if r["count"] == count),
+                               "seconds": statistics.median(r["seconds"] for r in rows if r["count"] == count)}
+            for count in counts}
 
 
-def run_condition(condition: str, model: str, task: str, n: int) -> dict[tuple[str, str], dict]:
+def run_condition(condition: str, model: str, task: str, n: int, repeats: int) -> dict[tuple[str, str], dict]:
     """Every setting, with a spinning competitor alive throughout when the condition is "busy"."""
     competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if condition == "busy" else None
     try:
         rows = {}
         for process in PROCESSES:
-            for key, row in measure(process, model, task, n).items():
+            for key, row in measure(process, model, task, n, repeats).items():
                 rows[key] = row
                 print(f"  {condition:<5} {LABELS[key]:<25} {row['threads']} thread(s) {row['seconds']:7.1f} s",
                       flush=True)
@@ -85,11 +89,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", default="gemma-3-270m")
     p.add_argument("--task", default="antonyms", help="the task evaluated (default antonyms)")
     p.add_argument("--n", type=int, default=10, help="dev and test items of the evaluation (baseline: 2n)")
+    p.add_argument("--repeats", type=int, default=3, help="timings of each setting; the median is reported")
     p.add_argument("--conditions", nargs="+", choices=("quiet", "busy"), default=["quiet", "busy"])
     args = p.parse_args(argv)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the runs; model {args.model}, "
-          f"learn + apply + evaluate({args.task}, n={args.n}) after a warm-up", flush=True)
-    results = {condition: run_condition(condition, args.model, args.task, args.n) for condition in args.conditions}
+          f"learn + apply + evaluate({args.task}, n={args.n}) after a warm-up, median of {args.repeats}", flush=True)
+    results = {condition: run_condition(condition, args.model, args.task, args.n, args.repeats)
+               for condition in args.conditions}
     print(f"load average {os.getloadavg()[0]:.1f} after the runs (other jobs on the machine count too)\n")
     print("| setting | " + " | ".join(f"{c} threads | {c} s | {c} / best" for c in results) + " |")
     print("|---|" + "---|---|---|" * len(results))

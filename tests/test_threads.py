@@ -1,4 +1,4 @@
-"""The CPU thread default: idle cores by the load average, passive OpenMP waiting, set before torch
+"""The CPU thread default: every core unless the load average exceeds them, passive OpenMP waiting, set before torch
 loads and never over a choice already made."""
 
 import os
@@ -15,8 +15,8 @@ REPORT = "import os, torch; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.
          "torch.get_num_threads())"
 
 
-@pytest.mark.parametrize("load, idle", [(0.0, 4), (0.4, 4), (1.2, 3), (3.0, 1), (9.0, 1)])
-def test_idle_cores_follow_the_load_average(load, idle, monkeypatch):
+@pytest.mark.parametrize("load, idle", [(0.0, 4), (1.2, 4), (4.0, 4), (5.2, 3), (7.0, 1), (9.0, 1)])
+def test_threads_drop_only_when_the_load_exceeds_the_cores(load, idle, monkeypatch):
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     assert threads.idle_cores(cores=4) == idle
 

@@ -1,5 +1,5 @@
 """tv_lens's CPU thread default, chosen by measurement (benchmarks/threads.py): one torch thread per core
-that other jobs leave idle, and OpenMP threads that sleep instead of spinning while they wait.
+unless other jobs already fill every core, and OpenMP threads that sleep instead of spinning while they wait.
 
 torch runs one OpenMP thread per core and lets a waiting thread spin before it sleeps; on a CPU shared
 with other jobs these threads fight the jobs and each other, and small forwards run several times slower.
@@ -20,13 +20,15 @@ def cpu_count() -> int:
 
 
 def idle_cores(cores: int | None = None) -> int:
-    """Cores that other jobs leave idle by the 1-minute load average (all of them where there is none), at least one."""
+    """All cores, less those by which the 1-minute load average exceeds them (at least one). A load up to
+    the core count may be this user's own last command, and sleeping threads cost little beside it;
+    beyond it, other jobs are sure to compete for every core."""
     cores = cores or cpu_count()
     try:
-        busy = os.getloadavg()[0]
+        excess = max(0.0, os.getloadavg()[0] - cores)
     except (AttributeError, OSError):
         return cores
-    return max(1, min(cores, round(cores - busy)))
+    return max(1, min(cores, round(cores - excess)))
 
 
 def set_thread_default() -> None:
