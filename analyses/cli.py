@@ -15,7 +15,7 @@ from importlib import import_module
 from pathlib import Path
 
 from tv_lens import cli
-from tv_lens.cli_options import DEFAULT_MODEL, add_placement_options, add_shard_option
+from tv_lens.cli_options import add_model_options, add_shard_option
 
 EXPERIMENTS = ("main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters", "function_vectors")
 
@@ -54,8 +54,6 @@ def add_commands(commands) -> None:
         description="Run the paper's five experiments on one model (main table, layer sweep, conflicting tasks, "
                     "top tokens, clusters) and function vectors beside them, resuming what a run directory already "
                     "holds; print the tables, then write the figures and report.html into RUN_DIR/figures.")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"embedded name, HF id, local dir or .gguf (default {DEFAULT_MODEL}, embedded)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 5 tasks, 8 items each (the full protocol otherwise)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<model>, runs/<model>-quick with --quick)")
@@ -66,7 +64,7 @@ def add_commands(commands) -> None:
                    help="experiments to run (default: all; the first five share the main table)")
     p.add_argument("--no-figures", action="store_true", help="skip the figures and report.html")
     add_shard_option(p)
-    add_placement_options(p)
+    add_model_options(p)
     p.set_defaults(run=_reproduce)
 
     p = commands.add_parser(

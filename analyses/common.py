@@ -14,8 +14,7 @@ from torch import Tensor
 
 from tv_lens import progress
 from tv_lens.cli_options import (
-    DEFAULT_MODEL,
-    add_placement_options,
+    add_model_options,
     add_run_options,
     add_shard_option,
     apply_run_options,
@@ -99,13 +98,11 @@ def parser(description: str, tasks: bool = True, shards: bool = True) -> argpars
     """The options every analysis takes: model, run directory, seed, and (with `tasks`) --tasks and
     (with `shards`, for analyses with units of their own) --shard."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"embedded name, tiny test model, HF id, local dir or .gguf (default {DEFAULT_MODEL})")
     add_run_arguments(p, shards)
     if tasks:
         p.add_argument("--tasks", nargs="+", help="task names or task files (default: the paper's 18)")
     add_run_options(p)
-    add_placement_options(p)
+    add_model_options(p)
     return p
 
 

@@ -111,3 +111,22 @@ def test_a_memory_budget_names_gpus_by_index():
     from tv_lens.cli_options import parse_max_memory
 
     assert parse_max_memory("0=20GiB, 1=20GiB,cpu=60GiB") == {0: "20GiB", 1: "20GiB", "cpu": "60GiB"}
+
+
+@pytest.mark.parametrize("argv, default", [
+    (["learn", "--task", "next_letter", "--out", "v.safetensors"], "gemma-3-270m"),
+    (["apply", "v.safetensors", "a"], None),
+    (["fv", "--task", "next_letter"], "gemma-3-270m"),
+    (["evaluate", "--task", "next_letter"], "gemma-3-270m"),
+    (["reproduce"], "gemma-3-270m"),
+])
+def test_every_command_that_loads_a_model_takes_the_model_and_placement_options(argv, default):
+    from analyses.cli import add_commands
+    from tv_lens.cli import build_parser
+    from tv_lens.cli_options import placement
+
+    parser = build_parser((add_commands,))
+    assert parser.parse_args(argv).model == default
+    args = parser.parse_args([*argv, "--model", "tiny-llama", "--device", "cpu", "--dtype", "bfloat16"])
+    assert args.model == "tiny-llama"
+    assert placement(args)["device"] == "cpu" and placement(args)["dtype"] == torch.bfloat16

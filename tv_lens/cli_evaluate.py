@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from tv_lens.cli_options import DEFAULT_MODEL
+from tv_lens.cli_options import add_model_options, placement
 
 
 def add_commands(commands) -> None:
@@ -15,13 +15,12 @@ def add_commands(commands) -> None:
                     "50 test items, 5 demonstrations, θ per item, best layer on dev): for a task file, "
                     "the same protocol as a built-in task of the same pairs.")
     p.add_argument("--task", required=True, help="a task name (e.g. antonyms) or a task file (.json, .jsonl, .csv)")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"embedded name, HF id, local dir or .gguf (default {DEFAULT_MODEL}, embedded)")
     p.add_argument("--scoring", choices=("exact", "prefix", "any_of"),
                    help="how a task file's answers are scored (default exact; prefix for facts whose first "
                         "token suffices, e.g. Par for Paris)")
     p.add_argument("--json", action="store_true", help="print the whole result (every test item too) as JSON")
     p.add_argument("--seed", type=int, default=0, help="seed of the item sampling (default 0)")
+    add_model_options(p)
     p.set_defaults(run=run)
 
 
@@ -59,6 +58,6 @@ def run(args: argparse.Namespace) -> None:
     task = resolve_task(args.task, scoring=args.scoring)
     task.filtered(load_tokenizer(args.model))  # a task the protocol refuses fails before the model loads
     with contextlib.redirect_stdout(sys.stderr):  # loading prints progress; stdout is the result (JSON)
-        model = load_model(args.model)
+        model = load_model(args.model, **placement(args))
     result = evaluate(model, task, seed=args.seed)
     print(json.dumps(result.to_dict(), ensure_ascii=False, indent=1) if args.json else format_result(result))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from tv_lens.cli_options import DEFAULT_MODEL
+from tv_lens.cli_options import add_model_options, placement
 
 
 def add_commands(commands) -> None:
@@ -16,7 +16,6 @@ def add_commands(commands) -> None:
                                          "function vector, choose its layer on dev items unless --layer, and "
                                          "save it as safetensors (apply it with `tv-lens apply ... --mode add`).")
     fv.add_argument("--task", required=True, help="a task name (e.g. antonyms) or a task file (.json, .jsonl, .csv)")
-    fv.add_argument("--model", default=DEFAULT_MODEL, help=f"model spec (default: {DEFAULT_MODEL})")
     fv.add_argument("--k", type=int, default=10, help="heads summed (default: 10, the paper's)")
     fv.add_argument("--out", help="where to write the vector (default: <task>.fv.safetensors)")
     fv.add_argument("--format", choices=("qa", "arrow"), default="qa",
@@ -28,6 +27,7 @@ def add_commands(commands) -> None:
     fv.add_argument("--n-corrupted", type=int, default=25, help="shuffled-label prompts for the AIE (default: 25)")
     fv.add_argument("--n-dev", type=int, default=50, help="dev queries of the layer sweep (default: 50)")
     fv.add_argument("--seed", type=int, default=0, help="seed of the split and the prompts (default 0)")
+    add_model_options(fv)
     fv.set_defaults(run=_fv)
 
 
@@ -38,7 +38,7 @@ def _fv(args: argparse.Namespace) -> None:
     from tv_lens.tasks import resolve_task
 
     task = resolve_task(args.task)
-    model = load_model(args.model)
+    model = load_model(args.model, **placement(args))
     settings = dict(fmt=args.format, seed=args.seed, n_clean=args.n_clean, n_corrupted=args.n_corrupted)
     effects = head_effects(model, task, **settings)
     low, high = effects.interval

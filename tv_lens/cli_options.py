@@ -1,6 +1,6 @@
-"""What every `tv-lens` command shares: the default model, the run options (`--threads`, `--quiet`)
-applied before a command's work starts, and the placement options of the commands that load a model
-(`--device`, `--dtype`, `--device-map`, ...). Light on purpose: command modules import it at the top."""
+"""What every `tv-lens` command shares: the run options (`--threads`, `--quiet`) applied before a
+command's work starts, and the options of the commands that load a model (`--model` and its placement:
+`--device`, `--dtype`, `--device-map`, ...). Light on purpose: command modules import it at the top."""
 
 from __future__ import annotations
 
@@ -41,8 +41,13 @@ def apply_run_options(args: argparse.Namespace) -> None:
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-def add_placement_options(parser: argparse.ArgumentParser) -> None:
-    """Add the model placement options to `parser`."""
+def add_model_options(parser: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL,
+                      default_text: str | None = None) -> None:
+    """Give a command that loads a model `--model` (`default_text` says what a `default` of None means)
+    and the placement options (`placement` turns them into `load_model` arguments)."""
+    parser.add_argument("--model", default=default,
+                        help="an embedded name, a tiny test model, a Hugging Face id, a local folder or a .gguf "
+                             f"file (default: {default_text or default})")
     group = parser.add_argument_group("model placement")
     group.add_argument("--device", help="device for the whole model, e.g. cpu, cuda, cuda:1 "
                                         "(default: CUDA when present)")

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tv_lens.cli_options import DEFAULT_MODEL, add_placement_options, placement
+from tv_lens.cli_options import add_model_options, placement
 
 
 def add_commands(commands) -> None:
@@ -17,14 +17,13 @@ def add_commands(commands) -> None:
     learn.add_argument("--task", required=True, help="a task name (e.g. antonyms) or a task file "
                                                      "(.json, .jsonl, .csv)")
     learn.add_argument("--out", required=True, help="where to write the vector (.safetensors)")
-    learn.add_argument("--model", default=DEFAULT_MODEL, help=f"model spec (default: {DEFAULT_MODEL})")
     learn.add_argument("--k", type=int, default=16, help="contexts averaged (default: 16)")
     learn.add_argument("--layer", type=int, default=None, help="layer to use (default: best on a dev sweep)")
     learn.add_argument("--n-shots", type=int, default=5, help="demonstrations per context (default: 5)")
     learn.add_argument("--n-dev", type=int, default=50, help="dev queries of the layer sweep (default: 50)")
     learn.add_argument("--seed", type=int, default=0,
                        help="seed of the contexts and dev queries drawn from the task (default: 0)")
-    add_placement_options(learn)
+    add_model_options(learn)
     learn.set_defaults(run=_learn)
 
     apply = commands.add_parser("apply", help="answer queries with a saved task vector, no demonstrations",
@@ -32,7 +31,6 @@ def add_commands(commands) -> None:
                                             "`query -> answer` lines.")
     apply.add_argument("vector", help="a file written by `tv-lens learn` or TaskVector.save")
     apply.add_argument("queries", nargs="+", help="the queries; a single - reads one query per line from stdin")
-    apply.add_argument("--model", default=None, help="model spec (default: the vector's own model)")
     apply.add_argument("--force", action="store_true", help="apply the vector to another model of the "
                                                             "same width anyway")
     apply.add_argument("--max-new-tokens", type=int, default=1,
@@ -45,7 +43,7 @@ def add_commands(commands) -> None:
                        help="α: θ is multiplied by it in add mode (default: 1)")
     apply.add_argument("--positions", choices=("last", "all"), default="last",
                        help="patch the last query token (paper) or every query token")
-    add_placement_options(apply)
+    add_model_options(apply, default=None, default_text="the vector's own model")
     apply.set_defaults(run=_apply)
 
 
