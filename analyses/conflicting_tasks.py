@@ -21,7 +21,7 @@ from tv_lens.prompts import PromptFormat
 from tv_lens.results import Shard, Store
 from tv_lens.settings import PAPER, Settings
 from tv_lens.stats import Accuracy
-from tv_lens.tasks import Item, Task, get_scorer, resolve_task, sample_items
+from tv_lens.tasks import Item, Task, get_scorer, items_for, resolve_task, sample_items
 
 from . import main_table
 from .common import Outcome, Progress, load, parser, report_reused, say, show
@@ -49,13 +49,8 @@ def pair_items(task_a: Task, task_b: Task, settings: ConflictSettings, seed: int
                          "a conflicting pair needs queries valid for both tasks")
     items_a = sample_items(task_a, settings.n_items, seed, n_shots=settings.n_shots, n_dummies=0,
                            exclude=[x for x in task_a.inputs if x not in common])
-    rng = random.Random(f"{seed}:{task_a.name}:{task_b.name}")
-    items_b = []
-    for item in items_a:
-        chosen = rng.sample([x for x in task_b.inputs if x != item.query], settings.n_shots + settings.n_dummies)
-        items_b.append(Item(query=item.query, answers=task_b.answers(item.query),
-                            demos=tuple((x, task_b.canonical(x)) for x in chosen[:settings.n_shots]),
-                            dummies=tuple(chosen[settings.n_shots:])))
+    items_b = items_for(task_b, [item.query for item in items_a], random.Random(f"{seed}:{task_a.name}:{task_b.name}"),
+                        settings.n_shots, settings.n_dummies)
     return items_a, items_b
 
 

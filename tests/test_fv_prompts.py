@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from tv_lens.fv_prompts import fv_items, shuffle_labels, split_inputs
+from tv_lens.fv_prompts import fv_items, split_inputs
 from tv_lens.prompts import QA_FORMAT
-from tv_lens.tasks import Item, get_task
+from tv_lens.tasks import Item, get_task, shuffle_labels
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_small_tasks_are_refused_with_a_clear_message(task):
     tiny = task.with_pairs({"a": "b", "c": "d"})
     with pytest.raises(ValueError, match="too few"):
         fv_items(tiny)
-    with pytest.raises(ValueError, match="demonstrations are needed"):
+    with pytest.raises(ValueError, match="10 demonstrations and 0 dummy queries are needed"):
         fv_items(task.with_pairs({str(i): "x" for i in range(8)}))
 
 

@@ -2,13 +2,23 @@
 
 import json
 import os
+import random
 import subprocess
 import sys
 
 import pytest
 
 from tv_lens.prompts import PromptFormat
-from tv_lens.tasks import Item, Task, get_task, sample_items, sample_splits
+from tv_lens.tasks import (
+    Item,
+    Task,
+    context_item,
+    draw_queries,
+    get_task,
+    items_for,
+    sample_items,
+    sample_splits,
+)
 
 FRUIT_COLORS = Task(
     "fruit_colors",
@@ -234,3 +244,29 @@ def test_repeats_can_be_forbidden():
 def test_negative_counts_are_rejected():
     with pytest.raises(ValueError, match="n_test must be >= 0"):
         sample_splits(get_task("antonyms"), n_test=-1)
+
+
+def test_drawn_queries_recur_only_once_every_one_has_been_used():
+    pool = [f"n{i}" for i in range(7)]
+    queries = draw_queries(pool, 17, random.Random(0))
+    assert len(queries) == 17 and sorted(queries[:7]) == sorted(queries[7:14]) == pool
+    assert len(set(queries[14:])) == 3
+    with pytest.raises(ValueError, match="too few"):
+        draw_queries(pool, 8, random.Random(0), shortage="too few")
+    with pytest.raises(ValueError, match="no input to draw them from"):
+        draw_queries([], 1, random.Random(0))
+
+
+def test_items_draw_their_demonstrations_and_dummies_from_the_pool_less_the_query():
+    task = numbers_task(30)
+    pool = task.inputs[:6]
+    for item in items_for(task, ["n0", "n29", "n0"], random.Random(1), n_shots=3, n_dummies=2, pool=pool):
+        check_item(task, item, n_shots=3, n_dummies=2)
+        assert {x for x, _ in item.demos} | set(item.dummies) <= set(pool) - {item.query}
+    with pytest.raises(ValueError, match="has 5 inputs to draw from besides the query, but 4 demonstrations and 2"):
+        items_for(task, ["n0"], random.Random(1), n_shots=4, n_dummies=2, pool=pool)
+
+
+def test_a_context_item_only_teaches_theta():
+    context = context_item([("a", "b"), ("c", "d")], ["e", "f"])
+    assert context.demos == (("a", "b"), ("c", "d")) and context.dummies == ("e", "f") and context.answers == ()

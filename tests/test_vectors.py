@@ -11,8 +11,8 @@ from tv_lens.apply import apply
 from tv_lens.engine import Budget, Run, encode, left_pad, predict, query_positions
 from tv_lens.interventions import RESID_POST, Intervention, batch_hooks
 from tv_lens.learn import learn
-from tv_lens.task_level import learn_task, sample_contexts
-from tv_lens.tasks import get_task
+from tv_lens.task_level import learn_task
+from tv_lens.tasks import get_task, sample_contexts
 from tv_lens.vectors import SCHEMA_VERSION, TaskVector, VectorFileError, check_compatible
 
 DEMOS = [("ab", "c"), ("de", "f"), ("gh", "i")]

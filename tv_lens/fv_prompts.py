@@ -11,11 +11,10 @@ seeded shuffle, as in the paper: a demonstration may keep its own label by chanc
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from tv_lens.prompts import QA_FORMAT, PromptFormat
-from tv_lens.tasks import Item, Task
+from tv_lens.tasks import Item, Task, draw_queries, items_for, shuffle_labels
 
 TRAIN_FRACTION = 0.7
 FORMATS = ("qa", "arrow")
@@ -58,35 +57,6 @@ def split_inputs(task: Task, seed: int, train_fraction: float = TRAIN_FRACTION) 
     return shuffled[:cut], shuffled[cut:]
 
 
-def icl_items(task: Task, queries: Sequence[str], pool: Sequence[str], n_shots: int,
-              rng: random.Random) -> list[Item]:
-    """One item per query, its `n_shots` demonstrations drawn from `pool` less the query."""
-    items = []
-    for query in queries:
-        others = [x for x in pool if x != query]
-        if len(others) < n_shots:
-            raise ValueError(f"task {task.name!r} has {len(others)} train inputs besides the query, but "
-                             f"{n_shots} demonstrations are needed: lower n_shots or add pairs to the task")
-        demos = tuple((x, task.canonical(x)) for x in rng.sample(others, n_shots))
-        items.append(Item(query=query, answers=task.answers(query), demos=demos, dummies=()))
-    return items
-
-
-def shuffle_labels(item: Item, rng: random.Random) -> Item:
-    """The item with its demonstrations' outputs shuffled among them (format and inputs kept)."""
-    outputs = [y for _, y in item.demos]
-    rng.shuffle(outputs)
-    return replace(item, demos=tuple((x, y) for (x, _), y in zip(item.demos, outputs)))
-
-
-def cycled(pool: Sequence[str], n: int, rng: random.Random) -> list[str]:
-    """`n` queries from `pool`: shuffled passes over it, so queries recur only once all have been used."""
-    queries: list[str] = []
-    while len(queries) < n:
-        queries += rng.sample(list(pool), min(len(pool), n - len(queries)))
-    return queries
-
-
 def fv_items(task: Task, seed: int = 0, *, n_shots: int = 10, n_clean: int = 100, n_corrupted: int = 25,
              n_dev: int = 50, n_test: int = 50, train_fraction: float = TRAIN_FRACTION) -> FVItems:
     """The items of one task: `n_clean` clean and `n_corrupted` shuffled-label items on train queries
@@ -101,11 +71,11 @@ def fv_items(task: Task, seed: int = 0, *, n_shots: int = 10, n_clean: int = 100
         raise ValueError(f"task {task.name!r} has {len(task)} pairs: too few for a {train_fraction:.0%} train "
                          f"split with a test set; add pairs to the task")
     rng = random.Random(seed + 1)
-    clean = icl_items(task, cycled(train, n_clean, rng), train, n_shots, rng)
+    clean = items_for(task, draw_queries(train, n_clean, rng), rng, n_shots, pool=train)
     corrupted = [shuffle_labels(item, rng)
-                 for item in icl_items(task, cycled(train, n_corrupted, rng), train, n_shots, rng)]
-    dev = icl_items(task, rng.sample(train, min(n_dev, len(train))), train, n_shots, rng)
-    test_items = icl_items(task, rng.sample(test, min(n_test, len(test))), train, n_shots, rng)
+                 for item in items_for(task, draw_queries(train, n_corrupted, rng), rng, n_shots, pool=train)]
+    dev = items_for(task, rng.sample(train, min(n_dev, len(train))), rng, n_shots, pool=train)
+    test_items = items_for(task, rng.sample(test, min(n_test, len(test))), rng, n_shots, pool=train)
     return FVItems(train=train, test_inputs=test, clean=clean, corrupted=corrupted, dev=dev, test=test_items,
                    dev_shuffled=[shuffle_labels(item, rng) for item in dev],
                    test_shuffled=[shuffle_labels(item, rng) for item in test_items])

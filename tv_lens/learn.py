@@ -13,7 +13,7 @@ from tv_lens.engine import Budget, Run, encode, predict
 from tv_lens.interventions import RESID_POST, check_layer
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
-from tv_lens.tasks import Item
+from tv_lens.tasks import Item, context_item
 from tv_lens.vectors import TaskVector
 
 
@@ -36,8 +36,7 @@ def learn(
     if layer is not None:
         check_layer(model, layer)
     fmt = fmt or PromptFormat()
-    item = Item(query="", answers=(), demos=tuple(map(tuple, demos)), dummies=tuple(dummies))  # no real query
-    (theta,), _ = learn_items(model, [item], fmt)
+    (theta,), _ = learn_items(model, [context_item(demos, dummies)], fmt)
     info = model_provenance(model)
     return TaskVector(
         vectors=theta, layer=layer, model=info["model"], fingerprint=info["fingerprint"],

@@ -4,7 +4,6 @@ every query (an extension: see benchmarks/task_level.py for how the two compare)
 
 from __future__ import annotations
 
-import random
 from collections.abc import Collection, Sequence
 from dataclasses import asdict
 
@@ -19,7 +18,7 @@ from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
 from tv_lens.settings import PAPER, Settings
 from tv_lens.sweep import best_layer, layer_sweep
-from tv_lens.tasks import Item, Task, get_scorer, sample_items
+from tv_lens.tasks import Item, Task, get_scorer, sample_contexts, sample_items
 from tv_lens.vectors import TaskVector
 
 
@@ -86,26 +85,3 @@ def choose_layer(
     values = [a.value for a in by_layer]
     return best_layer(values), values
 
-
-def sample_contexts(
-    task: Task, k: int, seed: int, *, n_shots: int = PAPER.n_shots, n_dummies: int = PAPER.n_dummies,
-    exclude: Collection[str] = ()
-) -> list[Item]:
-    """`k` demonstration contexts: distinct inputs for the demonstrations and dummy queries of each,
-    drawn with `random.Random(seed)` from the task's sorted inputs less `exclude`."""
-    excluded = set(exclude)
-    pool = [x for x in task.inputs if x not in excluded]
-    needed = n_shots + n_dummies
-    if n_dummies < 1 or n_shots < 0:
-        raise ValueError(f"a context needs n_shots >= 0 and n_dummies >= 1, got {n_shots} and {n_dummies}")
-    if len(pool) < needed:
-        raise ValueError(f"task {task.name!r} has {len(pool)} usable pairs, but a context needs {needed} "
-                         f"({n_shots} demonstrations + {n_dummies} dummy queries): "
-                         "use fewer shots or add pairs to the task")
-    rng = random.Random(seed)
-    contexts = []
-    for _ in range(k):
-        chosen = rng.sample(pool, needed)
-        demos = tuple((x, task.canonical(x)) for x in chosen[:n_shots])
-        contexts.append(Item(query=chosen[n_shots], answers=(), demos=demos, dummies=tuple(chosen[n_shots:])))
-    return contexts

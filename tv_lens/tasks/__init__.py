@@ -3,7 +3,17 @@
 from tv_lens.tasks.filters import FilterReport, filter_report, filter_task, protocol_problem, single_token_mask
 from tv_lens.tasks.loaders import FileCounts, TaskFileError, TaskFileWarning, load_task, read_pairs
 from tv_lens.tasks.registry import get_task, list_tasks, register_task, resolve_task, unregister_task
-from tv_lens.tasks.sampling import Item, Splits, sample_items, sample_splits
+from tv_lens.tasks.sampling import (
+    Item,
+    Splits,
+    context_item,
+    draw_queries,
+    items_for,
+    sample_contexts,
+    sample_items,
+    sample_splits,
+    shuffle_labels,
+)
 from tv_lens.tasks.scoring import exact_match, get_scorer, list_scorers, prefix_match, register_scorer
 from tv_lens.tasks.task import CATEGORIES, Task
 
@@ -16,11 +26,14 @@ __all__ = [
     "Task",
     "TaskFileError",
     "TaskFileWarning",
+    "context_item",
+    "draw_queries",
     "exact_match",
     "filter_report",
     "filter_task",
     "get_scorer",
     "get_task",
+    "items_for",
     "list_scorers",
     "list_tasks",
     "load_task",
@@ -30,8 +43,10 @@ __all__ = [
     "register_scorer",
     "register_task",
     "resolve_task",
+    "sample_contexts",
     "sample_items",
     "sample_splits",
+    "shuffle_labels",
     "single_token_mask",
     "unregister_task",
 ]

@@ -1,4 +1,5 @@
-"""Seeded sampling of evaluation items: a query, its answers, its demonstrations and dummy queries.
+"""Every item is built here: a query, its answers, its demonstrations and dummy queries, sampled
+with a seed (the paper's splits, contexts for θ, the conflicting and function-vector items).
 
 Everything is drawn with `random.Random(seed)` from sorted input lists, so the same seed gives the
 same items in every Python process (no set iteration order, no `hash()`).
@@ -7,8 +8,8 @@ same items in every Python process (no set iteration order, no `hash()`).
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from tv_lens.settings import PAPER
 from tv_lens.tasks.task import Task
@@ -49,22 +50,54 @@ def _check_counts(task: Task, n_shots: int, n_dummies: int, **sizes: int) -> Non
         )
 
 
-def _draw_queries(pool: list[str], n: int, rng: random.Random, repeats: bool, shortage: str) -> list[str]:
+def draw_queries(pool: Sequence[str], n: int, rng: random.Random, shortage: str | None = None) -> list[str]:
+    """`n` queries drawn from `pool`: distinct when it holds enough, else shuffled passes over it (a query
+    recurs only once every one has been used); with a `shortage` message, that ValueError instead."""
     if n <= len(pool):
         return rng.sample(pool, n)
-    if not repeats:
+    if shortage is not None:
         raise ValueError(shortage)
+    if not pool:
+        raise ValueError(f"{n} queries are needed but there is no input to draw them from")
     queries: list[str] = []
     while len(queries) < n:
         queries += rng.sample(pool, min(len(pool), n - len(queries)))
     return queries
 
 
-def _build_item(task: Task, query: str, rng: random.Random, n_shots: int, n_dummies: int) -> Item:
-    others = [x for x in task.inputs if x != query]
-    chosen = rng.sample(others, n_shots + n_dummies)
-    demos = tuple((x, task.canonical(x)) for x in chosen[:n_shots])
-    return Item(query=query, answers=task.answers(query), demos=demos, dummies=tuple(chosen[n_shots:]))
+def items_for(task: Task, queries: Iterable[str], rng: random.Random, n_shots: int, n_dummies: int = 0,
+              pool: Sequence[str] | None = None) -> list[Item]:
+    """An item of `task` for each query: `n_shots` demonstrations, then `n_dummies` dummy queries,
+    distinct inputs drawn with `rng` from `pool` (default: the task's inputs) less the query."""
+    items = []
+    for query in queries:
+        others = [x for x in (task.inputs if pool is None else pool) if x != query]
+        if len(others) < n_shots + n_dummies:
+            raise ValueError(f"task {task.name!r} has {len(others)} inputs to draw from besides the query, but "
+                             f"{n_shots} demonstrations and {n_dummies} dummy queries are needed: "
+                             "lower n_shots or n_dummies, or add pairs to the task")
+        chosen = rng.sample(others, n_shots + n_dummies)
+        items.append(Item(query=query, answers=task.answers(query), demos=_demonstrations(task, chosen[:n_shots]),
+                          dummies=tuple(chosen[n_shots:])))
+    return items
+
+
+def context_item(demos: Iterable[tuple[str, str]], dummies: Sequence[str]) -> Item:
+    """An item to learn θ from only: demonstrations and dummy queries, no query of its own to answer
+    (its query is the first dummy, its answers none)."""
+    return Item(query=dummies[0], answers=(), demos=tuple((x, y) for x, y in demos), dummies=tuple(dummies))
+
+
+def shuffle_labels(item: Item, rng: random.Random) -> Item:
+    """The item with its demonstrations' outputs shuffled among them (inputs and format kept; a
+    demonstration may keep its own output by chance)."""
+    outputs = [y for _, y in item.demos]
+    rng.shuffle(outputs)
+    return replace(item, demos=tuple((x, y) for (x, _), y in zip(item.demos, outputs)))
+
+
+def _demonstrations(task: Task, inputs: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    return tuple((x, task.canonical(x)) for x in inputs)
 
 
 def sample_items(
@@ -91,8 +124,29 @@ def sample_items(
         f"task {task.name!r} has {len(pool)} pairs available as queries, but {n} distinct queries are needed: "
         "lower n or pass allow_repeats=True"
     )
-    queries = _draw_queries(pool, n, rng, allow_repeats, shortage)
-    return [_build_item(task, query, rng, n_shots, n_dummies) for query in queries]
+    queries = draw_queries(pool, n, rng, None if allow_repeats else shortage)
+    return items_for(task, queries, rng, n_shots, n_dummies)
+
+
+def sample_contexts(task: Task, k: int, seed: int, *, n_shots: int = PAPER.n_shots, n_dummies: int = PAPER.n_dummies,
+                    exclude: Collection[str] = ()) -> list[Item]:
+    """`k` demonstration contexts (`context_item`s): distinct inputs for the demonstrations and dummy
+    queries of each, drawn with `random.Random(seed)` from the task's sorted inputs less `exclude`."""
+    excluded = set(exclude)
+    pool = [x for x in task.inputs if x not in excluded]
+    needed = n_shots + n_dummies
+    if n_dummies < 1 or n_shots < 0:
+        raise ValueError(f"a context needs n_shots >= 0 and n_dummies >= 1, got {n_shots} and {n_dummies}")
+    if len(pool) < needed:
+        raise ValueError(f"task {task.name!r} has {len(pool)} usable pairs, but a context needs {needed} "
+                         f"({n_shots} demonstrations + {n_dummies} dummy queries): "
+                         "use fewer shots or add pairs to the task")
+    rng = random.Random(seed)
+    contexts = []
+    for _ in range(k):
+        chosen = rng.sample(pool, needed)
+        contexts.append(context_item(_demonstrations(task, chosen[:n_shots]), chosen[n_shots:]))
+    return contexts
 
 
 def _split_pools(task: Task, shuffled: list[str], n_test: int, n_dev: int,
@@ -129,14 +183,12 @@ def sample_splits(
     rng = random.Random(seed)
     shuffled = rng.sample(task.inputs, len(task))
     test_pool, dev_pool = _split_pools(task, shuffled, n_test, n_dev, allow_repeats)
-    test = [_build_item(task, q, rng, n_shots, n_dummies)
-            for q in _draw_queries(test_pool, n_test, rng, allow_repeats, "")]
-    dev = [_build_item(task, q, rng, n_shots, n_dummies)
-           for q in _draw_queries(dev_pool, n_dev, rng, allow_repeats, "")]
+    test = items_for(task, draw_queries(test_pool, n_test, rng), rng, n_shots, n_dummies)
+    dev = items_for(task, draw_queries(dev_pool, n_dev, rng), rng, n_shots, n_dummies)
     shortage = (
         f"task {task.name!r} has {len(task)} pairs, but {n_baseline} distinct baseline queries are needed: "
         "lower n_baseline or pass allow_repeats=True"
     )
-    baseline_queries = _draw_queries(task.inputs, n_baseline, rng, allow_repeats, shortage)
-    baseline = [_build_item(task, q, rng, 0, 0) for q in baseline_queries]
+    baseline_queries = draw_queries(task.inputs, n_baseline, rng, None if allow_repeats else shortage)
+    baseline = items_for(task, baseline_queries, rng, n_shots=0)
     return Splits(test=test, dev=dev, baseline=baseline)
