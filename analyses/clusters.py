@@ -20,6 +20,7 @@ from tv_lens.geometry import cluster_stats, mean_pairwise_distance, tsne_2d
 from tv_lens.interventions import check_layer
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
+from tv_lens.records import Point, TaskQueries, TaskSpread
 from tv_lens.results import Shard, Store
 from tv_lens.settings import PAPER, Settings
 from tv_lens.tasks import Task, sample_items
@@ -69,11 +70,11 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Cluster
         check_layer(model, layer)
     store = Store.open(out, ANALYSIS, model, asdict(settings), seed, progress)
 
-    def compute(task: Task) -> tuple[dict, dict[str, Tensor]]:
+    def compute(task: Task) -> tuple[TaskQueries, dict[str, Tensor]]:
         thetas, queries = task_thetas(model, task, settings, seed)
-        return {"queries": queries}, {"thetas": thetas}
+        return TaskQueries(queries), {"thetas": thetas}
 
-    units = task_units(store, tasks, compute, lambda done, tensors: f"{len(done['queries'])} vectors",
+    units = task_units(store, tasks, compute, lambda done, tensors: f"{len(done.queries)} vectors",
                        ["thetas"], shard)
     report_reused(ANALYSIS, store.reused, progress)
     if shard:
@@ -86,17 +87,14 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Cluster
         thetas = unit.tensors["thetas"][:, layer]
         vectors.append(thetas)
         labels += [task.name] * len(thetas)
-        queries += unit.result["queries"]
-        rows.append({"task": task.name, "category": task.category, "n_items": len(thetas),
-                     "within": mean_pairwise_distance(thetas)})
+        queries += unit.result.queries
+        rows.append(TaskSpread(task.name, task.category, len(thetas), mean_pairwise_distance(thetas)))
     vectors = torch.cat(vectors)
     points = tsne_2d(vectors, seed=seed, perplexity=perplexity)
-    written = store.write_results({
-        "layer": layer, "perplexity": perplexity, "stats": cluster_stats(vectors, labels).to_dict(),
-        "stats_centred": cluster_stats(vectors - vectors.mean(0), labels).to_dict(), "tasks": rows,
-        "points": [{"task": t, "query": q, "x": float(x), "y": float(y)}
-                   for t, q, (x, y) in zip(labels, queries, points)],
-    })
+    written = store.write_results(
+        layer=layer, perplexity=perplexity, stats=cluster_stats(vectors, labels),
+        stats_centred=cluster_stats(vectors - vectors.mean(0), labels), tasks=rows,
+        points=[Point(t, q, float(x), float(y)) for t, q, (x, y) in zip(labels, queries, points)])
     return Outcome(written, store.results_path, store.computed, store.reused)
 
 
@@ -113,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     model, out, shard = load(args)
     outcome = run(model, out, args.tasks, ClusterSettings(n_per_task=args.n_per_task), args.seed, args.layer,
                   main_table.settings_from_args(args), shard=shard)
-    return show(outcome, ANALYSIS)
+    return show(outcome)
 
 
 if __name__ == "__main__":

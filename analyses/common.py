@@ -20,8 +20,10 @@ from tv_lens.cli_options import (
     apply_run_options,
     placement,
 )
+from tv_lens.codec import Record
 from tv_lens.files import check_writable_folder
 from tv_lens.progress import bar
+from tv_lens.records import Results
 from tv_lens.results import Shard, Store, Unit
 from tv_lens.tables import as_text
 from tv_lens.tasks import Task, list_tasks, resolve_task
@@ -35,7 +37,7 @@ class Outcome:
     now or reused from an earlier (interrupted) run. A shard's run assembles no results (None):
     the final run without a shard does."""
 
-    results: dict | None
+    results: Results | None
     path: Path | None
     computed: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
@@ -46,14 +48,14 @@ def say(message: str) -> None:
     progress.say(message)
 
 
-def show(outcome: Outcome, analysis: str) -> int:
+def show(outcome: Outcome) -> int:
     """Print an analysis's tables and where its results went (or, for a shard, what it computed);
     the exit status of its command."""
     if outcome.results is None:
         say(f"shard done: computed {len(outcome.computed)} unit(s), reused {len(outcome.reused)}; "
             f"run again without --shard once every shard is done to assemble the results")
         return 0
-    say(as_text(analysis, outcome.results))
+    say(as_text(outcome.results))
     say(f"wrote {outcome.path}")
     return 0
 
@@ -118,8 +120,8 @@ def load(args: argparse.Namespace):
     return load_model(args.model, **placement(args)), out, shard
 
 
-def task_units(store: Store, tasks: Sequence[Task], compute: Callable[[Task], tuple[dict, dict[str, Tensor]]],
-               describe: Callable[[dict, dict[str, Tensor]], str], needs: Sequence[str],
+def task_units(store: Store, tasks: Sequence[Task], compute: Callable[[Task], tuple[Record, dict[str, Tensor]]],
+               describe: Callable[[Record, dict[str, Tensor]], str], needs: Sequence[str],
                shard: Shard | None = None) -> list[Unit]:
     """One unit per task in `store` (with a `shard`, only for its share of the tasks): reused, or
     computed by `compute(task)` -> (result, tensors) with one progress line from `describe`."""
@@ -130,7 +132,7 @@ def task_units(store: Store, tasks: Sequence[Task], compute: Callable[[Task], tu
         if task.name not in mine:
             continue
 
-        def timed(task: Task = task, i: int = i) -> tuple[dict, dict[str, Tensor]]:
+        def timed(task: Task = task, i: int = i) -> tuple[Record, dict[str, Tensor]]:
             start = time.perf_counter()
             result, tensors = compute(task)
             store.progress(f"[{store.analysis}] {i}/{len(tasks)} {task.name}: {describe(result, tensors)} "

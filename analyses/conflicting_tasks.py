@@ -18,6 +18,7 @@ from tv_lens.interventions import Intervention
 from tv_lens.learn import learn_items
 from tv_lens.progress import bar
 from tv_lens.prompts import PromptFormat
+from tv_lens.records import ConflictItem, ConflictPair
 from tv_lens.results import Shard, Store
 from tv_lens.settings import PAPER, Settings
 from tv_lens.stats import Accuracy
@@ -54,7 +55,7 @@ def pair_items(task_a: Task, task_b: Task, settings: ConflictSettings, seed: int
     return items_a, items_b
 
 
-def pair_result(model, task_a: Task, task_b: Task, layer: int, settings: ConflictSettings, seed: int) -> dict:
+def pair_result(model, task_a: Task, task_b: Task, layer: int, settings: ConflictSettings, seed: int) -> ConflictPair:
     """Plain ICL on A's prompts and the same prompts with θ_B at `layer`, each scored against A and B."""
     task_a, task_b = task_a.filtered(model.tokenizer), task_b.filtered(model.tokenizer)
     items_a, items_b = pair_items(task_a, task_b, settings, seed)
@@ -67,16 +68,16 @@ def pair_result(model, task_a: Task, task_b: Task, layer: int, settings: Conflic
     patched = decode(model, [o[1].token for o in outputs])
     score_a, score_b = get_scorer(task_a.scoring), get_scorer(task_b.scoring)
 
-    def accuracy(preds: list[str], score, items: list[Item]) -> dict:
-        return Accuracy.of(score(p, i.answers) for p, i in zip(preds, items)).to_dict()
+    def accuracy(preds: list[str], score, items: list[Item]) -> Accuracy:
+        return Accuracy.of(score(p, i.answers) for p, i in zip(preds, items))
 
-    return {
-        "task_a": task_a.name, "task_b": task_b.name, "layer": layer, "n_items": len(items_a),
-        "icl_vs_a": accuracy(icl, score_a, items_a), "icl_vs_b": accuracy(icl, score_b, items_b),
-        "patched_vs_a": accuracy(patched, score_a, items_a), "patched_vs_b": accuracy(patched, score_b, items_b),
-        "items": [{"query": a.query, "answers_a": list(a.answers), "answers_b": list(b.answers),
-                   "icl": i, "patched": p} for a, b, i, p in zip(items_a, items_b, icl, patched)],
-    }
+    return ConflictPair(
+        task_a=task_a.name, task_b=task_b.name, layer=layer, n_items=len(items_a),
+        icl_vs_a=accuracy(icl, score_a, items_a), icl_vs_b=accuracy(icl, score_b, items_b),
+        patched_vs_a=accuracy(patched, score_a, items_a), patched_vs_b=accuracy(patched, score_b, items_b),
+        items=[ConflictItem(a.query, list(a.answers), list(b.answers), i, p)
+               for a, b, i, p in zip(items_a, items_b, icl, patched)],
+    )
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -110,11 +111,11 @@ def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS
     for i, (a, b) in enumerate(bar(resolved, "conflicting tasks", unit="pair"), 1):
         at = layer if layer is not None else layers[b.name]
 
-        def compute(a=a, b=b, at=at, i=i) -> tuple[dict, None]:
+        def compute(a=a, b=b, at=at, i=i) -> tuple[ConflictPair, None]:
             start = time.perf_counter()
             done = pair_result(model, a, b, at, settings, seed)
             progress(f"[conflicting_tasks] {i}/{len(resolved)} {a.name} -> {b.name} at layer {at}: "
-                     f"patched follows B {done['patched_vs_b']['value']:.2f}, A {done['patched_vs_a']['value']:.2f} "
+                     f"patched follows B {done.patched_vs_b.value:.2f}, A {done.patched_vs_a.value:.2f} "
                      f"in {time.perf_counter() - start:.1f} s")
             return done, None
 
@@ -124,7 +125,7 @@ def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS
     if shard:
         return Outcome(None, None, main_computed + store.computed, store.reused)
     layer_choice = f"given: {layer}" if layer is not None else "best layer of task B in the main table"
-    written = store.write_results({"layer_choice": layer_choice, "pairs": results})
+    written = store.write_results(layer_choice=layer_choice, pairs=results)
     return Outcome(written, store.results_path, main_computed + store.computed, store.reused)
 
 
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     model, out, shard = load(args)
     outcome = run(model, out, args.pairs, ConflictSettings(n_items=args.n_items), args.seed, args.layer,
                   main_table.settings_from_args(args), shard=shard)
-    return show(outcome, ANALYSIS)
+    return show(outcome)
 
 
 if __name__ == "__main__":

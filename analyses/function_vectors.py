@@ -24,6 +24,7 @@ from tv_lens.fv_prompts import FORMATS, fv_items, task_in_format
 from tv_lens.interventions import HOOK_Z, Intervention
 from tv_lens.lens import top_tokens
 from tv_lens.mediation import HeadEffects, head_effects
+from tv_lens.records import FVRun, MeanAIE, TaskVectorRun, ZeroShotAndShuffled
 from tv_lens.results import Shard, Store
 from tv_lens.task_level import learn_task
 from tv_lens.tasks import Task
@@ -48,7 +49,7 @@ class FVSettings:
     formulations: tuple[str, ...] = FORMULATIONS
 
 
-def task_result(model, task: Task, fmt_name: str, settings: FVSettings, seed: int) -> tuple[dict, HeadEffects]:
+def task_result(model, task: Task, fmt_name: str, settings: FVSettings, seed: int) -> tuple[FVRun, HeadEffects]:
     """Everything about one task in one prompt format (see the module docstring)."""
     kept, fmt = task_in_format(model, task, fmt_name)
     items = fv_items(kept, seed, n_shots=settings.n_shots, n_clean=settings.n_clean,
@@ -69,39 +70,37 @@ def task_result(model, task: Task, fmt_name: str, settings: FVSettings, seed: in
                                               "heads": heads_patched})
         icl = accuracy_with(model, kept, [fmt.icl_prompt(i) for i in items.test], items.test, {"icl": [()]})
         timings["evaluation"] = time.perf_counter() - clock
-    result = {
-        "format": fmt_name, "task": task.name, "category": task.category, "n_pairs": len(kept),
-        "prompt_format": asdict(fmt), **{k: effects.to_dict()[k] for k in (
-            "aie", "aie_low", "aie_high", "clean_accuracy", "corrupted_accuracy", "corrupted_prob")},
-        "top_heads": [list(h) for h in effects.top_heads(settings.k)],
-        "baseline": controls["zero_shot"]["none"].to_dict(), "icl": icl["icl"][0].to_dict(),
-        "shuffled_icl": controls["shuffled"]["none"].to_dict(),
-        "tv": {"layer": theta.layer, "dev_by_layer": theta.dev_accuracy, "test": controls["zero_shot"]["tv"].to_dict(),
-               "shuffled": controls["shuffled"]["tv"].to_dict()},
-        "heads_patched": {kind: controls[kind]["heads"].to_dict() for kind in controls},
-        "fv": {f: e.to_dict() for f, e in evaluations.items()},
-        "cosine": {f: torch.nn.functional.cosine_similarity(v, theta.vectors, dim=-1).tolist()
-                   for f, v in vectors.items()},
-        "fv_norm": {f: v.norm(dim=-1).tolist() for f, v in vectors.items()},
-        "resid_norm": effects.resid_norm.tolist(),
-        "top_tokens": {f: top_tokens(model, v[evaluations[f].zero_shot_layer], 20).to_dict()
-                       for f, v in vectors.items()},
-        "timings": timings, "tokens": count.tokens,
-    }
+    low, high = effects.interval
+    result = FVRun(
+        format=fmt_name, task=task.name, category=task.category, n_pairs=len(kept), prompt_format=asdict(fmt),
+        aie=effects.aie.tolist(), aie_low=low.tolist(), aie_high=high.tolist(),
+        clean_accuracy=effects.clean_accuracy, corrupted_accuracy=effects.corrupted_accuracy,
+        corrupted_prob=effects.corrupted_prob, top_heads=list(effects.top_heads(settings.k)),
+        baseline=controls["zero_shot"]["none"], icl=icl["icl"][0], shuffled_icl=controls["shuffled"]["none"],
+        tv=TaskVectorRun(theta.layer, theta.dev_accuracy, test=controls["zero_shot"]["tv"],
+                         shuffled=controls["shuffled"]["tv"]),
+        heads_patched=ZeroShotAndShuffled(controls["zero_shot"]["heads"], controls["shuffled"]["heads"]),
+        fv=evaluations,
+        cosine={f: torch.nn.functional.cosine_similarity(v, theta.vectors, dim=-1).tolist()
+                for f, v in vectors.items()},
+        fv_norm={f: v.norm(dim=-1).tolist() for f, v in vectors.items()},
+        resid_norm=effects.resid_norm.tolist(),
+        top_tokens={f: top_tokens(model, v[evaluations[f].zero_shot_layer], 20) for f, v in vectors.items()},
+        timings=timings, tokens=count.tokens,
+    )
     return result, effects
 
 
-def mean_aie(rows: Sequence[dict]) -> dict:
+def mean_aie(rows: Sequence[FVRun]) -> MeanAIE:
     """The AIE averaged over tasks, with a 95% Student-t interval over tasks."""
-    aie = torch.tensor([r["aie"] for r in rows])
+    aie = torch.tensor([r.aie for r in rows])
     mean = aie.mean(0)
     if len(rows) < 2:
         low = high = torch.full_like(mean, float("nan"))
     else:
         half = float(student_t.ppf(0.975, len(rows) - 1)) * aie.std(0) / len(rows) ** 0.5
         low, high = mean - half, mean + half
-    return {"task": f"mean over {len(rows)} tasks", "n_tasks": len(rows), "aie": mean.tolist(),
-            "aie_low": low.tolist(), "aie_high": high.tolist()}
+    return MeanAIE(f"mean over {len(rows)} tasks", len(rows), mean.tolist(), low.tolist(), high.tolist())
 
 
 def run(model, out, tasks: Sequence[str | Task] | None = None, settings: FVSettings = FVSettings(), seed: int = 0,
@@ -132,14 +131,14 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: FVSetti
             if key not in mine:
                 continue
 
-            def compute(task: Task = task, fmt_name: str = fmt_name, i: int = i) -> tuple[dict, dict]:
+            def compute(task: Task = task, fmt_name: str = fmt_name, i: int = i) -> tuple[FVRun, dict]:
                 start = time.perf_counter()
                 result, effects = task_result(model, task, fmt_name, settings, seed)
-                fv = result["fv"][settings.formulations[0]]
+                fv = result.fv[settings.formulations[0]]
                 progress(f"[{ANALYSIS}] {fmt_name} {i}/{len(tasks)} {task.name}: zero-shot "
-                         f"{result['baseline']['value']:.2f} icl {result['icl']['value']:.2f} shuffled "
-                         f"{result['shuffled_icl']['value']:.2f} tv {result['tv']['test']['value']:.2f} fv "
-                         f"{fv['zero_shot']['value']:.2f} / {fv['shuffled']['value']:.2f} "
+                         f"{result.baseline.value:.2f} icl {result.icl.value:.2f} shuffled "
+                         f"{result.shuffled_icl.value:.2f} tv {result.tv.test.value:.2f} fv "
+                         f"{fv.zero_shot.value:.2f} / {fv.shuffled.value:.2f} "
                          f"in {time.perf_counter() - start:.1f} s")
                 return result, effects.tensors()
 
@@ -147,12 +146,12 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: FVSetti
     report_reused(ANALYSIS, store.reused, progress)
     if shard:
         return Outcome(None, None, store.computed, store.reused)
-    formats = [f for f in formats if any(r["format"] == f for r in rows)]
+    formats = [f for f in formats if any(r.format == f for r in rows)]
     if not formats:
         raise ValueError("no task could be read in any of the prompt formats asked for (see the lines above)")
-    means = {f: mean_aie([r for r in rows if r["format"] == f]) for f in formats}
-    written = store.write_results({"k": settings.k, "formats": formats,
-                                   "formulations": list(settings.formulations), "runs": rows, "mean_aie": means})
+    means = {f: mean_aie([r for r in rows if r.format == f]) for f in formats}
+    written = store.write_results(k=settings.k, formats=formats, formulations=list(settings.formulations),
+                                  runs=rows, mean_aie=means)
     return Outcome(written, store.results_path, store.computed, store.reused)
 
 
@@ -176,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     model, out, shard = load(args)
     outcome = run(model, out, args.tasks, settings_from_args(args), args.seed, args.formats, shard=shard)
-    return show(outcome, ANALYSIS)
+    return show(outcome)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from dataclasses import asdict
 
 import numpy as np
 
+from tv_lens.records import LayerCurve, MainTable
 from tv_lens.results import Store
 from tv_lens.settings import PAPER, Settings
 from tv_lens.tasks import Task
@@ -22,14 +23,11 @@ from .common import Outcome, Progress, load, parser, say, show
 ANALYSIS = "layer_sweep"
 
 
-def curves(main_results: dict) -> dict:
-    """Per-task dev accuracy by layer and, per layer, its mean, standard deviation, min and max."""
-    tasks = [{"task": r["task"], "category": r["category"], "best_layer": r["best_layer"],
-              "accuracy": [a["value"] for a in r["dev_accuracy_by_layer"]],
-              "correct": [a["correct"] for a in r["dev_accuracy_by_layer"]],
-              "total": [a["total"] for a in r["dev_accuracy_by_layer"]]}
-             for r in main_results["tasks"]]
-    table = np.array([t["accuracy"] for t in tasks], dtype=float)
+def curves(main_results: MainTable) -> dict:
+    """The body of the layer sweep: per-task dev accuracy by layer and, per layer, its mean,
+    standard deviation, min and max over tasks."""
+    tasks = [LayerCurve.of(r) for r in main_results.tasks]
+    table = np.array([t.accuracy for t in tasks], dtype=float)
     return {"n_layers": table.shape[1], "tasks": tasks,
             "mean": table.mean(0).tolist(), "std": table.std(0).tolist(),
             "min": table.min(0).tolist(), "max": table.max(0).tolist()}
@@ -37,12 +35,12 @@ def curves(main_results: dict) -> dict:
 
 def run(model, out, tasks: Sequence[str | Task] | None = None,
         settings: Settings = PAPER, seed: int = 0,
-        progress: Progress = say, main_results: dict | None = None) -> Outcome:
+        progress: Progress = say, main_results: MainTable | None = None) -> Outcome:
     """The layer sweep from `main_results` (default: run or reuse the main table in `out`)."""
     if main_results is None:
         main_results = main_table.run(model, out, tasks, settings, seed, progress).results
     store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
-    written = store.write_results(curves(main_results))
+    written = store.write_results(**curves(main_results))
     return Outcome(written, store.results_path)
 
 
@@ -52,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     model, out, _ = load(args)
     outcome = run(model, out, args.tasks, main_table.settings_from_args(args), args.seed)
-    return show(outcome, ANALYSIS)
+    return show(outcome)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from dataclasses import asdict
 
 from torch import Tensor
 
-from tv_lens.evaluate import evaluate
+from tv_lens.evaluate import EvalResult, evaluate
+from tv_lens.records import Summary
 from tv_lens.results import Shard, Store, Unit
 from tv_lens.settings import PAPER, Settings
 from tv_lens.summary import TaskHits, summarize
@@ -25,11 +26,10 @@ ANALYSIS = "main_table"
 MEAN_THETA = "mean_theta"
 
 
-def task_result(model, task: Task, settings: Settings, seed: int) -> tuple[dict, Tensor]:
-    """`evaluate` on one task (each test item's hits included, for paired CIs), and the mean θ of
+def task_result(model, task: Task, settings: Settings, seed: int) -> EvalResult:
+    """`evaluate` on one task: each test item's hits included (for paired CIs), and the mean θ of
     its test items (every layer)."""
-    result = evaluate(model, task, seed=seed, settings=settings)
-    return result.to_dict(), result.mean_theta
+    return evaluate(model, task, seed=seed, settings=settings)
 
 
 def task_results(
@@ -40,13 +40,13 @@ def task_results(
     or reused from an earlier run into `out`; with a `shard`, only the shard's share of the tasks."""
     store = Store.open(out, ANALYSIS, model, asdict(settings), seed, progress)
 
-    def compute(task: Task) -> tuple[dict, dict[str, Tensor]]:
-        done, mean_theta = task_result(model, task, settings, seed)
-        return done, {MEAN_THETA: mean_theta}
+    def compute(task: Task) -> tuple[EvalResult, dict[str, Tensor]]:
+        done = task_result(model, task, settings, seed)
+        return done, {MEAN_THETA: done.mean_theta}
 
-    def describe(done: dict, tensors: dict) -> str:
-        return (f"baseline {done['baseline']['value']:.2f} icl {done['icl']['value']:.2f} "
-                f"tv {done['tv']['value']:.2f} (layer {done['best_layer']})")
+    def describe(done: EvalResult, tensors: dict) -> str:
+        return (f"baseline {done.baseline.value:.2f} icl {done.icl.value:.2f} "
+                f"tv {done.tv.value:.2f} (layer {done.best_layer})")
 
     units = task_units(store, tasks, compute, describe, [MEAN_THETA], shard)
     return units, store
@@ -59,27 +59,25 @@ def best_layers(model, out, tasks: Sequence[Task], settings: Settings = PAPER,
     return layers_of([u.result for u in units])
 
 
-def layers_of(results: Sequence[dict]) -> dict[str, int]:
+def layers_of(results: Sequence[EvalResult]) -> dict[str, int]:
     """Task name -> best layer, from main-table task results."""
-    return {r["task"]: r["best_layer"] for r in results}
+    return {r.task: r.best_layer for r in results}
 
 
-def hits(result: dict) -> TaskHits:
+def hits(result: EvalResult) -> TaskHits:
     """Per-item correctness of one task result (baseline items from their counts)."""
-    base = result["baseline"]
-    return TaskHits(baseline=[True] * base["correct"] + [False] * (base["total"] - base["correct"]),
-                    icl=result["hits"]["icl"], tv=result["hits"]["tv"])
+    base = result.baseline
+    return TaskHits(baseline=[True] * base.correct + [False] * (base.total - base.correct),
+                    icl=result.hits.icl, tv=result.hits.tv)
 
 
-def summary(results: Sequence[dict], seed: int = 0) -> dict:
+def summary(results: Sequence[EvalResult], seed: int = 0) -> Summary:
     """Means over all tasks and per category (in order of first appearance)."""
-    categories: dict[str, list[dict]] = {}
+    categories: dict[str, list[EvalResult]] = {}
     for r in results:
-        categories.setdefault(r["category"], []).append(r)
-    return {
-        "overall": summarize([hits(r) for r in results], seed=seed).to_dict(),
-        "categories": {c: summarize([hits(r) for r in rs], seed=seed).to_dict() for c, rs in categories.items()},
-    }
+        categories.setdefault(r.category, []).append(r)
+    return Summary(overall=summarize([hits(r) for r in results], seed=seed),
+                   categories={c: summarize([hits(r) for r in rs], seed=seed) for c, rs in categories.items()})
 
 
 def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Settings = PAPER,
@@ -91,7 +89,7 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Setting
     if shard:
         return Outcome(None, None, store.computed, store.reused)
     results = [u.result for u in units]
-    written = store.write_results({"tasks": results, "summary": summary(results, seed)})
+    written = store.write_results(tasks=results, summary=summary(results, seed))
     return Outcome(written, store.results_path, store.computed, store.reused)
 
 
@@ -112,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     model, out, shard = load(args)
     outcome = run(model, out, args.tasks, settings_from_args(args), args.seed, shard=shard)
-    return show(outcome, ANALYSIS)
+    return show(outcome)
 
 
 if __name__ == "__main__":

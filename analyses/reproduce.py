@@ -63,7 +63,7 @@ def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,
         if set(experiments) - {"function_vectors"}:
             main = main_table.run(model, out, tasks, protocol.main, seed, progress, shard)
             outcomes["main_table"] = main
-            layers = None if shard else main_table.layers_of(main.results["tasks"])
+            layers = None if shard else main_table.layers_of(main.results.tasks)
             if "main_table" in experiments:
                 done.update()
         if "layer_sweep" in experiments:
@@ -102,7 +102,7 @@ def format_report(outcomes: dict[str, Outcome]) -> str:
     """Every analysis's table, one after another."""
     parts = []
     for name, outcome in outcomes.items():
-        parts += [f"== {name.replace('_', ' ')} ==", as_text(name, outcome.results), ""]
+        parts += [f"== {name.replace('_', ' ')} ==", as_text(outcome.results), ""]
     return "\n".join(parts)
 
 

@@ -14,6 +14,7 @@ from dataclasses import asdict
 import torch
 
 from tv_lens.lens import top_tokens
+from tv_lens.records import TaskTokens
 from tv_lens.results import Store
 from tv_lens.settings import PAPER, Settings
 from tv_lens.tasks import Task
@@ -34,12 +35,11 @@ def run(model, out, tasks: Sequence[str | Task] | None = None,
     rows = []
     for unit in units:
         r, theta = unit.result, unit.tensors[main_table.MEAN_THETA]
-        layer = r["best_layer"]
-        rows.append({"task": r["task"], "category": r["category"], "layer": layer, "n_items": len(r["test_items"]),
-                     "raw": top_tokens(model, theta, k, layer=layer).to_dict(),
-                     "centred": top_tokens(model, theta, k, layer=layer, centre=centre[layer]).to_dict()})
+        rows.append(TaskTokens(r.task, r.category, r.best_layer, len(r.test_items),
+                               raw=top_tokens(model, theta, k, layer=r.best_layer),
+                               centred=top_tokens(model, theta, k, layer=r.best_layer, centre=centre[r.best_layer])))
     store = Store.open(out, ANALYSIS, model, {"main_table": asdict(settings)}, seed, progress)
-    written = store.write_results({"k": k, "tasks": rows})
+    written = store.write_results(k=k, tasks=rows)
     return Outcome(written, store.results_path)
 
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     model, out, _ = load(args)
     outcome = run(model, out, args.tasks, main_table.settings_from_args(args), args.seed, args.k)
-    return show(outcome, ANALYSIS)
+    return show(outcome)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from tv_lens import plots
+from tv_lens.records import Results
 from tv_lens.results import RESULTS_FILE, load_results
 
 from .report import report_html
@@ -30,8 +31,8 @@ FIGURES = {
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
 
-def load_run(run_dir: Path) -> dict[str, dict]:
-    """The validated results of every analysis found in `run_dir`, in the paper's order."""
+def load_run(run_dir: Path) -> dict[str, Results]:
+    """The checked results of every analysis found in `run_dir`, in the paper's order."""
     found = {name: load_results(run_dir / name) for name in FIGURES if (run_dir / name / RESULTS_FILE).exists()}
     if not found:
         raise FileNotFoundError(f"no results in {run_dir}: run `tv-lens reproduce --out {run_dir}` first")
@@ -43,7 +44,7 @@ def find_browser() -> str | None:
     return os.environ.get("BROWSER_PATH") or next(filter(None, map(shutil.which, BROWSERS)), None)
 
 
-def named_figures(name: str, data: dict) -> dict[str, go.Figure]:
+def named_figures(name: str, data: Results) -> dict[str, go.Figure]:
     """The figures of one analysis by file stem (`name`, or `name_<part>` where it makes several)."""
     made = FIGURES[name](data)
     return {f"{name}_{part}": fig for part, fig in made.items()} if isinstance(made, dict) else {name: made}

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from tv_lens.records import Results
 from tv_lens.tables import as_html
 
 TITLES = {"main_table": "1. Main table: baseline, ICL, task vector",
@@ -22,26 +23,26 @@ table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:
 td:first-child,th:first-child{text-align:left}td{vertical-align:top}pre{background:#f6f6f6;padding:8px;overflow-x:auto}"""
 
 
-def report_html(results: dict[str, dict], figures: dict[str, dict[str, go.Figure]]) -> str:
+def report_html(results: dict[str, Results], figures: dict[str, dict[str, go.Figure]]) -> str:
     """The whole report: provenance, then per analysis its tables and figures, then the settings."""
     first = next(iter(results.values()))
-    model = first["model"]
+    model = first.model
     sections = []
     for name, data in results.items():
         sections.append(f"<h2>{escape(TITLES[name])}</h2>")
-        sections.append(as_html(name, data))
+        sections.append(as_html(data))
         sections += [pio.to_html(fig, full_html=False, include_plotlyjs=False) for fig in figures[name].values()]
-    settings = "".join(f"<h3>{escape(name)}</h3><pre>{escape(json.dumps(d['settings'], indent=1))}</pre>"
+    settings = "".join(f"<h3>{escape(name)}</h3><pre>{escape(json.dumps(d.settings, indent=1))}</pre>"
                        for name, d in results.items())
     return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>tv_lens report: {escape(model['model'])}</title>
+<html><head><meta charset="utf-8"><title>tv_lens report: {escape(model.model)}</title>
 <script type="text/javascript">{get_plotlyjs()}</script>
 <style>{STYLE}</style></head>
 <body>
-<h1>In-context learning creates task vectors: {escape(model['model'])}</h1>
-<p>Model {escape(model['model'])} (weights {escape(model['fingerprint'])}, {model['n_layers']} layers,
-d_model {model['d_model']}), seed {first['seed']}, written {escape(first.get('written_at', ''))};
-versions: {escape(', '.join(f'{k} {v}' for k, v in first['versions'].items()))}.</p>
+<h1>In-context learning creates task vectors: {escape(model.model)}</h1>
+<p>Model {escape(model.model)} (weights {escape(model.fingerprint)}, {model.n_layers} layers,
+d_model {model.d_model}), seed {first.seed}, written {escape(first.written_at)};
+versions: {escape(', '.join(f'{k} {v}' for k, v in first.versions.items()))}.</p>
 {''.join(sections)}
 <h2>Settings</h2>
 {settings}

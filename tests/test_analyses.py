@@ -10,7 +10,8 @@ import torch
 from analyses import clusters, conflicting_tasks, function_vectors, layer_sweep, main_table, reproduce, top_tokens
 from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
-from tv_lens.results import SCHEMA_VERSION, ResultsError, Store, load_results, validate
+from tv_lens.records import SCHEMA_VERSION, results_from_dict
+from tv_lens.results import ResultsError, Store, load_results
 from tv_lens.settings import Settings
 from tv_lens.tables import as_text
 from tv_lens.tasks import get_task, sample_splits
@@ -45,14 +46,14 @@ def test_main_table_end_to_end_and_rerun_reuses_everything(tiny_llama, tmp_path,
     first = main_table.run(tiny_llama, tmp_path, TASKS[:2], SMALL, **QUIET)
     assert counted == TASKS[:2] and first.computed == TASKS[:2] and first.reused == []
     saved = load_results(tmp_path / "main_table")
-    assert saved["schema_version"] == SCHEMA_VERSION and saved["analysis"] == "main_table"
-    assert saved["model"]["model"] == "tiny-llama" and saved["settings"]["n_test"] == 6
-    assert set(saved["summary"]["categories"]) == {"algorithmic"}
-    assert [len(t["hits"]["tv"]) for t in saved["tasks"]] == [6, 6]
+    assert saved.schema_version == SCHEMA_VERSION and saved.analysis == "main_table"
+    assert saved.model.model == "tiny-llama" and saved.settings["n_test"] == 6
+    assert set(saved.summary.categories) == {"algorithmic"}
+    assert [len(t.hits.tv) for t in saved.tasks] == [6, 6]
     again = main_table.run(tiny_llama, tmp_path, TASKS[:2], SMALL, **QUIET)
     assert counted == TASKS[:2] and again.computed == [] and again.reused == TASKS[:2]
-    assert again.results["tasks"] == first.results["tasks"]
-    assert "mean" in as_text("main_table", again.results)
+    assert again.results.tasks == first.results.tasks
+    assert "mean" in as_text(again.results)
 
 
 def test_interrupted_main_table_resumes_where_it_stopped(tiny_llama, tmp_path, monkeypatch, counted):
@@ -97,10 +98,10 @@ def test_layer_sweep_reads_the_main_table_without_recomputing(tiny_llama, tmp_pa
     sweep = layer_sweep.run(tiny_llama, tmp_path, TASKS[:2], SMALL, **QUIET)
     assert counted == TASKS[:2]
     saved = load_results(tmp_path / "layer_sweep")
-    assert saved["n_layers"] == tiny_llama.cfg.n_layers == len(saved["mean"])
-    curves = [[a["value"] for a in t["dev_accuracy_by_layer"]] for t in main.results["tasks"]]
-    assert [t["accuracy"] for t in sweep.results["tasks"]] == curves
-    assert saved["mean"] == pytest.approx([sum(c) / len(c) for c in zip(*curves)])
+    assert saved.n_layers == tiny_llama.cfg.n_layers == len(saved.mean)
+    curves = [[a.value for a in t.dev_accuracy_by_layer] for t in main.results.tasks]
+    assert [t.accuracy for t in sweep.results.tasks] == curves
+    assert saved.mean == pytest.approx([sum(c) / len(c) for c in zip(*curves)])
 
 
 def test_conflicting_pair_queries_are_valid_for_both_tasks():
@@ -125,16 +126,16 @@ def test_conflicting_tasks_at_best_layer_of_b_and_at_a_given_layer(tiny_llama, t
     best = main_table.best_layers(tiny_llama, tmp_path, [get_task(b) for _, b in pairs], SMALL, **QUIET)
     assert counted == ["to_upper", "list_first"]
     saved = load_results(tmp_path / "conflicting_tasks")
-    assert [(p["task_a"], p["task_b"]) for p in saved["pairs"]] == pairs
-    assert [p["layer"] for p in saved["pairs"]] == [best[b] for _, b in pairs]
-    assert all(p["n_items"] == len(p["items"]) == 6 for p in saved["pairs"])
+    assert [(p.task_a, p.task_b) for p in saved.pairs] == pairs
+    assert [p.layer for p in saved.pairs] == [best[b] for _, b in pairs]
+    assert all(p.n_items == len(p.items) == 6 for p in saved.pairs)
     assert outcome.computed == ([f"main_table/{b}" for _, b in pairs]  # computed here for B's best layers
                                 + [f"{a}__{b}__layer{best[b]}" for a, b in pairs])
     given = conflicting_tasks.run(tiny_llama, tmp_path, pairs[:1], settings, layer=1, **QUIET)
-    assert given.results["pairs"][0]["layer"] == 1 and given.computed == ["next_letter__to_upper__layer1"]
+    assert given.results.pairs[0].layer == 1 and given.computed == ["next_letter__to_upper__layer1"]
     again = conflicting_tasks.run(tiny_llama, tmp_path, pairs[:1], settings, layer=1, **QUIET)
     assert again.computed == [] and again.reused == ["next_letter__to_upper__layer1"]
-    assert "next_letter → to_upper" in as_text("conflicting_tasks", again.results)
+    assert "next_letter → to_upper" in as_text(again.results)
 
 
 def test_top_tokens_project_the_main_tables_mean_theta_without_recomputing(tiny_llama, tmp_path, counted):
@@ -143,11 +144,11 @@ def test_top_tokens_project_the_main_tables_mean_theta_without_recomputing(tiny_
     saved, main = load_results(tmp_path / "top_tokens"), main_table.run(tiny_llama, tmp_path, TASKS[:3], SMALL,
                                                                          **QUIET).results
     assert counted == TASKS[:3]
-    assert saved["k"] == 5
-    for row, result in zip(saved["tasks"], main["tasks"]):
-        assert len(row["raw"]["tokens"]) == len(row["centred"]["tokens"]) == 5
-        assert row["n_items"] == SMALL.n_test and row["layer"] == result["best_layer"]
-    assert len({tuple(r["centred"]["ids"]) for r in saved["tasks"]}) > 1
+    assert saved.k == 5
+    for row, result in zip(saved.tasks, main.tasks):
+        assert len(row.raw.tokens) == len(row.centred.tokens) == 5
+        assert row.n_items == SMALL.n_test and row.layer == result.best_layer
+    assert len({tuple(r.centred.ids) for r in saved.tasks}) > 1
     task = get_task(TASKS[0]).filtered(tiny_llama.tokenizer)
     splits = sample_splits(task, seed=0, **asdict(SMALL))
     thetas, _ = learn_items(tiny_llama, splits.test, PromptFormat.for_task(task))
@@ -155,7 +156,7 @@ def test_top_tokens_project_the_main_tables_mean_theta_without_recomputing(tiny_
     stored = units[0].tensors[main_table.MEAN_THETA]
     assert torch.allclose(stored, torch.stack(thetas).mean(0), rtol=1e-4, atol=1e-6)
     again = top_tokens.run(tiny_llama, tmp_path, TASKS[:3], SMALL, k=5, **QUIET)
-    assert counted == TASKS[:3] and again.results["tasks"] == outcome.results["tasks"]
+    assert counted == TASKS[:3] and again.results.tasks == outcome.results.tasks
 
 
 def test_a_unit_missing_the_tensors_asked_for_is_redone(tiny_llama, tmp_path):
@@ -175,15 +176,15 @@ def test_clusters_at_the_median_best_layer_and_another_layer_without_new_vectors
                            main_settings=SMALL, **QUIET)
     saved = load_results(tmp_path / "clusters")
     best = main_table.best_layers(tiny_llama, tmp_path, [get_task(t) for t in TASKS[:3]], SMALL, **QUIET)
-    assert saved["layer"] == sorted(best.values())[1]
-    assert len(saved["points"]) == 18 and saved["stats"]["n_tasks"] == 3
-    assert {p["task"] for p in saved["points"]} == set(TASKS[:3])
+    assert saved.layer == sorted(best.values())[1]
+    assert len(saved.points) == 18 and saved.stats.n_tasks == 3
+    assert {p.task for p in saved.points} == set(TASKS[:3])
     assert outcome.computed == TASKS[:3]
-    other = (saved["layer"] + 1) % tiny_llama.cfg.n_layers
+    other = (saved.layer + 1) % tiny_llama.cfg.n_layers
     other_layer = clusters.run(tiny_llama, tmp_path, TASKS[:3], clusters.ClusterSettings(n_per_task=6),
                                layer=other, **QUIET)
-    assert other_layer.computed == [] and other_layer.results["layer"] == other
-    assert other_layer.results["stats"] != outcome.results["stats"]
+    assert other_layer.computed == [] and other_layer.results.layer == other
+    assert other_layer.results.stats != outcome.results.stats
 
 
 def test_reproduce_runs_every_analysis(tiny_llama, tmp_path):
@@ -191,8 +192,8 @@ def test_reproduce_runs_every_analysis(tiny_llama, tmp_path):
     assert list(outcomes) == ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters",
                               "function_vectors"]
     for name in outcomes:
-        validate(json.loads((tmp_path / name / "results.json").read_text()))
-    assert len(outcomes["conflicting_tasks"].results["pairs"]) == 2
+        results_from_dict(json.loads((tmp_path / name / "results.json").read_text()))
+    assert len(outcomes["conflicting_tasks"].results.pairs) == 2
     report = reproduce.format_report(outcomes)
     assert "== main table ==" in report and "== clusters ==" in report and "== function vectors ==" in report
     again = reproduce.reproduce(tiny_llama, tmp_path, TASKS, SMALL_PROTOCOL, **QUIET)
@@ -232,18 +233,18 @@ def test_cli_reproduce_without_figures(tmp_path, capsys):
 def test_schema_validation_errors(tiny_llama, tmp_path):
     main_table.run(tiny_llama, tmp_path, TASKS[:1], SMALL, **QUIET)
     good = json.loads((tmp_path / "main_table" / "results.json").read_text())
-    validate(good)
+    results_from_dict(good)
     missing = {**good, "summary": {"overall": good["summary"]["overall"]}}
     with pytest.raises(ResultsError, match="summary: missing field 'categories'"):
-        validate(missing)
+        results_from_dict(missing)
     wrong = json.loads(json.dumps(good))
     wrong["tasks"][0]["best_layer"] = "3"
     with pytest.raises(ResultsError, match=r"tasks\[0\].best_layer: expected an integer"):
-        validate(wrong)
+        results_from_dict(wrong)
     with pytest.raises(ResultsError, match="newer"):
-        validate({**good, "schema_version": SCHEMA_VERSION + 1})
+        results_from_dict({**good, "schema_version": SCHEMA_VERSION + 1})
     with pytest.raises(ResultsError, match="unknown analysis"):
-        validate({**good, "analysis": "nope"})
+        results_from_dict({**good, "analysis": "nope"})
     with pytest.raises(ResultsError, match="does not exist"):
         load_results(tmp_path / "nothing")
 

@@ -193,8 +193,8 @@ def test_eval_result_round_trips_through_json_and_keeps_mean_theta_in_memory(tin
 
     result = evaluate(tiny_llama, shift_task(), n_baseline=4, n_dev=4, n_test=4, n_shots=3)
     assert result.mean_theta.shape == (tiny_llama.cfg.n_layers, tiny_llama.cfg.d_model)
-    assert [len(result.hits[m]) for m in ("icl", "tv")] == [4, 4]
-    assert Accuracy.of(result.hits["icl"]) == result.icl and Accuracy.of(result.hits["tv"]) == result.tv
+    assert [len(result.hits.icl), len(result.hits.tv)] == [4, 4]
+    assert Accuracy.of(result.hits.icl) == result.icl and Accuracy.of(result.hits.tv) == result.tv
     data = json.loads(json.dumps(result.to_dict()))
     assert "mean_theta" not in data
     again = EvalResult.from_dict(data)

@@ -148,14 +148,14 @@ def test_the_analysis_runs_resumes_and_makes_its_figures(tiny_llama, tmp_path, o
     assert first.computed == ["arrow__to_upper", "arrow__next_letter"]  # no one-token " y" for qa on tiny
     assert any(line.startswith("[function_vectors] qa to_upper skipped: ") for line in lines)
     saved = load_results(tmp_path / "function_vectors")
-    run = saved["runs"][0]
-    assert len(run["aie"]) == tiny_llama.cfg.n_layers and len(run["aie"][0]) == tiny_llama.cfg.n_heads
-    assert set(run["fv"]) == set(FORMULATIONS) and len(run["fv"]["residual"]["zero_shot_by_layer"]) == 3
-    assert run["baseline"]["total"] == run["icl"]["total"] == 3 and len(run["top_heads"]) == 3
+    run = saved.runs[0]
+    assert len(run.aie) == tiny_llama.cfg.n_layers and len(run.aie[0]) == tiny_llama.cfg.n_heads
+    assert set(run.fv) == set(FORMULATIONS) and len(run.fv["residual"].zero_shot_by_layer) == 3
+    assert run.baseline.total == run.icl.total == 3 and len(run.top_heads) == 3
     again = analysis.run(tiny_llama, tmp_path, ["to_upper", "next_letter"], settings, progress=lambda m: None)
-    assert again.computed == [] and again.results["runs"] == saved["runs"]
-    table = as_text("function_vectors", saved)
-    assert table.split() == unescape(re.sub(r"<[^>]+>", " ", as_html("function_vectors", saved))).split()
+    assert again.computed == [] and again.results.runs == saved.runs
+    table = as_text(saved)
+    assert table.split() == unescape(re.sub(r"<[^>]+>", " ", as_html(saved))).split()
     assert "arrow prompts: task" in table and "mean (2 tasks)" in table and "top heads (layer, head, AIE)" in table
     written = {p.name for p in figures.make(tmp_path, png=False)}
     assert {"function_vectors_heads_arrow.html", "function_vectors_layers_arrow.html"} <= written

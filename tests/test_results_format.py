@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from analyses import clusters, conflicting_tasks, reproduce
+from tv_lens.records import ANALYSES, results_from_dict
+from tv_lens.results import RESULTS_FILE, strict
 from tv_lens.settings import Settings
 
 GOLDEN = Path(__file__).parent / "golden" / "reproduce"
@@ -69,3 +71,23 @@ def test_results_files_keep_their_exact_format(tiny_llama, tmp_path):
         assert (tmp_path / name).read_bytes() == layout(data), f"{name}: not in the results file layout"
         assert data["schema_version"] == 2
         same(without_varying(data), golden[name], name)
+
+
+def filled(data):
+    """A golden file with the values left out ('*') filled in with empty ones of their type."""
+    if isinstance(data, dict):
+        return {key: ({} if key in ("versions", "timings") else "") if value == "*" else filled(value)
+                for key, value in data.items()}
+    return [filled(value) for value in data] if isinstance(data, list) else data
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.rglob("*.json")), ids=lambda p: str(p.relative_to(GOLDEN)))
+def test_typed_results_write_back_the_files_they_were_read_from(path):
+    data = filled(json.loads(path.read_bytes()))
+    if path.name == RESULTS_FILE:
+        typed = results_from_dict(data)
+        assert type(typed) is ANALYSES[data["analysis"]]
+    else:
+        typed = ANALYSES[data["analysis"]].UNIT.from_dict(data["result"], data["model"]["n_layers"])
+        data = data["result"]
+    assert layout(strict(typed.to_dict())) == layout(data)

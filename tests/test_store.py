@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 from analyses import main_table, reproduce
 from tv_lens.claims import ClaimError
 from tv_lens.files import check_writable_folder, write_atomically
+from tv_lens.records import TaskQueries, results_from_dict
 from tv_lens.results import (
     ResultsError,
     Shard,
     Store,
     load_results,
     record_digest,
-    validate,
 )
 from tv_lens.settings import Settings
 from tv_lens.tasks import get_task
@@ -308,21 +308,21 @@ def test_results_are_strict_json_and_checked_for_consistency(tiny_llama, tmp_pat
     text = (tmp_path / "main_table/results.json").read_text()
     json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in a results file"))
     good = json.loads(text)
-    ratio = outcome.results["summary"]["overall"]["tv_over_icl"]["value"]
+    ratio = outcome.results.summary.overall.tv_over_icl.value
     if ratio != ratio:  # ICL 0 on the tiny model: TV/ICL is undefined, written as null, read back as NaN
         assert good["summary"]["overall"]["tv_over_icl"]["value"] is None
-        assert load_results(tmp_path / "main_table")["summary"]["overall"]["tv_over_icl"]["value"] != ratio
+        assert load_results(tmp_path / "main_table").summary.overall.tv_over_icl.value != ratio
     cases = [("correct", 99, "impossible"), ("best_layer", 3, "out of range"), ("best_layer", -1, "out of range")]
     for field, value, says in cases:
         bad = json.loads(text)
         target = bad["tasks"][0] if field == "best_layer" else bad["tasks"][0]["tv"]
         target[field] = value
         with pytest.raises(ResultsError, match=says):
-            validate(bad)
+            results_from_dict(bad)
     bad = json.loads(text)
     bad["tasks"][0]["dev_accuracy_by_layer"].pop()
     with pytest.raises(ResultsError, match="one entry per layer"):
-        validate(bad)
+        results_from_dict(bad)
     (tmp_path / "nan.json").write_text(text.replace('"seed": 0', '"seed": NaN'))
     with pytest.raises(ResultsError, match="NaN is not JSON"):
         load_results(tmp_path / "nan.json")
@@ -336,7 +336,7 @@ def test_reproduce_quick_on_tiny_llama_skips_a_task_without_single_token_outputs
     assert code == 0, err
     skipped = [line for line in out.splitlines() if "skipped" in line and "antonyms" in line]
     assert len(skipped) == 1 and "single token" in skipped[0]
-    assert [t["task"] for t in load_results(tmp_path / "main_table")["tasks"]] == [
+    assert [t.task for t in load_results(tmp_path / "main_table").tasks] == [
         t for t in reproduce.QUICK.tasks if t != "antonyms"]
 
 
@@ -380,7 +380,7 @@ def test_random_unit_files_are_recomputed_never_fatal(tmp_path, record, tensors,
     folder = tmp_path / "p"
     shutil.rmtree(folder, ignore_errors=True)
     store = fake_store(folder, analysis="clusters")
-    store.get("t", lambda: ({"queries": ["q"]}, {"thetas": torch.ones(1, 3, 4)}), needs=["thetas"])
+    store.get("t", lambda: (TaskQueries(["q"]), {"thetas": torch.ones(1, 3, 4)}), needs=["thetas"])
     unit_json = folder / "clusters" / "units" / "t.json"
     valid = json.loads(unit_json.read_text())
     forged = {**valid, "result": result}
@@ -392,8 +392,8 @@ def test_random_unit_files_are_recomputed_never_fatal(tmp_path, record, tensors,
             unit_json.write_bytes(damage)
         lines = []
         again = fake_store(folder, lines=lines, analysis="clusters")
-        unit = again.get("t", lambda: ({"queries": ["q"]}, {"thetas": torch.ones(1, 3, 4)}), needs=["thetas"])
-        assert unit.result == {"queries": ["q"]} and torch.equal(unit.tensors["thetas"], torch.ones(1, 3, 4))
+        unit = again.get("t", lambda: (TaskQueries(["q"]), {"thetas": torch.ones(1, 3, 4)}), needs=["thetas"])
+        assert unit.result == TaskQueries(["q"]) and torch.equal(unit.tensors["thetas"], torch.ones(1, 3, 4))
         assert all("\n" not in line for line in lines)
         if again.computed:
             assert len(lines) <= 1

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.apply import next_tokens
+from tv_lens.codec import NOT_STORED, Layer, PerLayer, Record
 from tv_lens.engine import Budget, Run, counting, decode, encode, predict
 from tv_lens.interventions import RESID_POST, Intervention
 from tv_lens.learn import learn_items
@@ -21,8 +22,8 @@ from tv_lens.sweep import best_layer, layer_sweep
 from tv_lens.tasks import Task, get_scorer, sample_splits
 
 
-@dataclass
-class ItemRecord:
+@dataclass(frozen=True)
+class ItemRecord(Record):
     """One test item and what each method predicted for it."""
 
     query: str
@@ -31,19 +32,27 @@ class ItemRecord:
     tv: str
 
 
-@dataclass
-class EvalResult:
+@dataclass(frozen=True)
+class Hits(Record):
+    """Whether ICL and the task vector were right on each test item (for paired CIs)."""
+
+    icl: list[bool] = field(default_factory=list)
+    tv: list[bool] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EvalResult(Record):
     """Baseline / ICL / task-vector accuracies (with Wilson 95% CIs), the dev curve and provenance;
-    `hits`: whether ICL and the task vector were right on each test item (for paired CIs); also θ
-    averaged over the test items at every layer (`mean_theta`, in memory only: not in `to_dict`)."""
+    `hits`: each test item right or not, per method; also θ averaged over the test items at every
+    layer (`mean_theta`, in memory only: not in `to_dict`). A main-table unit on disk."""
 
     task: str
     category: str
     baseline: Accuracy
     icl: Accuracy
     tv: Accuracy
-    best_layer: int
-    dev_accuracy_by_layer: list[Accuracy]
+    best_layer: Layer
+    dev_accuracy_by_layer: PerLayer[Accuracy]
     n_pairs: int
     n_pairs_filtered: int
     leading_space: bool
@@ -54,27 +63,9 @@ class EvalResult:
     tokens: int
     test_items: list[ItemRecord] = field(default_factory=list)
     versions: dict = field(default_factory=versions)
-    hits: dict[str, list[bool]] = field(default_factory=dict)
-    mean_theta: Float[Tensor, "n_layers d_model"] | None = field(default=None, repr=False, compare=False)
-
-    def to_dict(self) -> dict:
-        out = asdict(replace(self, mean_theta=None))
-        del out["mean_theta"]
-        for key in ("baseline", "icl", "tv"):
-            out[key] = getattr(self, key).to_dict()
-        out["dev_accuracy_by_layer"] = [a.to_dict() for a in self.dev_accuracy_by_layer]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EvalResult:
-        data = dict(data)
-        for key in ("baseline", "icl", "tv"):
-            data[key] = Accuracy(data[key]["correct"], data[key]["total"])
-        data["dev_accuracy_by_layer"] = [Accuracy(a["correct"], a["total"])
-                                         for a in data["dev_accuracy_by_layer"]]
-        data["test_items"] = [ItemRecord(**{**r, "answers": tuple(r["answers"])})
-                              for r in data["test_items"]]
-        return cls(**data)
+    hits: Hits = field(default_factory=Hits)
+    mean_theta: Float[Tensor, "n_layers d_model"] | None = field(default=None, repr=False, compare=False,
+                                                                  metadata=NOT_STORED)
 
 
 def evaluate(
@@ -152,6 +143,6 @@ def evaluate(
             model=model_provenance(model), timings=timings, tokens=count.tokens,
             test_items=[ItemRecord(i.query, i.answers, c, t)
                         for i, c, t in zip(splits.test, icl_preds, tv_preds)],
-            hits={"icl": icl_hits, "tv": tv_hits},
+            hits=Hits(icl_hits, tv_hits),
             mean_theta=torch.stack(test_thetas).mean(0),
         )

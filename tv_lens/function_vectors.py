@@ -29,6 +29,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.codec import Layer, PerLayer, Record
 from tv_lens.engine import Budget, Run, decode, encode, predict
 from tv_lens.fv_prompts import FVItems, fv_items, task_in_format
 from tv_lens.heads import head_contributions
@@ -62,23 +63,17 @@ def fv_vectors(model, effects: HeadEffects, k: int = 10, formulation: str = "res
     return fv.expand(effects.resid_norm.shape[0], -1).clone()
 
 
-@dataclass
-class FVEvaluation:
+@dataclass(frozen=True)
+class FVEvaluation(Record):
     """One FV added at each layer on dev items (zero-shot and shuffled-label prompts), the layer
     chosen on each (first best), and test accuracy there."""
 
-    zero_shot_by_layer: list[Accuracy]
-    shuffled_by_layer: list[Accuracy]
-    zero_shot_layer: int
-    shuffled_layer: int
+    zero_shot_by_layer: PerLayer[Accuracy]
+    shuffled_by_layer: PerLayer[Accuracy]
+    zero_shot_layer: Layer
+    shuffled_layer: Layer
     zero_shot: Accuracy
     shuffled: Accuracy
-
-    def to_dict(self) -> dict:
-        return {"zero_shot_by_layer": [a.to_dict() for a in self.zero_shot_by_layer],
-                "shuffled_by_layer": [a.to_dict() for a in self.shuffled_by_layer],
-                "zero_shot_layer": self.zero_shot_layer, "shuffled_layer": self.shuffled_layer,
-                "zero_shot": self.zero_shot.to_dict(), "shuffled": self.shuffled.to_dict()}
 
 
 def accuracy_with(

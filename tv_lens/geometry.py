@@ -4,16 +4,18 @@ leave-one-out nearest-centroid accuracy, and a 2-D t-SNE map."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.codec import Record
 
-@dataclass
-class ClusterStats:
+
+@dataclass(frozen=True)
+class ClusterStats(Record):
     """How well vectors separate by task label (cosine geometry)."""
 
     n_vectors: int
@@ -22,9 +24,6 @@ class ClusterStats:
     between: float
     silhouette: float
     nearest_centroid_accuracy: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def cosine_distances(vectors: Float[Tensor, "n d"]) -> Float[Tensor, "n n"]:

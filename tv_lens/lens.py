@@ -9,19 +9,17 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.codec import Record
 from tv_lens.vectors import TaskVector
 
 
-@dataclass
-class TopTokens:
+@dataclass(frozen=True)
+class TopTokens(Record):
     """The `k` tokens a vector promotes most, best first, with their lens logits."""
 
     tokens: list[str]
     ids: list[int]
     scores: list[float]
-
-    def to_dict(self) -> dict:
-        return {"tokens": self.tokens, "ids": self.ids, "scores": self.scores}
 
 
 @torch.inference_mode()

@@ -26,16 +26,13 @@ from pathlib import Path
 from torch import Tensor
 
 from tv_lens.claims import claimed
+from tv_lens.codec import Record, ResultsError, decode, encode
 from tv_lens.files import tensor_bytes, write_atomically
 from tv_lens.provenance import model_provenance, versions
+from tv_lens.records import ANALYSES, SCHEMA_VERSION, Results, results_from_dict
 
-SCHEMA_VERSION = 2
 RESULTS_FILE = "results.json"
 UNITS = "units"
-
-
-class ResultsError(ValueError):
-    """A results file is missing, unreadable or does not follow its schema."""
 
 
 def strict(data):
@@ -134,10 +131,11 @@ class Shard:
 
 @dataclass(frozen=True)
 class Unit:
-    """A finished unit of work: its result and its tensors, both checked against their digests."""
+    """A finished unit of work: its result (the analysis's unit record; a plain object for an
+    analysis without one) and its tensors, both checked against their digests."""
 
     key: str
-    result: dict
+    result: Record | dict
     tensors: dict[str, Tensor] = field(default_factory=dict)
 
 
@@ -191,7 +189,7 @@ class Store:
             self.reused.append(key)
         return unit
 
-    def get(self, key: str, compute: Callable[[], tuple[dict, dict[str, Tensor] | None]],
+    def get(self, key: str, compute: Callable[[], tuple[Record | dict, dict[str, Tensor] | None]],
             needs: Sequence[str] = (), identity: str | None = None) -> Unit:
         """Unit `key` reused when valid, else computed by `compute()` (result, tensors) under the
         unit's claim and saved. A unit another process is computing is waited for, not redone."""
@@ -210,7 +208,7 @@ class Store:
         self.computed.append(key)
         return unit
 
-    def save(self, key: str, result: dict, tensors: dict[str, Tensor] | None = None,
+    def save(self, key: str, result: Record | dict, tensors: dict[str, Tensor] | None = None,
              identity: str | None = None) -> Unit:
         """Record unit `key` (computed from inputs of `identity`) as finished, under its claim."""
         with self.claim(key):
@@ -228,7 +226,7 @@ class Store:
         return claimed(path, lambda holder: self.progress(
             f"[{self.analysis}] unit {key} is being computed by {holder}: waiting for it"))
 
-    def _write(self, key: str, result: dict, tensors: dict[str, Tensor] | None, identity: str | None) -> Unit:
+    def _write(self, key: str, result: Record | dict, tensors: dict[str, Tensor] | None, identity: str | None) -> Unit:
         """Tensor file first (named by its digest), then the record naming it; then older tensor files go."""
         path = self._record_path(key)
         reference, kept = None, None
@@ -242,7 +240,8 @@ class Store:
             except OSError as err:
                 raise ResultsError(f"cannot write {path.parent / kept} ({err.strerror or err}): "
                                    f"choose a writable --out") from None
-        record = {**self.header(), "key": key, "identity": identity, "tensors": reference, "result": strict(result)}
+        record = {**self.header(), "key": key, "identity": identity, "tensors": reference,
+                  "result": strict(encode(result))}
         record["digest"] = record_digest(record)
         write_json(path, record)
         for old in path.parent.glob(f"{path.stem}~*.safetensors"):
@@ -305,175 +304,29 @@ class Store:
             raise ResultsError(f"its tensor file {reference['file']} holds other tensors than the record names")
         return tensors
 
-    def _decoded(self, result, key: str) -> dict:
-        """A unit's result checked against its analysis's unit schema (undefined numbers back to NaN)."""
-        spec = UNIT_SCHEMAS.get(self.analysis, dict)
-        return _Checker(self.model["n_layers"]).check(result, spec, key)
+    def _decoded(self, result, key: str) -> Record | dict:
+        """A unit's result read as its analysis's unit record (undefined numbers back to NaN)."""
+        unit_type = getattr(ANALYSES.get(self.analysis), "UNIT", None) or dict
+        return decode(unit_type, result, key, self.model["n_layers"])
 
-    def write_results(self, body: dict) -> dict:
-        """Validate and write the final results file of this analysis; returns what was written
-        (undefined numbers as NaN, like the file read back with `load_results`)."""
-        data = strict({**self.header(), **body})
-        decoded = validate(data)
+    def write_results(self, **body) -> Results:
+        """Check and write the final results file of this analysis from the fields of its body;
+        returns what was written (undefined numbers as NaN, like `load_results` reads it back)."""
+        data = strict(encode({**self.header(), **body}))
+        results = results_from_dict(data)
         write_json(self.results_path, data)
-        return decoded
+        return results
 
 
-def load_results(path: str | Path) -> dict:
-    """A validated results file (a `results.json` path, or an analysis folder holding one); numbers
-    written as null (undefined, e.g. TV/ICL when ICL is 0) come back as NaN."""
+def load_results(path: str | Path) -> Results:
+    """The results in a `results.json` path (or an analysis folder holding one), read back as the
+    analysis's record and checked; numbers written as null (undefined, e.g. TV/ICL when ICL is 0)
+    come back as NaN."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_FILE
     data = read_json(path)
     try:
-        return validate(data)
+        return results_from_dict(data)
     except ResultsError as err:
         raise ResultsError(f"{path}: {err}") from None
-
-
-class Layer:
-    """Schema type: a layer index of the results' model (0 <= layer < model.n_layers)."""
-
-
-@dataclass(frozen=True)
-class PerLayer:
-    """Schema type: a list with one `item` per layer of the results' model."""
-
-    item: object
-
-
-class Fraction:
-    """Schema type: a number in [0, 1], or null when undefined."""
-
-
-ACCURACY = {"correct": int, "total": int, "value": Fraction, "ci_low": Fraction, "ci_high": Fraction}
-ESTIMATE = {"value": float, "ci_low": float, "ci_high": float}
-GROUP = {"n_tasks": int, "baseline": ESTIMATE, "icl": ESTIMATE, "tv": ESTIMATE, "tv_over_icl": ESTIMATE}
-CLUSTER_STATS = {"n_vectors": int, "n_tasks": int, "within": float, "between": float,
-                 "silhouette": float, "nearest_centroid_accuracy": float}
-TOKENS = {"tokens": [str], "ids": [int], "scores": [float]}
-HEADER = {"schema_version": int, "analysis": str, "settings": dict, "seed": int, "versions": dict,
-          "model": {"model": str, "fingerprint": str, "n_layers": int, "d_model": int}}
-MAIN_TASK = {"task": str, "category": str, "baseline": ACCURACY, "icl": ACCURACY, "tv": ACCURACY,
-             "best_layer": Layer, "dev_accuracy_by_layer": PerLayer(ACCURACY), "n_pairs_filtered": int,
-             "test_items": [{"query": str, "answers": [str], "icl": str, "tv": str}],
-             "hits": {"icl": [bool], "tv": [bool]}}
-FV_EVALUATION = {"zero_shot_by_layer": PerLayer(ACCURACY), "shuffled_by_layer": PerLayer(ACCURACY),
-                 "zero_shot_layer": Layer, "shuffled_layer": Layer, "zero_shot": ACCURACY, "shuffled": ACCURACY}
-HEAD_EFFECTS = {"aie": PerLayer([float]), "aie_low": PerLayer([float]), "aie_high": PerLayer([float])}
-FV_RUN = {"format": str, "task": str, "category": str, "n_pairs": int, **HEAD_EFFECTS,
-          "clean_accuracy": ACCURACY, "corrupted_accuracy": ACCURACY, "corrupted_prob": Fraction,
-          "top_heads": [[float]], "baseline": ACCURACY, "icl": ACCURACY, "shuffled_icl": ACCURACY,
-          "tv": {"layer": Layer, "dev_by_layer": PerLayer(Fraction), "test": ACCURACY, "shuffled": ACCURACY},
-          "heads_patched": {"zero_shot": ACCURACY, "shuffled": ACCURACY}, "fv": {str: FV_EVALUATION},
-          "cosine": {str: PerLayer(float)}, "top_tokens": {str: TOKENS}}
-CONFLICT_PAIR = {"task_a": str, "task_b": str, "layer": Layer, "n_items": int,
-                 "icl_vs_a": ACCURACY, "icl_vs_b": ACCURACY, "patched_vs_a": ACCURACY, "patched_vs_b": ACCURACY,
-                 "items": [{"query": str, "answers_a": [str], "answers_b": [str], "icl": str, "patched": str}]}
-
-SCHEMAS: dict[str, dict] = {
-    "main_table": {"tasks": [MAIN_TASK], "summary": {"overall": GROUP, "categories": {str: GROUP}}},
-    "layer_sweep": {
-        "n_layers": int,
-        "tasks": [{"task": str, "category": str, "best_layer": Layer, "accuracy": PerLayer(Fraction)}],
-        "mean": PerLayer(float), "std": PerLayer(float), "min": PerLayer(float), "max": PerLayer(float),
-    },
-    "conflicting_tasks": {"pairs": [CONFLICT_PAIR]},
-    "top_tokens": {
-        "k": int,
-        "tasks": [{"task": str, "category": str, "layer": Layer, "n_items": int, "raw": TOKENS, "centred": TOKENS}],
-    },
-    "clusters": {
-        "layer": Layer,
-        "stats": CLUSTER_STATS,
-        "stats_centred": CLUSTER_STATS,
-        "tasks": [{"task": str, "category": str, "n_items": int, "within": float}],
-        "points": [{"task": str, "query": str, "x": float, "y": float}],
-    },
-    "function_vectors": {"k": int, "formats": [str], "formulations": [str], "runs": [FV_RUN],
-                         "mean_aie": {str: {"n_tasks": int, **HEAD_EFFECTS}}},
-}
-UNIT_SCHEMAS: dict[str, object] = {"main_table": MAIN_TASK, "conflicting_tasks": CONFLICT_PAIR,
-                                   "clusters": {"queries": [str]}, "function_vectors": FV_RUN}
-
-
-def validate(data: dict) -> dict:
-    """`data` checked against the header schema and the schema of its analysis, with undefined
-    numbers (null) as NaN; a one-line ResultsError naming the offending field if it does not follow
-    them or is inconsistent (correct > total, a layer the model lacks, a curve of the wrong length)."""
-    if not isinstance(data, dict):
-        raise ResultsError(f"top level: expected an object, got {type(data).__name__}")
-    _Checker(None).check(data, HEADER, "")
-    if data["schema_version"] > SCHEMA_VERSION:
-        raise ResultsError(f"schema version {data['schema_version']} is newer than this tv_lens "
-                           f"({SCHEMA_VERSION}): upgrade tv_lens")
-    if data["analysis"] not in SCHEMAS:
-        raise ResultsError(f"unknown analysis {data['analysis']!r}: expected one of {', '.join(SCHEMAS)}")
-    n_layers = data["model"]["n_layers"]
-    if n_layers < 1:
-        raise ResultsError(f"model.n_layers: expected a positive number of layers, got {n_layers}")
-    if data.get("n_layers", n_layers) != n_layers:
-        raise ResultsError(f"n_layers: {data['n_layers']} differs from the model's {n_layers}")
-    return {**data, **_Checker(n_layers).check(data, SCHEMAS[data["analysis"]], "")}
-
-
-@dataclass(frozen=True)
-class _Checker:
-    """Checks a value against a spec and returns it with undefined numbers (null) as NaN. A spec is
-    a type, a schema type above, a one-element list (every item follows it), or a dict of required
-    keys (a dict with a single `str` key, like {str: X}, maps any key to X)."""
-
-    n_layers: int | None
-
-    def check(self, value, spec, where: str):
-        if isinstance(spec, list):
-            return [self.check(item, spec[0], f"{where}[{i}]") for i, item in enumerate(self._list(value, where))]
-        if isinstance(spec, PerLayer):
-            items = self._list(value, where)
-            if len(items) != self.n_layers:
-                raise ResultsError(f"{where}: expected one entry per layer ({self.n_layers}), got {len(items)}")
-            return self.check(items, [spec.item], where)
-        if isinstance(spec, dict):
-            return self._object(value, spec, where)
-        if spec in (float, Fraction):
-            return self._number(value, where, spec is Fraction)
-        if spec in (int, Layer):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ResultsError(f"{where}: expected an integer, got {type(value).__name__}")
-            if spec is Layer and not 0 <= value < self.n_layers:
-                raise ResultsError(f"{where}: layer {value} out of range: the model has layers 0..{self.n_layers - 1}")
-            return value
-        if not isinstance(value, spec):
-            raise ResultsError(f"{where or 'top level'}: expected {spec.__name__}, got {type(value).__name__}")
-        return value
-
-    @staticmethod
-    def _list(value, where: str) -> list:
-        if not isinstance(value, list):
-            raise ResultsError(f"{where or 'top level'}: expected a list, got {type(value).__name__}")
-        return value
-
-    def _object(self, value, spec: dict, where: str) -> dict:
-        if not isinstance(value, dict):
-            raise ResultsError(f"{where or 'top level'}: expected an object, got {type(value).__name__}")
-        if list(spec) == [str]:
-            return {key: self.check(item, spec[str], f"{where}.{key}") for key, item in value.items()}
-        checked = dict(value)
-        for key, item_spec in spec.items():
-            if key not in value:
-                raise ResultsError(f"{where or 'top level'}: missing field {key!r}")
-            checked[key] = self.check(value[key], item_spec, f"{where}.{key}" if where else key)
-        if spec is ACCURACY and not 0 <= checked["correct"] <= checked["total"]:
-            raise ResultsError(f"{where}: {checked['correct']} correct out of {checked['total']} is impossible")
-        return checked
-
-    @staticmethod
-    def _number(value, where: str, fraction: bool) -> float:
-        if value is None:
-            return math.nan
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ResultsError(f"{where}: expected a number, got {type(value).__name__}")
-        if fraction and not 0 <= value <= 1:
-            raise ResultsError(f"{where}: expected a fraction in [0, 1], got {value}")
-        return value

@@ -5,14 +5,22 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import ClassVar
+
+from tv_lens.codec import Fraction, Record
 
 
 @dataclass(frozen=True)
-class Accuracy:
-    """`correct` out of `total`, with the Wilson score interval at 95%."""
+class Accuracy(Record):
+    """`correct` out of `total`, with the Wilson score interval at 95% (stored beside the counts)."""
 
     correct: int
     total: int
+    DERIVED: ClassVar[dict] = {"value": Fraction, "ci_low": Fraction, "ci_high": Fraction}
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.correct <= self.total:
+            raise ValueError(f"{self.correct} correct out of {self.total} is impossible")
 
     @classmethod
     def of(cls, hits: Iterable[bool]) -> Accuracy:
@@ -27,14 +35,16 @@ class Accuracy:
     def ci(self) -> tuple[float, float]:
         return wilson_interval(self.correct, self.total)
 
-    def to_dict(self) -> dict:
-        low, high = self.ci
-        return {"correct": self.correct, "total": self.total, "value": self.value,
-                "ci_low": low, "ci_high": high}
+    @property
+    def ci_low(self) -> float:
+        return self.ci[0]
+
+    @property
+    def ci_high(self) -> float:
+        return self.ci[1]
 
     def __str__(self) -> str:
-        low, high = self.ci
-        return f"{self.value:.2f} [{low:.2f}, {high:.2f}]"
+        return f"{self.value:.2f} [{self.ci_low:.2f}, {self.ci_high:.2f}]"
 
 
 def wilson_interval(correct: int, total: int, z: float = 1.959963984540054) -> tuple[float, float]:

@@ -4,9 +4,11 @@ stratified bootstrap: items are resampled within each task, ICL and TV paired on
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
+
+from tv_lens.codec import Record
 
 
 @dataclass
@@ -18,20 +20,17 @@ class TaskHits:
     tv: Sequence[bool]
 
 
-@dataclass
-class Estimate:
+@dataclass(frozen=True)
+class Estimate(Record):
     """A point value with a 95% percentile-bootstrap interval."""
 
     value: float
     ci_low: float
     ci_high: float
 
-    def to_dict(self) -> dict:
-        return asdict(self)
 
-
-@dataclass
-class GroupSummary:
+@dataclass(frozen=True)
+class GroupSummary(Record):
     """Means over a group of tasks (a category, or all of them)."""
 
     n_tasks: int
@@ -39,10 +38,6 @@ class GroupSummary:
     icl: Estimate
     tv: Estimate
     tv_over_icl: Estimate
-
-    def to_dict(self) -> dict:
-        return {"n_tasks": self.n_tasks, **{k: getattr(self, k).to_dict()
-                                            for k in ("baseline", "icl", "tv", "tv_over_icl")}}
 
 
 def _ratio(tv: np.ndarray, icl: np.ndarray) -> np.ndarray:
