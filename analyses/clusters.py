@@ -10,7 +10,7 @@ import argparse
 import statistics
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from jaxtyping import Float
@@ -22,7 +22,7 @@ from tv_lens.learn import learn_items
 from tv_lens.prompts import PromptFormat
 from tv_lens.records import Point, TaskQueries, TaskSpread
 from tv_lens.results import Shard, Store
-from tv_lens.settings import PAPER, Settings
+from tv_lens.settings import PAPER, PAPER_4_SHOTS, AnalysisSettings, Settings
 from tv_lens.tasks import Task, sample_items
 
 from . import main_table
@@ -32,12 +32,12 @@ ANALYSIS = "clusters"
 
 
 @dataclass(frozen=True)
-class ClusterSettings:
-    """The paper's: 50 vectors per task from 4 demonstrations and 2 dummy queries each."""
+class ClusterSettings(AnalysisSettings):
+    """The paper's: 50 vectors per task, each from 4 demonstrations and 2 dummy queries (`sizes`)."""
 
+    USES = ("n_shots", "n_dummies")
     n_per_task: int = 50
-    n_shots: int = 4
-    n_dummies: int = 2
+    sizes: Settings = PAPER_4_SHOTS
 
 
 def task_thetas(model, task: Task, settings: ClusterSettings,
@@ -45,7 +45,8 @@ def task_thetas(model, task: Task, settings: ClusterSettings,
     """θ at every layer for `n_per_task` items of `task` ([n, n_layers, d_model]), and the items'
     queries; kept at every layer so that the choice of the common layer needs no new θ."""
     task = task.filtered(model.tokenizer)
-    items = sample_items(task, settings.n_per_task, seed, n_shots=settings.n_shots, n_dummies=settings.n_dummies)
+    items = sample_items(task, settings.n_per_task, seed, n_shots=settings.sizes.n_shots,
+                         n_dummies=settings.sizes.n_dummies)
     thetas, _ = learn_items(model, items, PromptFormat.for_task(task))
     return torch.stack(thetas), [i.query for i in items]
 
@@ -68,7 +69,7 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Cluster
         raise ValueError("clustering needs at least two tasks")
     if layer is not None:
         check_layer(model, layer)
-    store = Store.open(out, ANALYSIS, model, asdict(settings), seed, progress)
+    store = Store.open(out, ANALYSIS, model, settings.record(), seed, progress)
 
     def compute(task: Task) -> tuple[TaskQueries, dict[str, Tensor]]:
         thetas, queries = task_thetas(model, task, settings, seed)

@@ -11,7 +11,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from tv_lens.engine import Run, decode, encode, predict
 from tv_lens.interventions import Intervention
@@ -20,7 +20,7 @@ from tv_lens.progress import bar
 from tv_lens.prompts import PromptFormat
 from tv_lens.records import ConflictItem, ConflictPair
 from tv_lens.results import Shard, Store
-from tv_lens.settings import PAPER, Settings
+from tv_lens.settings import PAPER, PAPER_4_SHOTS, AnalysisSettings, Settings
 from tv_lens.stats import Accuracy
 from tv_lens.tasks import Item, Task, get_scorer, items_for, resolve_task, sample_items
 
@@ -33,11 +33,11 @@ PAPER_PAIRS = (("next_letter", "to_upper"), ("list_last", "list_first"), ("prev_
 
 
 @dataclass(frozen=True)
-class ConflictSettings:
-    """The paper's: 4 demonstrations, 2 dummy queries for θ_B, 50 queries per pair."""
+class ConflictSettings(AnalysisSettings):
+    """The paper's: 4 demonstrations per prompt and 2 dummy queries for θ_B (`sizes`), 50 queries per pair."""
 
-    n_shots: int = 4
-    n_dummies: int = 2
+    USES = ("n_shots", "n_dummies")
+    sizes: Settings = PAPER_4_SHOTS
     n_items: int = 50
 
 
@@ -48,10 +48,10 @@ def pair_items(task_a: Task, task_b: Task, settings: ConflictSettings, seed: int
     if not common:
         raise ValueError(f"tasks {task_a.name!r} and {task_b.name!r} share no input: "
                          "a conflicting pair needs queries valid for both tasks")
-    items_a = sample_items(task_a, settings.n_items, seed, n_shots=settings.n_shots, n_dummies=0,
+    items_a = sample_items(task_a, settings.n_items, seed, n_shots=settings.sizes.n_shots, n_dummies=0,
                            exclude=[x for x in task_a.inputs if x not in common])
     items_b = items_for(task_b, [item.query for item in items_a], random.Random(f"{seed}:{task_a.name}:{task_b.name}"),
-                        settings.n_shots, settings.n_dummies)
+                        settings.sizes.n_shots, settings.sizes.n_dummies)
     return items_a, items_b
 
 
@@ -106,7 +106,7 @@ def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS
         main_units, main_store = main_table.task_results(model, out, tasks_b, main_settings, seed, progress)
         layers = {**layers, **main_table.layers_of([u.result for u in main_units])}
         main_computed = [f"{main_table.ANALYSIS}/{key}" for key in main_store.computed]
-    store = Store.open(out, ANALYSIS, model, asdict(settings), seed, progress)
+    store = Store.open(out, ANALYSIS, model, settings.record(), seed, progress)
     results = []
     for i, (a, b) in enumerate(bar(resolved, "conflicting tasks", unit="pair"), 1):
         at = layer if layer is not None else layers[b.name]

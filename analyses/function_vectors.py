@@ -26,6 +26,7 @@ from tv_lens.lens import top_tokens
 from tv_lens.mediation import HeadEffects, head_effects
 from tv_lens.records import FVRun, MeanAIE, TaskVectorRun, ZeroShotAndShuffled
 from tv_lens.results import Shard, Store
+from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER, AnalysisSettings, Settings
 from tv_lens.task_level import learn_task
 from tv_lens.tasks import Task
 
@@ -35,16 +36,16 @@ ANALYSIS = "function_vectors"
 
 
 @dataclass(frozen=True)
-class FVSettings:
-    """The FV paper's sizes (FV.md); the task vector is a task-level θ from `tv_contexts` contexts of
-    the same prompts (`n_shots` demonstrations), its layer chosen on the same dev items."""
+class FVSettings(AnalysisSettings):
+    """The FV paper's sizes (FV.md): `sizes` for the demonstrations, dev and test items, then clean and
+    corrupted prompts and heads summed; the task vector is a task-level θ from `tv_contexts` contexts
+    of the same prompts (the paper's 2 dummy queries each), its layer chosen on the same dev items."""
 
-    n_shots: int = 10
-    n_clean: int = 100
-    n_corrupted: int = 25
-    n_dev: int = 50
-    n_test: int = 50
-    k: int = 10
+    USES = ("n_shots", "n_dev", "n_test")
+    sizes: Settings = FV_PAPER
+    n_clean: int = FV_CLEAN
+    n_corrupted: int = FV_CORRUPTED
+    k: int = FV_HEADS
     tv_contexts: int = 16
     formulations: tuple[str, ...] = FORMULATIONS
 
@@ -52,13 +53,14 @@ class FVSettings:
 def task_result(model, task: Task, fmt_name: str, settings: FVSettings, seed: int) -> tuple[FVRun, HeadEffects]:
     """Everything about one task in one prompt format (see the module docstring)."""
     kept, fmt = task_in_format(model, task, fmt_name)
-    items = fv_items(kept, seed, n_shots=settings.n_shots, n_clean=settings.n_clean,
-                     n_corrupted=settings.n_corrupted, n_dev=settings.n_dev, n_test=settings.n_test)
+    sizes = settings.sizes
+    items = fv_items(kept, seed, n_shots=sizes.n_shots, n_clean=settings.n_clean, n_corrupted=settings.n_corrupted,
+                     n_dev=sizes.n_dev, n_test=sizes.n_test)
     with counting() as count:
         effects = head_effects(model, kept, fmt=fmt, seed=seed, items=items)
         timings = {f"heads_{k}": v for k, v in effects.timings.items()}
         clock = time.perf_counter()
-        theta = learn_task(model, kept, k=settings.tv_contexts, seed=seed, n_shots=settings.n_shots, dev=items.dev,
+        theta = learn_task(model, kept, k=settings.tv_contexts, seed=seed, n_shots=sizes.n_shots, dev=items.dev,
                            exclude=items.test_inputs, fmt=fmt)
         timings["tv"] = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -113,7 +115,7 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: FVSetti
     for name in formats:
         if name not in FORMATS:
             raise ValueError(f"unknown prompt format {name!r}: choose from {', '.join(FORMATS)}")
-    store = Store.open(out, ANALYSIS, model, asdict(settings), seed, progress)
+    store = Store.open(out, ANALYSIS, model, settings.record(), seed, progress)
     keys = {}
     for fmt_name in formats:
         for task in tasks:
@@ -156,8 +158,8 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: FVSetti
 
 
 def add_settings_arguments(p: argparse.ArgumentParser) -> None:
-    """The sizes of FVSettings, and --formats."""
-    for name, default in asdict(FVSettings()).items():
+    """The sizes of FVSettings (--fv-n-shots, ...), and --formats."""
+    for name, default in FVSettings().record().items():
         if name != "formulations":
             p.add_argument("--fv-" + name.replace("_", "-"), type=int, default=default,
                            help=f"function vectors: {name.replace('_', ' ')} (default {default})")
@@ -166,7 +168,7 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace) -> FVSettings:
-    return FVSettings(**{k: getattr(args, "fv_" + k) for k in asdict(FVSettings()) if k != "formulations"})
+    return FVSettings().but(**{k: getattr(args, "fv_" + k) for k in FVSettings().record() if k != "formulations"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tv_lens.cli_options import placement
+from tv_lens.fv_prompts import FORMATS
 from tv_lens.progress import counter
 from tv_lens.results import Shard
 from tv_lens.settings import Settings
@@ -22,14 +23,15 @@ from .common import Outcome, Progress, check_run_arguments, default_out, resolve
 
 @dataclass(frozen=True)
 class Protocol:
-    """Sizes of every experiment, and the tasks (None: the paper's 18)."""
+    """Sizes of every experiment (the main table's `Settings`, the others' settings holding one each,
+    the top tokens listed), the function vectors' prompt formats, and the tasks (None: the paper's 18)."""
 
     main: Settings = field(default_factory=Settings)
     conflict: conflicting_tasks.ConflictSettings = field(default_factory=conflicting_tasks.ConflictSettings)
     cluster: clusters.ClusterSettings = field(default_factory=clusters.ClusterSettings)
     fv: function_vectors.FVSettings = field(default_factory=function_vectors.FVSettings)
-    fv_formats: tuple[str, ...] = ("qa", "arrow")
-    k: int = 20
+    fv_formats: tuple[str, ...] = FORMATS
+    k: int = top_tokens.TOP_K
     tasks: tuple[str, ...] | None = None
 
 
@@ -38,7 +40,7 @@ QUICK = Protocol(
     main=Settings(n_baseline=8, n_dev=8, n_test=8),
     conflict=conflicting_tasks.ConflictSettings(n_items=8),
     cluster=clusters.ClusterSettings(n_per_task=8),
-    fv=function_vectors.FVSettings(n_clean=6, n_corrupted=3, n_dev=4, n_test=4, tv_contexts=2),
+    fv=function_vectors.FVSettings().but(n_clean=6, n_corrupted=3, n_dev=4, n_test=4, tv_contexts=2),
     k=10,
     tasks=("next_letter", "to_upper", "list_last", "list_first", "antonyms"),
 )

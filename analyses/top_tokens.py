@@ -23,10 +23,11 @@ from . import main_table
 from .common import Outcome, Progress, load, parser, resolve_tasks, say, show
 
 ANALYSIS = "top_tokens"
+TOP_K = 20  # tokens listed per task
 
 
 def run(model, out, tasks: Sequence[str | Task] | None = None,
-        settings: Settings = PAPER, seed: int = 0, k: int = 20,
+        settings: Settings = PAPER, seed: int = 0, k: int = TOP_K,
         progress: Progress = say) -> Outcome:
     """Top-`k` tokens of each task's mean test θ at its best layer, raw and centred, both taken from
     the main table's units in `out` (computed there first if missing)."""
@@ -45,7 +46,7 @@ def run(model, out, tasks: Sequence[str | Task] | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0], shards=False)
-    p.add_argument("-k", type=int, default=20, help="tokens per task (default 20)")
+    p.add_argument("-k", type=int, default=TOP_K, help=f"tokens per task (default {TOP_K})")
     main_table.add_settings_arguments(p)
     args = p.parse_args(argv)
     model, out, _ = load(args)

@@ -18,7 +18,7 @@ from tv_lens.tasks import get_task, sample_splits
 
 TASKS = ["next_letter", "to_upper", "list_last", "list_first"]
 SMALL = Settings(n_baseline=6, n_dev=6, n_test=6)
-SMALL_FV = function_vectors.FVSettings(n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2)
+SMALL_FV = function_vectors.FVSettings().but(n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2)
 SMALL_PROTOCOL = reproduce.Protocol(main=SMALL, conflict=conflicting_tasks.ConflictSettings(n_items=6),
                                     fv=SMALL_FV, fv_formats=("arrow",),
                                     cluster=clusters.ClusterSettings(n_per_task=6), k=5)

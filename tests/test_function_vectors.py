@@ -142,7 +142,7 @@ def test_the_analysis_runs_resumes_and_makes_its_figures(tiny_llama, tmp_path, o
     from tv_lens.results import load_results
     from tv_lens.tables import as_html, as_text
 
-    settings = analysis.FVSettings(n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2)
+    settings = analysis.FVSettings().but(n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2)
     lines = []
     first = analysis.run(tiny_llama, tmp_path, ["to_upper", "next_letter"], settings, progress=lines.append)
     assert first.computed == ["arrow__to_upper", "arrow__next_letter"]  # no one-token " y" for qa on tiny

@@ -18,3 +18,26 @@ def test_an_unknown_size_is_refused_in_one_line(tiny_llama):
         PAPER.but(n_tests=10)
     with pytest.raises(TypeError, match="unknown protocol size"):
         learn_task(tiny_llama, get_task("next_letter"), k=2, n_tests=10)
+
+
+def test_an_analysis_holds_the_protocol_sizes_and_records_those_it_uses_beside_its_own():
+    from analyses.clusters import ClusterSettings
+    from analyses.conflicting_tasks import ConflictSettings
+    from analyses.function_vectors import FVSettings
+
+    assert ConflictSettings().record() == {"n_shots": 4, "n_dummies": 2, "n_items": 50}
+    assert ClusterSettings().sizes == PAPER.but(n_shots=4) == ConflictSettings().sizes
+    assert FVSettings().record() == {"n_shots": 10, "n_dev": 50, "n_test": 50, "n_clean": 100, "n_corrupted": 25,
+                                     "k": 10, "tv_contexts": 16, "formulations": FVSettings().formulations}
+    changed = FVSettings().but(n_dev=3, n_clean=4)
+    assert (changed.sizes.n_dev, changed.n_clean, changed.sizes.n_test) == (3, 4, 50)
+
+
+def test_a_size_an_analysis_does_not_use_is_refused_in_one_line():
+    from analyses.clusters import ClusterSettings
+    from analyses.function_vectors import FVSettings
+
+    with pytest.raises(TypeError, match="ClusterSettings has no size n_test: it uses n_shots, n_dummies, n_per_task"):
+        ClusterSettings().but(n_test=3)
+    with pytest.raises(TypeError, match="FVSettings has no size n_dummies"):
+        FVSettings().but(n_dummies=3)

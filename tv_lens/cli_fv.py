@@ -6,6 +6,7 @@ import argparse
 import re
 
 from tv_lens.cli_options import add_model_options, placement
+from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER
 
 
 def add_commands(commands) -> None:
@@ -16,16 +17,19 @@ def add_commands(commands) -> None:
                                          "function vector, choose its layer on dev items unless --layer, and "
                                          "save it as safetensors (apply it with `tv-lens apply ... --mode add`).")
     fv.add_argument("--task", required=True, help="a task name (e.g. antonyms) or a task file (.json, .jsonl, .csv)")
-    fv.add_argument("--k", type=int, default=10, help="heads summed (default: 10, the paper's)")
+    fv.add_argument("--k", type=int, default=FV_HEADS, help=f"heads summed (default: {FV_HEADS}, the paper's)")
     fv.add_argument("--out", help="where to write the vector (default: <task>.fv.safetensors)")
     fv.add_argument("--format", choices=("qa", "arrow"), default="qa",
                     help="prompts: qa (the FV paper's Q:/A:, default) or arrow (the task-vector paper's)")
     fv.add_argument("--formulation", choices=("residual", "out_proj", "scaled"), default="residual",
                     help="what a head contributes (default residual: after a post-attention norm; see the docs)")
     fv.add_argument("--layer", type=int, default=None, help="layer to add it at (default: best on dev items)")
-    fv.add_argument("--n-clean", type=int, default=100, help="clean prompts averaged for ā (default: 100)")
-    fv.add_argument("--n-corrupted", type=int, default=25, help="shuffled-label prompts for the AIE (default: 25)")
-    fv.add_argument("--n-dev", type=int, default=50, help="dev queries of the layer sweep (default: 50)")
+    fv.add_argument("--n-clean", type=int, default=FV_CLEAN,
+                    help=f"clean prompts averaged for ā (default: {FV_CLEAN})")
+    fv.add_argument("--n-corrupted", type=int, default=FV_CORRUPTED,
+                    help=f"shuffled-label prompts for the AIE (default: {FV_CORRUPTED})")
+    fv.add_argument("--n-dev", type=int, default=FV_PAPER.n_dev,
+                    help=f"dev queries of the layer sweep (default: {FV_PAPER.n_dev})")
     fv.add_argument("--seed", type=int, default=0, help="seed of the split and the prompts (default 0)")
     add_model_options(fv)
     fv.set_defaults(run=_fv)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from tv_lens.cli_options import add_model_options, placement
+from tv_lens.settings import PAPER
 
 
 def add_commands(commands) -> None:
@@ -19,8 +20,10 @@ def add_commands(commands) -> None:
     learn.add_argument("--out", required=True, help="where to write the vector (.safetensors)")
     learn.add_argument("--k", type=int, default=16, help="contexts averaged (default: 16)")
     learn.add_argument("--layer", type=int, default=None, help="layer to use (default: best on a dev sweep)")
-    learn.add_argument("--n-shots", type=int, default=5, help="demonstrations per context (default: 5)")
-    learn.add_argument("--n-dev", type=int, default=50, help="dev queries of the layer sweep (default: 50)")
+    learn.add_argument("--n-shots", type=int, default=PAPER.n_shots,
+                       help=f"demonstrations per context (default: {PAPER.n_shots})")
+    learn.add_argument("--n-dev", type=int, default=PAPER.n_dev,
+                       help=f"dev queries of the layer sweep (default: {PAPER.n_dev})")
     learn.add_argument("--seed", type=int, default=0,
                        help="seed of the contexts and dev queries drawn from the task (default: 0)")
     add_model_options(learn)

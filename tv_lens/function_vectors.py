@@ -37,6 +37,7 @@ from tv_lens.interventions import Intervention, check_layer
 from tv_lens.mediation import HeadEffects, head_effects
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
+from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER
 from tv_lens.stats import Accuracy
 from tv_lens.sweep import best_layer
 from tv_lens.tasks import Item, Task, get_scorer
@@ -45,7 +46,7 @@ from tv_lens.vectors import FUNCTION_VECTOR, TaskVector
 FORMULATIONS = ("residual", "out_proj", "scaled")
 
 
-def fv_vectors(model, effects: HeadEffects, k: int = 10, formulation: str = "residual"
+def fv_vectors(model, effects: HeadEffects, k: int = FV_HEADS, formulation: str = "residual"
                ) -> Float[Tensor, "n_layers d_model"]:
     """The FV of the top-`k` heads of `effects` in `formulation`, as the vector to add at each layer."""
     if formulation not in FORMULATIONS:
@@ -138,17 +139,17 @@ def evaluate_fvs(
 def function_vector(
     model,
     task: Task,
-    k: int = 10,
+    k: int = FV_HEADS,
     *,
     formulation: str = "residual",
     fmt: str | PromptFormat = "qa",
     layer: int | None = None,
     effects: HeadEffects | None = None,
     seed: int = 0,
-    n_shots: int = 10,
-    n_clean: int = 100,
-    n_corrupted: int = 25,
-    n_dev: int = 50,
+    n_shots: int = FV_PAPER.n_shots,
+    n_clean: int = FV_CLEAN,
+    n_corrupted: int = FV_CORRUPTED,
+    n_dev: int = FV_PAPER.n_dev,
     budget: Budget | None = None,
 ) -> TaskVector:
     """The FV of `task` from its top-`k` heads (`effects`, else computed with these settings), saved

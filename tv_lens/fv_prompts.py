@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass
 
 from tv_lens.prompts import QA_FORMAT, PromptFormat
+from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_PAPER
 from tv_lens.tasks import Item, Task, draw_queries, items_for, shuffle_labels
 
 TRAIN_FRACTION = 0.7
@@ -57,8 +58,9 @@ def split_inputs(task: Task, seed: int, train_fraction: float = TRAIN_FRACTION) 
     return shuffled[:cut], shuffled[cut:]
 
 
-def fv_items(task: Task, seed: int = 0, *, n_shots: int = 10, n_clean: int = 100, n_corrupted: int = 25,
-             n_dev: int = 50, n_test: int = 50, train_fraction: float = TRAIN_FRACTION) -> FVItems:
+def fv_items(task: Task, seed: int = 0, *, n_shots: int = FV_PAPER.n_shots, n_clean: int = FV_CLEAN,
+             n_corrupted: int = FV_CORRUPTED, n_dev: int = FV_PAPER.n_dev, n_test: int = FV_PAPER.n_test,
+             train_fraction: float = TRAIN_FRACTION) -> FVItems:
     """The items of one task: `n_clean` clean and `n_corrupted` shuffled-label items on train queries
     (recurring when train is small), up to `n_dev` dev items on distinct train queries and up to
     `n_test` test items on distinct test queries, and the dev and test items with shuffled labels."""

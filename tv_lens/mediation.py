@@ -26,6 +26,7 @@ from tv_lens.heads import NORM_SCALE_HOOK, has_post_attention_norm, head_contrib
 from tv_lens.interventions import HOOK_Z, RESID_POST, Intervention
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
+from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER
 from tv_lens.stats import Accuracy
 from tv_lens.tasks import Item, Task
 
@@ -71,7 +72,7 @@ class HeadEffects:
         half = float(student_t.ppf(0.975, n - 1)) * self.effects.std(0) / n ** 0.5
         return self.aie - half, self.aie + half
 
-    def top_heads(self, k: int = 10) -> list[tuple[int, int, float]]:
+    def top_heads(self, k: int = FV_HEADS) -> list[tuple[int, int, float]]:
         """The `k` heads with the largest AIE, largest first, as (layer, head, aie)."""
         aie = self.aie
         n_heads = aie.shape[1]
@@ -117,9 +118,9 @@ def head_effects(
     *,
     fmt: str | PromptFormat = "qa",
     seed: int = 0,
-    n_shots: int = 10,
-    n_clean: int = 100,
-    n_corrupted: int = 25,
+    n_shots: int = FV_PAPER.n_shots,
+    n_clean: int = FV_CLEAN,
+    n_corrupted: int = FV_CORRUPTED,
     items: FVItems | None = None,
     reuse_prefix: bool = True,
     budget: Budget | None = None,

@@ -1,9 +1,11 @@
 """The protocol's sizes in one place: `evaluate`, `learn_task` and the analyses built on them take
-how many demonstrations, dummy queries and queries to sample from one `Settings`."""
+how many demonstrations, dummy queries and queries to sample from one `Settings`; an analysis's own
+settings hold a `Settings` and add only the sizes of its own."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
@@ -27,3 +29,40 @@ class Settings:
 
 
 PAPER = Settings()
+PAPER_4_SHOTS = PAPER.but(n_shots=4)
+"""The sizes of the paper's conflicting-task and clustering experiments: 4 demonstrations per prompt."""
+FV_PAPER = PAPER.but(n_shots=10)
+"""The function-vector paper's sizes (FV.md): 10 demonstrations per prompt, 50 dev and 50 test queries."""
+FV_CLEAN, FV_CORRUPTED, FV_HEADS = 100, 25, 10
+"""The function-vector paper's own sizes: clean prompts averaged for ā, shuffled-label prompts for the
+AIE, heads summed into the function vector."""
+
+
+class AnalysisSettings:
+    """Base of an analysis's settings, a frozen dataclass whose field `sizes` is the protocol's
+    `Settings` it samples with (of which it uses the sizes named in `USES`), its other fields its own."""
+
+    USES: ClassVar[tuple[str, ...]]
+    sizes: Settings
+
+    def record(self) -> dict:
+        """The settings written with the results and compared when a run resumes: the fields in order,
+        `sizes` given as the protocol sizes used."""
+        record = {}
+        for f in fields(self):
+            if f.name == "sizes":
+                record.update({name: getattr(self.sizes, name) for name in self.USES})
+            else:
+                record[f.name] = getattr(self, f.name)
+        return record
+
+    def but(self, **changes) -> AnalysisSettings:
+        """These settings with some changed, protocol sizes (`n_shots`, ...) and the analysis's own by
+        name; a one-line error for a size it does not have or use."""
+        own = {f.name for f in fields(self)} - {"sizes"}
+        unknown = set(changes) - own - set(self.USES)
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no size {', '.join(sorted(unknown))}: "
+                            f"it uses {', '.join((*self.USES, *sorted(own)))}")
+        shared = {k: v for k, v in changes.items() if k in self.USES}
+        return replace(self, sizes=self.sizes.but(**shared), **{k: v for k, v in changes.items() if k in own})
