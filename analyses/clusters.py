@@ -26,7 +26,7 @@ from tv_lens.settings import PAPER, PAPER_4_SHOTS, AnalysisSettings, Settings
 from tv_lens.tasks import Task, sample_items
 
 from . import main_table
-from .common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show, task_units
+from .common import Outcome, Progress, report_reused, resolve_tasks, run_command, say, task_units
 
 ANALYSIS = "clusters"
 
@@ -105,14 +105,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.splitlines()[0])
-    add_arguments(p)
-    main_table.add_settings_arguments(p)
-    args = p.parse_args(argv)
-    model, out, shard = load(args)
-    outcome = run(model, out, args.tasks, ClusterSettings(n_per_task=args.n_per_task), args.seed, args.layer,
-                  main_table.settings_from_args(args), shard=shard)
-    return show(outcome)
+    return run_command(argv, __doc__, (add_arguments, main_table.add_settings_arguments),
+                       lambda model, out, shard, args: run(
+                           model, out, args.tasks, ClusterSettings(n_per_task=args.n_per_task), args.seed,
+                           args.layer, main_table.settings_from_args(args), shard=shard))
 
 
 if __name__ == "__main__":

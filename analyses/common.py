@@ -120,6 +120,19 @@ def load(args: argparse.Namespace):
     return load_model(args.model, **placement(args)), out, shard
 
 
+def run_command(argv: list[str] | None, doc: str, options: Sequence[Callable[[argparse.ArgumentParser], None]],
+                start: Callable[[object, Path, Shard | None, argparse.Namespace], Outcome],
+                tasks: bool = True, shards: bool = True) -> int:
+    """An analysis's command (described by the first line of `doc`): the options of `parser` and those
+    each of `options` adds, the model loaded, `start(model, out, shard, args)` run and its outcome shown."""
+    p = parser(doc.splitlines()[0], tasks, shards)
+    for add in options:
+        add(p)
+    args = p.parse_args(argv)
+    model, out, shard = load(args)
+    return show(start(model, out, shard, args))
+
+
 def task_units(store: Store, tasks: Sequence[Task], compute: Callable[[Task], tuple[Record, dict[str, Tensor]]],
                describe: Callable[[Record, dict[str, Tensor]], str], needs: Sequence[str],
                shard: Shard | None = None) -> list[Unit]:

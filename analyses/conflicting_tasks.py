@@ -25,7 +25,7 @@ from tv_lens.stats import Accuracy
 from tv_lens.tasks import Item, Task, get_scorer, items_for, resolve_task, sample_items
 
 from . import main_table
-from .common import Outcome, Progress, load, parser, report_reused, say, show
+from .common import Outcome, Progress, report_reused, run_command, say
 
 ANALYSIS = "conflicting_tasks"
 PAPER_PAIRS = (("next_letter", "to_upper"), ("list_last", "list_first"), ("prev_letter", "next_letter"),
@@ -137,14 +137,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.splitlines()[0], tasks=False)
-    add_arguments(p)
-    main_table.add_settings_arguments(p)
-    args = p.parse_args(argv)
-    model, out, shard = load(args)
-    outcome = run(model, out, args.pairs, ConflictSettings(n_items=args.n_items), args.seed, args.layer,
-                  main_table.settings_from_args(args), shard=shard)
-    return show(outcome)
+    return run_command(argv, __doc__, (add_arguments, main_table.add_settings_arguments),
+                       lambda model, out, shard, args: run(
+                           model, out, args.pairs, ConflictSettings(n_items=args.n_items), args.seed, args.layer,
+                           main_table.settings_from_args(args), shard=shard), tasks=False)
 
 
 if __name__ == "__main__":

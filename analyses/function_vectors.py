@@ -30,7 +30,7 @@ from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER, Analysi
 from tv_lens.task_level import learn_task
 from tv_lens.tasks import Task
 
-from .common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show
+from .common import Outcome, Progress, report_reused, resolve_tasks, run_command, say
 
 ANALYSIS = "function_vectors"
 
@@ -172,12 +172,8 @@ def settings_from_args(args: argparse.Namespace) -> FVSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.splitlines()[0])
-    add_settings_arguments(p)
-    args = p.parse_args(argv)
-    model, out, shard = load(args)
-    outcome = run(model, out, args.tasks, settings_from_args(args), args.seed, args.formats, shard=shard)
-    return show(outcome)
+    return run_command(argv, __doc__, (add_settings_arguments,), lambda model, out, shard, args: run(
+        model, out, args.tasks, settings_from_args(args), args.seed, args.formats, shard=shard))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from tv_lens.settings import PAPER, Settings
 from tv_lens.tasks import Task
 
 from . import main_table
-from .common import Outcome, Progress, load, parser, say, show
+from .common import Outcome, Progress, run_command, say
 
 ANALYSIS = "layer_sweep"
 
@@ -45,12 +45,8 @@ def run(model, out, tasks: Sequence[str | Task] | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.splitlines()[0], shards=False)
-    main_table.add_settings_arguments(p)
-    args = p.parse_args(argv)
-    model, out, _ = load(args)
-    outcome = run(model, out, args.tasks, main_table.settings_from_args(args), args.seed)
-    return show(outcome)
+    return run_command(argv, __doc__, (main_table.add_settings_arguments,), lambda model, out, _, args: run(
+        model, out, args.tasks, main_table.settings_from_args(args), args.seed), shards=False)
 
 
 if __name__ == "__main__":

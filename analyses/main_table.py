@@ -20,7 +20,7 @@ from tv_lens.settings import PAPER, Settings
 from tv_lens.summary import TaskHits, summarize
 from tv_lens.tasks import Task
 
-from .common import Outcome, Progress, load, parser, report_reused, resolve_tasks, say, show, task_units
+from .common import Outcome, Progress, report_reused, resolve_tasks, run_command, say, task_units
 
 ANALYSIS = "main_table"
 MEAN_THETA = "mean_theta"
@@ -105,12 +105,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.splitlines()[0])
-    add_settings_arguments(p)
-    args = p.parse_args(argv)
-    model, out, shard = load(args)
-    outcome = run(model, out, args.tasks, settings_from_args(args), args.seed, shard=shard)
-    return show(outcome)
+    return run_command(argv, __doc__, (add_settings_arguments,), lambda model, out, shard, args: run(
+        model, out, args.tasks, settings_from_args(args), args.seed, shard=shard))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ on small models the raw projection is dominated by a component every task shares
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -20,7 +21,7 @@ from tv_lens.settings import PAPER, Settings
 from tv_lens.tasks import Task
 
 from . import main_table
-from .common import Outcome, Progress, load, parser, resolve_tasks, say, show
+from .common import Outcome, Progress, resolve_tasks, run_command, say
 
 ANALYSIS = "top_tokens"
 TOP_K = 20  # tokens listed per task
@@ -45,13 +46,11 @@ def run(model, out, tasks: Sequence[str | Task] | None = None,
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser(__doc__.splitlines()[0], shards=False)
-    p.add_argument("-k", type=int, default=TOP_K, help=f"tokens per task (default {TOP_K})")
-    main_table.add_settings_arguments(p)
-    args = p.parse_args(argv)
-    model, out, _ = load(args)
-    outcome = run(model, out, args.tasks, main_table.settings_from_args(args), args.seed, args.k)
-    return show(outcome)
+    def add_k(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-k", type=int, default=TOP_K, help=f"tokens per task (default {TOP_K})")
+
+    return run_command(argv, __doc__, (add_k, main_table.add_settings_arguments), lambda model, out, _, args: run(
+        model, out, args.tasks, main_table.settings_from_args(args), args.seed, args.k), shards=False)
 
 
 if __name__ == "__main__":
