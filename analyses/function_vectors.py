@@ -24,6 +24,7 @@ from tv_lens.fv_prompts import FORMATS, fv_items, task_in_format
 from tv_lens.interventions import HOOK_Z, Intervention
 from tv_lens.lens import top_tokens
 from tv_lens.mediation import HeadEffects, head_effects
+from tv_lens.progress import bar, stage
 from tv_lens.records import FVRun, MeanAIE, TaskVectorRun, ZeroShotAndShuffled
 from tv_lens.results import Shard, Store
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER, AnalysisSettings, Settings
@@ -70,7 +71,8 @@ def task_result(model, task: Task, fmt_name: str, settings: FVSettings, seed: in
         evaluations, controls = evaluate_fvs(model, kept, vectors, items, fmt,
                                              {"tv": (Intervention(theta.layer, theta.at()),),
                                               "heads": heads_patched})
-        icl = accuracy_with(model, kept, [fmt.icl_prompt(i) for i in items.test], items.test, {"icl": [()]})
+        with stage("ICL on the test items"):
+            icl = accuracy_with(model, kept, [fmt.icl_prompt(i) for i in items.test], items.test, {"icl": [()]})
         timings["evaluation"] = time.perf_counter() - clock
     low, high = effects.interval
     result = FVRun(
@@ -126,25 +128,23 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: FVSetti
                 continue
             keys[fmt_name, task.name] = f"{fmt_name}__{task.name}"
     mine = set(shard.share(list(keys.values())) if shard else keys.values())
+    todo = [(fmt_name, i, task) for fmt_name in formats for i, task in enumerate(tasks, 1)
+            if keys.get((fmt_name, task.name)) in mine]
     rows = []
-    for fmt_name in formats:
-        for i, task in enumerate(tasks, 1):
-            key = keys.get((fmt_name, task.name))
-            if key not in mine:
-                continue
+    for fmt_name, i, task in bar(todo, "function vectors", unit="task"):
 
-            def compute(task: Task = task, fmt_name: str = fmt_name, i: int = i) -> tuple[FVRun, dict]:
-                start = time.perf_counter()
-                result, effects = task_result(model, task, fmt_name, settings, seed)
-                fv = result.fv[settings.formulations[0]]
-                progress(f"[{ANALYSIS}] {fmt_name} {i}/{len(tasks)} {task.name}: zero-shot "
-                         f"{result.baseline.value:.2f} icl {result.icl.value:.2f} shuffled "
-                         f"{result.shuffled_icl.value:.2f} tv {result.tv.test.value:.2f} fv "
-                         f"{fv.zero_shot.value:.2f} / {fv.shuffled.value:.2f} "
-                         f"in {time.perf_counter() - start:.1f} s")
-                return result, effects.tensors()
+        def compute(task: Task = task, fmt_name: str = fmt_name, i: int = i) -> tuple[FVRun, dict]:
+            start = time.perf_counter()
+            result, effects = task_result(model, task, fmt_name, settings, seed)
+            fv = result.fv[settings.formulations[0]]
+            progress(f"[{ANALYSIS}] {fmt_name} {i}/{len(tasks)} {task.name}: zero-shot "
+                     f"{result.baseline.value:.2f} icl {result.icl.value:.2f} shuffled "
+                     f"{result.shuffled_icl.value:.2f} tv {result.tv.test.value:.2f} fv "
+                     f"{fv.zero_shot.value:.2f} / {fv.shuffled.value:.2f} "
+                     f"in {time.perf_counter() - start:.1f} s")
+            return result, effects.tensors()
 
-            rows.append(store.get(key, compute, needs=["effects"], identity=task.digest).result)
+        rows.append(store.get(keys[fmt_name, task.name], compute, needs=["effects"], identity=task.digest).result)
     report_reused(ANALYSIS, store.reused, progress)
     if shard:
         return Outcome(None, None, store.computed, store.reused)

@@ -116,6 +116,33 @@ def test_progress_bars_on_a_terminal_unless_quiet(quiet, tmp_path, capsys, monke
         assert bool(re.search(bar, captured.err)) != quiet, (bar, captured.err[-500:])
 
 
+STAGES = {  # each command's stages, each drawn as one bar of the engine's forward passes
+    "evaluate": ["baseline", "ICL and θ of the test items", "θ of the dev items", "layer sweep",
+                 "task vector on the test items"],
+    "learn": ["θ of 3 contexts", "layer sweep on dev items"],
+    "fv": ["ā over clean prompts", "AIE of every head", "FV layer sweep on dev items"],
+}
+SIZES = {"evaluate": [], "learn": ["--k", "3", "--n-dev", "4"],
+         "fv": ["--k", "3", "--n-clean", "4", "--n-corrupted", "2", "--n-dev", "3", "--format", "arrow"]}
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+@pytest.mark.parametrize("command", sorted(STAGES))
+def test_long_commands_draw_a_bar_per_stage_on_a_terminal_unless_quiet(command, quiet, tmp_path, capsys,
+                                                                      monkeypatch):
+    from tv_lens import engine
+
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    monkeypatch.setattr(engine, "BAR_DELAY", 0)  # tiny models finish before the usual delay
+    out = ["--out", str(tmp_path / "v.safetensors")] if command != "evaluate" else []
+    args = [command, "--task", "next_letter", "--model", "tiny-llama", "--threads", "1", *SIZES[command], *out]
+    assert main(args + (["--quiet"] if quiet else [])) == 0
+    err = capsys.readouterr().err
+    for stage in STAGES[command]:
+        drawn = re.search(rf"{re.escape(stage)}: +\d+%\|.*tok", err)
+        assert bool(drawn) != quiet, (stage, err[-500:])
+
+
 def test_no_progress_bars_when_stdout_is_not_a_terminal(tmp_path, capsys):
     assert main(["reproduce", "--model", "tiny-llama", "--quick", "--tasks", "next_letter", "--out", str(tmp_path),
                  "--no-figures", "--threads", "1"]) == 0

@@ -11,7 +11,8 @@ Adding a command, so that `tv-lens --help` stays under a second:
   (tests/test_cli.py checks that building the parser imports none of them);
 - add the module's `add_commands` to `COMMANDS` below;
 - show long loops with `tv_lens.progress.bar(items, "what", unit="task")` (an ETA on a terminal, silent
-  otherwise and under `--quiet`) and print lines with `tv_lens.progress.say`.
+  otherwise and under `--quiet`) and print lines with `tv_lens.progress.say`; the engine's forward
+  passes draw their own bars, named by `with tv_lens.progress.stage("what"):` around them.
 Every command gets the run options of `tv_lens.cli_options` (`--threads`, `--quiet`), applied before it
 runs; a `ValueError`, `OSError` or `FloatingPointError` it raises becomes one line `tv-lens: error: ...`.
 """

@@ -8,7 +8,9 @@ one query patched at each layer): a group's shared prefix runs once and its key/
 every run of the group. Batches are left-padded with an attention mask (the bridge derives position
 ids from it), sized by a token `Budget`, and logits are computed at the last position only.
 `prefill` / `step` are the same forward pass for token-by-token generation through the cache.
-`with counting() as count:` counts the tokens pushed through the model inside the block.
+`with counting() as count:` counts the tokens pushed through the model inside the block. A call
+that runs longer than a second draws a progress bar of its padded tokens (`tv_lens.progress`: on a
+terminal only), labelled by the caller's `progress.stage`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from torch import Tensor
 
 from tv_lens import hooks
 from tv_lens.interventions import RESID_POST, Intervention, batch_hooks, check_intervention
+from tv_lens.progress import counter, current_stage
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ class TokenCount:
     padded_tokens: int = 0
     logit_rows: int = 0
 
+
+BAR_DELAY = 1.0  # seconds of work before `predict` draws its bar: quick calls draw none
 
 _COUNTS: contextvars.ContextVar[tuple[TokenCount, ...]] = contextvars.ContextVar("tv_lens_counts", default=())
 
@@ -142,11 +147,15 @@ def predict(
     prefix_lens = [_shared_prefix_len(g) if reuse_prefix else 0 for g in groups]
     order = sorted(range(len(groups)), key=lambda i: (prefix_lens[i], len(groups[i])))
     results: list[list[Prediction] | None] = [None] * len(groups)
-    for chunk in _chunks(order, groups, prefix_lens, budget):
-        outputs = _run_chunk(model, [groups[i] for i in chunk], [prefix_lens[i] for i in chunk],
-                             names, logits, budget)
-        for i, out in zip(chunk, outputs):
-            results[i] = out
+    chunks = [(chunk, _padded_work(chunk, groups, prefix_lens))
+              for chunk in _chunks(order, groups, prefix_lens, budget)]
+    with counter(sum(work for _, work in chunks), current_stage(), unit="tok", scale=True, delay=BAR_DELAY) as done:
+        for chunk, work in chunks:
+            outputs = _run_chunk(model, [groups[i] for i in chunk], [prefix_lens[i] for i in chunk],
+                                 names, logits, budget)
+            for i, out in zip(chunk, outputs):
+                results[i] = out
+            done.update(work)
     return [out[0] for out in results] if flat else results
 
 
@@ -201,6 +210,13 @@ def _over_budget(chunk: list[int], groups, prefix_lens: list[int], budget: Budge
     prefix_tokens = max(prefix_lens[i] for i in chunk) * len(chunk)
     suffix_tokens = max(len(r.tokens) for i in chunk for r in groups[i]) * rows
     return rows > budget.rows or max(prefix_tokens, suffix_tokens) > budget.tokens
+
+
+def _padded_work(chunk: list[int], groups, prefix_lens: list[int]) -> int:
+    """The padded tokens the chunk's passes compute: its prefixes, then every run's tokens after them."""
+    rows = sum(len(groups[i]) for i in chunk)
+    suffix_width = max(len(r.tokens) - prefix_lens[i] for i in chunk for r in groups[i])
+    return max(prefix_lens[i] for i in chunk) * len(chunk) + suffix_width * rows
 
 
 def left_pad(model, seqs: Sequence[Sequence[int]]) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:

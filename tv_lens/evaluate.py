@@ -14,6 +14,7 @@ from tv_lens.codec import NOT_STORED, Layer, PerLayer, Record
 from tv_lens.engine import Budget, Run, counting, decode, encode, predict
 from tv_lens.interventions import RESID_POST, Intervention
 from tv_lens.learn import learn_items
+from tv_lens.progress import stage
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
 from tv_lens.settings import PAPER, Settings
@@ -108,27 +109,32 @@ def evaluate(
         scorer = get_scorer(task.scoring)
         lap("prepare")
 
-        baseline_runs = [Run(t) for t in encode(model, [fmt.zero_shot_prompt(i) for i in splits.baseline])]
-        baseline_preds = decode(model, [p.token for p in predict(model, baseline_runs, budget=budget)])
+        with stage("baseline"):
+            baseline_runs = [Run(t) for t in encode(model, [fmt.zero_shot_prompt(i) for i in splits.baseline])]
+            baseline_preds = decode(model, [p.token for p in predict(model, baseline_runs, budget=budget)])
         baseline = Accuracy.of(scorer(p, i.answers) for p, i in zip(baseline_preds, splits.baseline))
         lap("baseline")
 
-        test_thetas, icl_tokens = learn_items(model, splits.test, fmt, icl=True,
-                                              reuse_prefix=reuse_prefix, budget=budget)
+        with stage("ICL and θ of the test items"):
+            test_thetas, icl_tokens = learn_items(model, splits.test, fmt, icl=True,
+                                                  reuse_prefix=reuse_prefix, budget=budget)
         icl_preds = decode(model, icl_tokens)
         icl_hits = [scorer(p, i.answers) for p, i in zip(icl_preds, splits.test)]
         lap("icl_and_theta_test")
 
-        dev_thetas, _ = learn_items(model, splits.dev, fmt, reuse_prefix=reuse_prefix, budget=budget)
+        with stage("θ of the dev items"):
+            dev_thetas, _ = learn_items(model, splits.dev, fmt, reuse_prefix=reuse_prefix, budget=budget)
         lap("theta_dev")
 
-        by_layer, _ = layer_sweep(model, [fmt.zero_shot_prompt(i) for i in splits.dev], dev_thetas,
-                                  lambda i, p: scorer(p, splits.dev[i].answers), budget=budget)
+        with stage("layer sweep"):
+            by_layer, _ = layer_sweep(model, [fmt.zero_shot_prompt(i) for i in splits.dev], dev_thetas,
+                                      lambda i, p: scorer(p, splits.dev[i].answers), budget=budget)
         chosen = best_layer([a.value for a in by_layer])
         lap("sweep")
 
-        tv_tokens = next_tokens(model, encode(model, [fmt.zero_shot_prompt(i) for i in splits.test]),
-                                [(Intervention(chosen, theta[chosen]),) for theta in test_thetas], budget=budget)
+        with stage("task vector on the test items"):
+            tv_tokens = next_tokens(model, encode(model, [fmt.zero_shot_prompt(i) for i in splits.test]),
+                                    [(Intervention(chosen, theta[chosen]),) for theta in test_thetas], budget=budget)
         tv_preds = decode(model, tv_tokens)
         tv_hits = [scorer(p, i.answers) for p, i in zip(tv_preds, splits.test)]
         lap("test")

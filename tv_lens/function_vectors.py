@@ -35,6 +35,7 @@ from tv_lens.fv_prompts import FVItems, fv_items, task_in_format
 from tv_lens.heads import head_contributions
 from tv_lens.interventions import Intervention, check_layer
 from tv_lens.mediation import HeadEffects, head_effects
+from tv_lens.progress import stage
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER
@@ -123,12 +124,14 @@ def evaluate_fvs(
     for kind, dev, test_items, prompt in (
             ("zero_shot", items.dev, items.test, fmt.zero_shot_prompt),
             ("shuffled", items.dev_shuffled, items.test_shuffled, fmt.icl_prompt)):
-        curves[kind] = accuracy_with(model, task, [prompt(i) for i in dev], dev,
-                                     {name: added(v, layers) for name, v in vectors.items()}, budget)
+        with stage(f"FV layer sweep, {kind.replace('_', '-')} dev items"):
+            curves[kind] = accuracy_with(model, task, [prompt(i) for i in dev], dev,
+                                         {name: added(v, layers) for name, v in vectors.items()}, budget)
         chosen[kind] = {name: best_layer([a.value for a in curve]) for name, curve in curves[kind].items()}
         at_best = {name: added(v, [chosen[kind][name]]) for name, v in vectors.items()}
-        test[kind] = accuracy_with(model, task, [prompt(i) for i in test_items], test_items,
-                                   {**at_best, **{name: [edits] for name, edits in controls.items()}}, budget)
+        with stage(f"FV and controls, {kind.replace('_', '-')} test items"):
+            test[kind] = accuracy_with(model, task, [prompt(i) for i in test_items], test_items,
+                                       {**at_best, **{name: [edits] for name, edits in controls.items()}}, budget)
     evaluations = {name: FVEvaluation(curves["zero_shot"][name], curves["shuffled"][name], chosen["zero_shot"][name],
                                       chosen["shuffled"][name], test["zero_shot"][name][0],
                                       test["shuffled"][name][0])
@@ -165,8 +168,9 @@ def function_vector(
     vectors = fv_vectors(model, effects, k, formulation)
     dev_accuracy: list[float] = []
     if layer is None:
-        by_layer = accuracy_with(model, kept, [fmt.zero_shot_prompt(i) for i in items.dev], items.dev,
-                                 {formulation: added(vectors, range(model.cfg.n_layers))}, budget)[formulation]
+        with stage("FV layer sweep on dev items"):
+            by_layer = accuracy_with(model, kept, [fmt.zero_shot_prompt(i) for i in items.dev], items.dev,
+                                     {formulation: added(vectors, range(model.cfg.n_layers))}, budget)[formulation]
         dev_accuracy = [a.value for a in by_layer]
         layer = best_layer(dev_accuracy)
     check_layer(model, layer)

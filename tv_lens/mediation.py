@@ -24,6 +24,7 @@ from tv_lens.engine import Budget, Run, counting, encode, predict
 from tv_lens.fv_prompts import FVItems, fv_items, task_in_format
 from tv_lens.heads import NORM_SCALE_HOOK, has_post_attention_norm, head_contributions, to_residual
 from tv_lens.interventions import HOOK_Z, RESID_POST, Intervention
+from tv_lens.progress import stage
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER
@@ -138,10 +139,12 @@ def head_effects(
     items = items or fv_items(kept, seed, n_shots=n_shots, n_clean=n_clean, n_corrupted=n_corrupted,
                               n_dev=1, n_test=1)
     with counting() as count:
-        clean = _clean_pass(model, items.clean, fmt, budget)
+        with stage("ā over clean prompts"):
+            clean = _clean_pass(model, items.clean, fmt, budget)
         timings["clean"] = time.perf_counter() - start
-        effects, corrupted_probs, corrupted_hits = _patched_pass(model, items.corrupted, fmt, clean["mean_z"],
-                                                                 reuse_prefix, budget)
+        with stage("AIE of every head"):
+            effects, corrupted_probs, corrupted_hits = _patched_pass(model, items.corrupted, fmt, clean["mean_z"],
+                                                                     reuse_prefix, budget)
         timings["corrupted"] = time.perf_counter() - start - timings["clean"]
     return HeadEffects(
         task=task.name, mean_z=clean["mean_z"], mean_share=clean["mean_share"], resid_norm=clean["resid_norm"],

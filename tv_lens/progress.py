@@ -1,17 +1,21 @@
 """Progress bars with an ETA for long operations (tqdm, drawn on stderr): shown while stdout is a
 terminal, silent when it is not (a log file, a notebook, a test) or after `set_quiet(True)`
-(`--quiet` on every command)."""
+(`--quiet` on every command). The engine draws one bar per batch of forward passes, labelled by the
+innermost `stage` the caller is in (e.g. "layer sweep")."""
 
 from __future__ import annotations
 
+import contextvars
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from tqdm import tqdm
 
 T = TypeVar("T")
 _quiet = False
+_STAGE: contextvars.ContextVar[str] = contextvars.ContextVar("tv_lens_stage", default="forward passes")
 
 
 def set_quiet(quiet: bool) -> None:
@@ -37,7 +41,23 @@ def say(message: str) -> None:
     sys.stdout.flush()
 
 
-def counter(total: int, desc: str, *, unit: str = "it") -> tqdm:
-    """A bar to advance by hand (`.update()`) over `total` steps; use it as a context manager."""
-    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True, file=sys.stderr,
-                disable=not shown())
+def counter(total: int, desc: str, *, unit: str = "it", scale: bool = False, delay: float = 0.0) -> tqdm:
+    """A bar to advance by hand (`.update(n)`) over `total` steps (with `scale`, counted as 12.3k),
+    drawn once `delay` seconds have passed (short work draws nothing); use it as a context manager."""
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=scale, leave=False, dynamic_ncols=True,
+                file=sys.stderr, delay=delay, disable=not shown())
+
+
+@contextmanager
+def stage(name: str) -> Iterator[None]:
+    """Within the block, the engine's bars are labelled `name` (the innermost stage wins)."""
+    token = _STAGE.set(name)
+    try:
+        yield
+    finally:
+        _STAGE.reset(token)
+
+
+def current_stage() -> str:
+    """The label of the engine's bars here ("forward passes" outside any `stage`)."""
+    return _STAGE.get()

@@ -14,6 +14,7 @@ from torch import Tensor
 from tv_lens.engine import Budget
 from tv_lens.interventions import check_layer
 from tv_lens.learn import learn_items
+from tv_lens.progress import stage
 from tv_lens.prompts import PromptFormat
 from tv_lens.provenance import model_provenance, versions
 from tv_lens.settings import PAPER, Settings
@@ -49,7 +50,8 @@ def learn_task(
     kept = task.filtered(model.tokenizer, single_token_filter)
     fmt = fmt or PromptFormat.for_task(kept)
     contexts = sample_contexts(kept, k, seed, n_shots=settings.n_shots, n_dummies=settings.n_dummies, exclude=exclude)
-    thetas, _ = learn_items(model, contexts, fmt, budget=budget)
+    with stage(f"θ of {k} contexts"):
+        thetas, _ = learn_items(model, contexts, fmt, budget=budget)
     vectors = torch.stack(thetas).mean(0)
     dev_accuracy: list[float] = []
     if layer is None:
@@ -80,8 +82,9 @@ def choose_layer(
     if not dev:
         raise ValueError("choosing a layer needs at least one dev item: raise n_dev or pass layer=L")
     scorer = get_scorer(task.scoring)
-    by_layer, _ = layer_sweep(model, [fmt.zero_shot_prompt(i) for i in dev], [vectors] * len(dev),
-                              lambda i, p: scorer(p, dev[i].answers), budget=budget)
+    with stage("layer sweep on dev items"):
+        by_layer, _ = layer_sweep(model, [fmt.zero_shot_prompt(i) for i in dev], [vectors] * len(dev),
+                                  lambda i, p: scorer(p, dev[i].answers), budget=budget)
     values = [a.value for a in by_layer]
     return best_layer(values), values
 
