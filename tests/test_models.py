@@ -210,3 +210,22 @@ def test_loading_a_model_leaves_autograd_as_it_was():
     assert torch.is_grad_enabled()
     load_model("tiny-llama")
     assert torch.is_grad_enabled()
+
+
+@pytest.mark.parametrize("bars_on", [True, False])
+def test_loading_prints_nothing_and_leaves_third_party_bars_as_they_were(bars_on, tmp_path, monkeypatch, capfd):
+    from huggingface_hub.utils import are_progress_bars_disabled
+    from transformers.utils import logging as hf_logging
+
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path))
+    before = hf_logging.is_progress_bar_enabled()
+    (hf_logging.enable_progress_bar if bars_on else hf_logging.disable_progress_bar)()
+    try:
+        capfd.readouterr()
+        for _ in range(2):  # the first writes the processed checkpoint, the second reads it
+            load_model("tiny-llama", device_map={"": "cpu"})
+        assert capfd.readouterr() == ("", "")  # no "Loading weights" bar, no "Moving model to device" line
+        assert hf_logging.is_progress_bar_enabled() == bars_on
+        assert are_progress_bars_disabled() != bars_on
+    finally:
+        (hf_logging.enable_progress_bar if before else hf_logging.disable_progress_bar)()

@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None, extra: Sequence[AddCommands] = ()) -> in
     """Run one command; its errors end as one line on stderr and exit status 2."""
     args = build_parser(extra).parse_args(argv)
     from huggingface_hub.utils import logging as hub_logging
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()  # weight-loading bars would drown the command's own output
     hub_logging.set_verbosity_error()  # offline, each hub retry would print a warning before our one-line error
     warnings.showwarning = _show_warning
     try:

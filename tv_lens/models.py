@@ -16,7 +16,8 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,7 +114,25 @@ def cache_dir() -> Path:
     return Path(base) / "tv_lens"
 
 
+@contextmanager
+def _third_party_bars_off() -> Iterator[None]:
+    """Transformers' and the Hugging Face hub's progress bars ("Loading weights") off inside the block
+    and as they were after it: loading draws no bar of theirs in a command's output or a notebook."""
+    from huggingface_hub import utils as hub
+    from transformers.utils import logging as hf_logging
+
+    transformers_on, hub_on = hf_logging.is_progress_bar_enabled(), not hub.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()  # the hub's too
+    try:
+        yield
+    finally:
+        if transformers_on:
+            hf_logging.enable_progress_bar()
+        (hub.enable_progress_bars if hub_on else hub.disable_progress_bars)()
+
+
 @torch.no_grad()
+@_third_party_bars_off()
 def load_model(
     spec: str = "gemma-3-270m",
     device: str | torch.device | None = None,
