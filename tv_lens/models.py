@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from tv_lens._kv_cache_patch import patch_kv_cache
+from tv_lens.gguf_file import GGUFFile, hf_config, hf_model, hf_tokenizer, read_gguf
 from tv_lens.provenance import remember, weights_hash
 from tv_lens.tiny import TINY_MODELS, char_tokenizer, tiny_hf_model, tiny_model
 
@@ -408,10 +409,9 @@ def _read_hf_dir(folder: Path):
 
 
 def _read_gguf_tokenizer(gguf: Path):
-    from transformers import AutoTokenizer
-
+    contents = _read_gguf_file(gguf)
     try:
-        return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        return hf_tokenizer(contents, hf_config(contents))
     except Exception as err:  # transformers raises many kinds on a damaged file
         raise ModelLoadError(
             f"could not read the tokenizer of GGUF file {gguf} ({type(err).__name__}: {err}); "
@@ -419,28 +419,26 @@ def _read_gguf_tokenizer(gguf: Path):
         ) from None
 
 
+def _read_gguf_file(gguf: Path) -> GGUFFile:
+    try:
+        return read_gguf(gguf)
+    except Exception as err:  # a damaged file fails anywhere in its parsing
+        raise ModelLoadError(f"could not read GGUF file {gguf} ({type(err).__name__}: {err}); the file is corrupt "
+                             "or not a GGUF: re-download it or reinstall its package") from None
+
+
 def _read_gguf(gguf: Path):
     """The de-quantized float32 HF model of a GGUF file, with a plain config (`architectures` set)."""
-    from transformers import AutoModelForCausalLM
-
+    contents = _read_gguf_file(gguf)
     try:
-        quantized = AutoModelForCausalLM.from_pretrained(
-            str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
-        )
+        model = hf_model(contents, hf_config(contents))
     except Exception as err:
         raise ModelLoadError(
             f"could not read GGUF file {gguf} ({type(err).__name__}: {err}); "
             "the file is corrupt or of an unsupported architecture"
         ) from None
-    config = quantized.config
-    settings = config.to_dict()
-    settings.pop("quantization_config", None)
-    settings.pop("_model_name_or_path", None)
-    clean_config = type(config)(**settings)
-    clean_config.architectures = [type(quantized).__name__]
-    quantized.config = clean_config  # its weights are plain float32 now: no longer a quantized model
-    quantized.hf_quantizer = None
-    return quantized.eval()
+    model.config.architectures = [type(model).__name__]
+    return model.eval()
 
 
 def _save_atomically(target: Path, write) -> None:
