@@ -204,19 +204,33 @@ def _chunks(order: list[int], groups, prefix_lens: list[int], budget: Budget):
         yield chunk
 
 
+@dataclass(frozen=True)
+class _ChunkShape:
+    """The padded passes of a chunk: its prefixes (one row per group), then every run's suffix."""
+
+    rows: int
+    prefix_tokens: int
+    suffix_width: int
+    run_width: int
+
+    @classmethod
+    def of(cls, chunk: list[int], groups, prefix_lens: list[int]) -> _ChunkShape:
+        runs = [(i, r) for i in chunk for r in groups[i]]
+        return cls(rows=len(runs), prefix_tokens=max(prefix_lens[i] for i in chunk) * len(chunk),
+                   suffix_width=max(len(r.tokens) - prefix_lens[i] for i, r in runs),
+                   run_width=max(len(r.tokens) for _, r in runs))
+
+
 def _over_budget(chunk: list[int], groups, prefix_lens: list[int], budget: Budget) -> bool:
-    """Whether the chunk's prefix pass or its suffix pass (rows x padded width) exceeds the budget."""
-    rows = sum(len(groups[i]) for i in chunk)
-    prefix_tokens = max(prefix_lens[i] for i in chunk) * len(chunk)
-    suffix_tokens = max(len(r.tokens) for i in chunk for r in groups[i]) * rows
-    return rows > budget.rows or max(prefix_tokens, suffix_tokens) > budget.tokens
+    """Whether the chunk's prefix pass or its runs (rows x their full padded width) exceed the budget."""
+    shape = _ChunkShape.of(chunk, groups, prefix_lens)
+    return shape.rows > budget.rows or max(shape.prefix_tokens, shape.run_width * shape.rows) > budget.tokens
 
 
 def _padded_work(chunk: list[int], groups, prefix_lens: list[int]) -> int:
     """The padded tokens the chunk's passes compute: its prefixes, then every run's tokens after them."""
-    rows = sum(len(groups[i]) for i in chunk)
-    suffix_width = max(len(r.tokens) - prefix_lens[i] for i in chunk for r in groups[i])
-    return max(prefix_lens[i] for i in chunk) * len(chunk) + suffix_width * rows
+    shape = _ChunkShape.of(chunk, groups, prefix_lens)
+    return shape.prefix_tokens + shape.suffix_width * shape.rows
 
 
 def left_pad(model, seqs: Sequence[Sequence[int]]) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
