@@ -1,5 +1,6 @@
 """Figures of a run directory: interactive HTML (plotly.js inlined, works offline), static PNG
-(kaleido, which needs Chrome or Chromium) and one report.html with every figure and table.
+(kaleido, which needs Chrome or Chromium), one report.html with every figure and table, and every table
+in Markdown (tables.md).
 
     tv-lens figures runs/gemma --out figures/gemma-3-270m
 """
@@ -18,7 +19,7 @@ from tv_lens import plots
 from tv_lens.records import Results
 from tv_lens.results import RESULTS_FILE, load_results
 
-from .report import report_html
+from .report import report_html, tables_markdown
 
 FIGURES = {
     "main_table": plots.main_table,
@@ -67,8 +68,8 @@ def write_pngs(figures: dict[str, go.Figure], out: Path) -> list[Path]:
 
 
 def make(run_dir: str | Path, out: str | Path | None = None, png: bool = True) -> list[Path]:
-    """Write `<name>.html` (and `<name>.png`) per analysis and `report.html` into `out`
-    (default `<run_dir>/figures`); returns the files written."""
+    """Write `<name>.html` (and `<name>.png`) per analysis, `tables.md` and `report.html` into `out`
+    (default `<run_dir>/figures`); returns the files written, the report last."""
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
@@ -81,5 +82,6 @@ def make(run_dir: str | Path, out: str | Path | None = None, png: bool = True) -
         written.append(out / f"{name}.html")
     if png:
         written += write_pngs(figures, out)
+    (out / "tables.md").write_text(tables_markdown(results))
     (out / "report.html").write_text(report_html(results, by_analysis))
-    return written + [out / "report.html"]
+    return written + [out / "tables.md", out / "report.html"]

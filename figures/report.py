@@ -10,7 +10,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from tv_lens.records import Results
-from tv_lens.tables import as_html
+from tv_lens.tables import as_html, as_markdown
 
 TITLES = {"main_table": "1. Main table: baseline, ICL, task vector",
           "layer_sweep": "2. Layer sweep",
@@ -48,3 +48,11 @@ versions: {escape(', '.join(f'{k} {v}' for k, v in first.versions.items()))}.</p
 {settings}
 </body></html>
 """
+
+
+def tables_markdown(results: dict[str, Results]) -> str:
+    """Every table of a run in Markdown, under the report's section titles (for a README or a paper draft)."""
+    first = next(iter(results.values()))
+    parts = [f"# {first.model.model} (weights {first.model.fingerprint}, seed {first.seed})"]
+    parts += [f"## {TITLES[name]}\n\n{as_markdown(data)}" for name, data in results.items()]
+    return "\n\n".join(parts) + "\n"

@@ -14,6 +14,7 @@ from tv_lens import plots
 from tv_lens.evaluate import evaluate
 from tv_lens.geometry import tsne_2d
 from tv_lens.settings import Settings
+from tv_lens.tables import TABLES, Table
 from tv_lens.tasks import get_task
 
 FIGURES_MADE = ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters",
@@ -56,6 +57,21 @@ def test_every_figure_is_written_offline_and_small(run_dir, made):
         assert 5_000 < size < 200_000, (name, size)
 
 
+def test_tables_md_holds_every_table_of_the_run_in_markdown(run_dir, made):
+    text = (run_dir / "figures" / "tables.md").read_text()
+    for name, data in figures.load_run(run_dir).items():
+        for table in TABLES[name](data):
+            header = "| " + " | ".join(table.header) + " |"
+            assert header in text and "|" + "---|" * len(table.header) in text
+            for row in table.rows:
+                assert "| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" in text
+    assert text.count("\n## ") == len(figures.load_run(run_dir))
+
+
+def test_markdown_escapes_pipes_in_cells():
+    assert Table(["a", "b"], [["x|y", "1"]]).markdown() == "| a | b |\n|---|---|\n| x\\|y | 1 |"
+
+
 def test_report_renders_every_plot_in_headless_chromium(run_dir, made):
     browser = figures.find_browser()
     if browser is None:
@@ -86,7 +102,8 @@ def test_figures_command_writes_into_out_and_names_the_report(run_dir, tmp_path,
     assert main(["figures", str(run_dir), "--out", str(tmp_path), "--no-png"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert out[-1] == f"open {(tmp_path / 'report.html').resolve().as_uri()}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{n}.html" for n in FIGURES_MADE] + ["report.html"])
+    expected = [f"{n}.html" for n in FIGURES_MADE] + ["report.html", "tables.md"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(expected)
 
 
 def test_plots_take_library_objects(tiny_llama):

@@ -41,6 +41,12 @@ class Table:
         body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in self.rows)
         return f"<table><tr>{head}</tr>{body}</table>"
 
+    def markdown(self) -> str:
+        """A Markdown (GitHub) table, `|` in cells escaped: what the README's tables are pasted from."""
+        def line(cells: Sequence[str]) -> str:
+            return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+        return "\n".join([line(self.header), "|" + "---|" * len(self.header), *map(line, self.rows)])
+
 
 def visible(token: str) -> str:
     """A token with its whitespace made visible (␣ for space, ⏎ for a line break)."""
@@ -167,6 +173,11 @@ TABLES: dict[str, Callable[[Results], list[Table]]] = {
 def as_text(results: Results) -> str:
     """The tables of an analysis's results, as text."""
     return "\n\n".join(t.text() for t in TABLES[results.analysis](results))
+
+
+def as_markdown(results: Results) -> str:
+    """The tables of an analysis's results, as Markdown."""
+    return "\n\n".join(t.markdown() for t in TABLES[results.analysis](results))
 
 
 def as_html(results: Results) -> str:
