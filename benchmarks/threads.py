@@ -1,6 +1,6 @@
 """Thread settings on this machine, quiet and with a competing CPU-bound process: which default to ship.
 
-    python benchmarks/threads.py [--model gemma-3-270m] [--n 10] [--repeats 3] [--conditions quiet busy]
+    python benchmarks/threads.py [--model gemma-3-270m] [--n 10] [--repeats 3] [--rounds 1] [--conditions quiet busy]
 
 Each setting times the README's Python example (learn, apply, evaluate one task at reduced sizes; the
 model load and a warm-up are not timed). OpenMP reads its wait policy once, when torch loads it, so each
@@ -8,8 +8,10 @@ policy runs in a fresh interpreter: torch's default (one thread per core; OpenMP
 before they sleep) and one thread; OMP_WAIT_POLICY=passive (waiting threads sleep) with torch's threads and one;
 and what tv_lens ships (`import tv_lens` first, nothing set). "busy" keeps one
 `python -c "while True: pass"` running throughout and stops it afterwards. Each setting is timed
-`--repeats` times, interleaved with the other settings of its interpreter; the table gives the median in
-seconds and its ratio to the best setting of the same condition.
+`--repeats` times, interleaved with the other settings of its interpreter, in `--rounds` fresh interpreters
+(the rounds interleaved too: two interpreters of one setting differ by up to 1.3x on a shared VM); the
+table gives the median of all its timings in seconds, its ratio to the best setting of the same
+condition, and each interpreter's median.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ for count in [c for _ in range(int(sys.argv[5])) for c in counts]:  # repeats in
 
 
 def measure(process: str, model: str, task: str, n: int, repeats: int) -> dict[tuple[str, str], dict]:
-    """Time the example `repeats` times for each thread count of `process`, in one fresh interpreter; the median."""
+    """Time the example `repeats` times for each thread count of `process`, in one fresh interpreter."""
     setting, counts = PROCESSES[process]
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     argv = [sys.executable, "-c", WORKER, model, str(n), ",".join(counts), task, str(repeats)]
@@ -63,20 +65,27 @@ def measure(process: str, model: str, task: str, n: int, repeats: int) -> dict[t
         raise RuntimeError(done.stderr[-2000:])
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     return {(process, count): {"threads": next(r["threads"] for r in rows if r["count"] == count),
-                               "seconds": statistics.median(r["seconds"] for r in rows if r["count"] == count)}
+                               "times": [r["seconds"] for r in rows if r["count"] == count]}
             for count in counts}
 
 
-def run_condition(condition: str, model: str, task: str, n: int, repeats: int) -> dict[tuple[str, str], dict]:
-    """Every setting, with a spinning competitor alive throughout when the condition is "busy"."""
+def run_condition(condition: str, model: str, task: str, n: int, repeats: int,
+                  rounds: int) -> dict[tuple[str, str], dict]:
+    """Every setting, `rounds` interpreters each (interleaved), with a spinning competitor alive throughout
+    when the condition is "busy"; per setting the median of all its timings and each interpreter's median."""
     competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if condition == "busy" else None
     try:
-        rows = {}
-        for process in PROCESSES:
-            for key, row in measure(process, model, task, n, repeats).items():
-                rows[key] = row
-                print(f"  {condition:<5} {LABELS[key]:<25} {row['threads']} thread(s) {row['seconds']:7.1f} s",
-                      flush=True)
+        rows: dict[tuple[str, str], dict] = {}
+        for _ in range(rounds):
+            for process in PROCESSES:
+                for key, row in measure(process, model, task, n, repeats).items():
+                    seen = rows.setdefault(key, {"threads": row["threads"], "times": [], "per_process": []})
+                    seen["times"] += row["times"]
+                    seen["per_process"].append(statistics.median(row["times"]))
+                    print(f"  {condition:<5} {LABELS[key]:<25} {row['threads']} thread(s) "
+                          f"{seen['per_process'][-1]:7.1f} s", flush=True)
+        for row in rows.values():
+            row["seconds"] = statistics.median(row["times"])
         return rows
     finally:
         if competitor is not None:
@@ -90,19 +99,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--task", default="antonyms", help="the task evaluated (default antonyms)")
     p.add_argument("--n", type=int, default=10, help="dev and test items of the evaluation (baseline: 2n)")
     p.add_argument("--repeats", type=int, default=3, help="timings of each setting; the median is reported")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="fresh interpreters per setting, interleaved (interpreters differ by up to 1.3x here)")
     p.add_argument("--conditions", nargs="+", choices=("quiet", "busy"), default=["quiet", "busy"])
     args = p.parse_args(argv)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the runs; model {args.model}, "
-          f"learn + apply + evaluate({args.task}, n={args.n}) after a warm-up, median of {args.repeats}", flush=True)
-    results = {condition: run_condition(condition, args.model, args.task, args.n, args.repeats)
+          f"learn + apply + evaluate({args.task}, n={args.n}) after a warm-up, median of {args.repeats} timings in "
+          f"each of {args.rounds} interpreter(s) per setting", flush=True)
+    results = {condition: run_condition(condition, args.model, args.task, args.n, args.repeats, args.rounds)
                for condition in args.conditions}
     print(f"load average {os.getloadavg()[0]:.1f} after the runs (other jobs on the machine count too)\n")
-    print("| setting | " + " | ".join(f"{c} threads | {c} s | {c} / best" for c in results) + " |")
-    print("|---|" + "---|---|---|" * len(results))
+    print("| setting | " + " | ".join(f"{c} threads | {c} s | {c} / best | {c} s per interpreter" for c in results)
+          + " |")
+    print("|---|" + "---|---|---|---|" * len(results))
     best = {c: min(r["seconds"] for r in rows.values()) for c, rows in results.items()}
     for key, label in LABELS.items():
-        cells = [f"{rows[key]['threads']} | {rows[key]['seconds']:.1f} | {rows[key]['seconds'] / best[c]:.2f}x"
-                 for c, rows in results.items()]
+        cells = [f"{rows[key]['threads']} | {rows[key]['seconds']:.1f} | {rows[key]['seconds'] / best[c]:.2f}x | "
+                 + ", ".join(f"{t:.1f}" for t in rows[key]["per_process"]) for c, rows in results.items()]
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 

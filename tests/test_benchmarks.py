@@ -20,8 +20,9 @@ TINY = ["--model", "tiny-llama", "--tasks", "next_letter"]
     ("scale.py", ["--model", "tiny-llama", "--task", "next_letter", "--n-baseline", "4", "--n-dev", "4",
                   "--n-test", "4", "--precision-models", "tiny-gemma", "--precision-tasks", "next_letter"],
      ["| whole, CPU | 0 |", "| half the layers on disk | 2 |", "| tiny-gemma | next_letter |"]),
-    ("threads.py", ["--model", "tiny-llama", "--task", "next_letter", "--n", "1", "--conditions", "quiet"],
-     ["| torch default |", "| 1 thread | 1 |", "| tv_lens default |", "x |"]),
+    ("threads.py", ["--model", "tiny-llama", "--task", "next_letter", "--n", "1", "--conditions", "quiet",
+                    "--repeats", "1", "--rounds", "2"],
+     ["| torch default |", "| 1 thread | 1 |", "| tv_lens default |", "x | "]),
 ])
 def test_benchmark_runs_on_a_tiny_model(script, args, expected, monkeypatch, capsys, one_thread, tmp_path):
     monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path))
