@@ -9,7 +9,7 @@ before they sleep) and one thread; OMP_WAIT_POLICY=passive (waiting threads slee
 and what tv_lens ships (`import tv_lens` first, nothing set). "busy" keeps one
 `python -c "while True: pass"` running throughout and stops it afterwards. Each setting is timed
 `--repeats` times, interleaved with the other settings of its interpreter, in `--rounds` fresh interpreters
-(the rounds interleaved too: two interpreters of one setting differ by up to 1.3x on a shared VM); the
+(the rounds interleaved too: two interpreters of one setting differed by up to 1.2x on the 2-core VM); the
 table gives the median of all its timings in seconds, its ratio to the best setting of the same
 condition, and each interpreter's median.
 """
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=10, help="dev and test items of the evaluation (baseline: 2n)")
     p.add_argument("--repeats", type=int, default=3, help="timings of each setting; the median is reported")
     p.add_argument("--rounds", type=int, default=1,
-                   help="fresh interpreters per setting, interleaved (interpreters differ by up to 1.3x here)")
+                   help="fresh interpreters per setting, interleaved (they differed by up to 1.2x here)")
     p.add_argument("--conditions", nargs="+", choices=("quiet", "busy"), default=["quiet", "busy"])
     args = p.parse_args(argv)
     print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} before the runs; model {args.model}, "
