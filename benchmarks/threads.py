@@ -46,7 +46,8 @@ n = int(sys.argv[2])
 demos = [("hot", "cold"), ("big", "small"), ("fast", "slow"), ("wet", "dry"), ("old", "young")]
 tv.learn(model, demos, dummies=["up", "happy"])  # warm-up: first-call costs are not timed
 for count in [c for _ in range(int(sys.argv[5])) for c in counts]:  # repeats interleaved: noise hits all alike
-    torch.set_num_threads(default if count in ("", "torch") else int(count))
+    if count:  # a measured setting, pinned; "" leaves tv_lens's threads to adapt
+        tv.set_threads(default if count == "torch" else int(count))
     start = time.perf_counter()
     theta = tv.learn(model, demos, dummies=["up", "happy"])
     tv.apply(model, theta, ["high", "light"], layer=model.cfg.n_layers // 2)

@@ -1,24 +1,120 @@
-"""The CPU thread default: every core unless the load average exceeds them, passive OpenMP waiting, set before torch
-loads and never over a choice already made."""
+"""The CPU threads: torch's count while the machine is otherwise idle, the cores other processes left while
+they run, never more than torch is set to, exactly N when pinned; the passive fallback without /proc/stat."""
 
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tv_lens import threads
+from tv_lens.engine import Run, predict
+from tv_lens.threads import CpuSample
 
 ROOT = Path(__file__).parents[1]
-REPORT = "import os, torch; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('OMP_NUM_THREADS'), " \
-         "torch.get_num_threads())"
+HAS_PROC_STAT = threads.sample() is not None
 
 
-@pytest.mark.parametrize("load, idle", [(0.0, 4), (1.2, 4), (4.0, 4), (5.2, 3), (7.0, 1), (9.0, 1)])
-def test_threads_drop_only_when_the_load_exceeds_the_cores(load, idle, monkeypatch):
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
-    assert threads.idle_cores(cores=4) == idle
+@pytest.mark.parametrize("others, cores, limit, count", [
+    (0.0, 2, 2, 2), (0.3, 2, 2, 2), (0.67, 2, 2, 1), (1.0, 2, 2, 1), (2.0, 2, 2, 1),
+    (0.0, 8, 8, 8), (1.0, 8, 8, 7), (3.4, 8, 8, 5), (0.0, 8, 4, 4), (7.9, 8, 4, 1),
+])
+def test_threads_take_the_cores_the_others_left_within_the_limit(others, cores, limit, count):
+    assert threads.threads_for(others, cores, limit) == count
+
+
+def test_other_processes_are_the_busy_time_less_our_own():
+    before, after = CpuSample(10.0, 100.0, 5.0), CpuSample(11.0, 101.8, 6.0)  # 1.8 core-s busy, 1.0 ours
+    assert threads.others_cores(before, after) == pytest.approx(0.8)
+    assert threads.others_cores(before, CpuSample(11.0, 100.9, 6.0)) == 0.0  # tick rounding: never negative
+
+
+class Clock:
+    """Scripted samples, from long ago (so every look is due): each `busy(others)` advances one interval
+    in which we used one core."""
+
+    def __init__(self, monkeypatch):
+        self.now = CpuSample(time.monotonic() - 1000, 0.0, 0.0)
+        monkeypatch.setattr(threads, "sample", lambda cores=None: self.now)
+
+    def busy(self, others: float) -> None:
+        step = threads.INTERVAL_S
+        self.now = CpuSample(self.now.wall_s + step, self.now.busy_s + step * (1 + others), self.now.own_s + step)
+
+
+@pytest.fixture
+def adaptive(monkeypatch):
+    """A fresh running choice on two cores, with torch's count restored afterwards."""
+    clock, before = Clock(monkeypatch), torch.get_num_threads()
+    torch.set_num_threads(2)
+    state = threads._Adaptive()
+    state.cores, state.last, state.on = frozenset({0, 1}), clock.now, True
+    monkeypatch.setattr(threads, "_STATE", state)
+    yield clock
+    torch.set_num_threads(before)
+
+
+def test_a_competitor_takes_a_core_and_gives_it_back(adaptive):
+    adaptive.busy(0.0)
+    threads.adapt()
+    assert torch.get_num_threads() == 2
+    adaptive.busy(0.7)  # a CPU-bound job arrives and gets its share beside our two spinning threads
+    threads.adapt()
+    assert torch.get_num_threads() == 1
+    adaptive.busy(1.0)
+    threads.adapt()
+    assert torch.get_num_threads() == 1
+    adaptive.busy(0.05)  # it left
+    threads.adapt()
+    assert torch.get_num_threads() == 2
+
+
+def test_no_new_look_within_the_interval(adaptive):
+    threads._STATE.last = CpuSample(time.monotonic(), 0.0, 0.0)
+    adaptive.busy(1.0)
+    threads.adapt()
+    assert torch.get_num_threads() == 2
+
+
+def test_a_count_set_by_the_user_is_the_most_used(adaptive):
+    adaptive.busy(0.0)
+    threads.adapt()
+    torch.set_num_threads(1)
+    adaptive.busy(0.0)
+    threads.adapt()
+    assert torch.get_num_threads() == 1
+
+
+def test_set_threads_pins_the_count(adaptive):
+    threads.set_threads(2)
+    adaptive.busy(1.0)
+    threads.adapt()
+    assert torch.get_num_threads() == 2
+    with pytest.raises(ValueError, match="at least 1"):
+        threads.set_threads(0)
+
+
+def test_every_forward_pass_adapts(adaptive, tiny_llama):
+    adaptive.busy(1.0)
+    predict(tiny_llama, [Run(tiny_llama.to_tokens("a b c")[0].tolist())])
+    assert torch.get_num_threads() == 1
+
+
+@pytest.mark.skipif(not HAS_PROC_STAT, reason="no /proc/stat")
+def test_a_real_competitor_is_seen():
+    competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        before = threads.sample()
+        time.sleep(1.0)
+        after = threads.sample()
+    finally:
+        competitor.kill()
+        competitor.wait()
+    assert threads.others_cores(before, after) >= 0.5
 
 
 def run(code: str, **env: str) -> list[str]:
@@ -28,14 +124,16 @@ def run(code: str, **env: str) -> list[str]:
     return done.stdout.split()
 
 
-def test_import_sets_the_default_before_torch_loads():
-    policy, count, torch_threads = run("import tv_lens; " + REPORT)
-    assert policy == "passive" and 1 <= int(count) <= threads.cpu_count() and int(torch_threads) == int(count)
+REPORT = "import os, torch; print(os.environ.get('OMP_WAIT_POLICY'), torch.get_num_threads())"
 
 
-def test_a_setting_in_the_environment_is_kept():
-    assert run("import tv_lens; " + REPORT, OMP_NUM_THREADS="1", OMP_WAIT_POLICY="active") == ["active", "1", "1"]
+def test_import_leaves_torch_its_spinning_threads_where_they_can_adapt():
+    policy, count = run("import tv_lens; " + REPORT)
+    assert policy == ("None" if HAS_PROC_STAT else "passive") and int(count) >= 1
 
 
-def test_nothing_changes_when_torch_was_imported_first():
-    assert run("import torch, tv_lens; " + REPORT)[:2] == ["None", "None"]
+def test_without_proc_stat_waiting_threads_sleep():
+    code = "from tv_lens import threads; threads.PROC_STAT = '/nonexistent'; threads._STATE = threads._Adaptive(); " \
+           "threads.set_thread_default(); import os; print(os.environ.get('OMP_WAIT_POLICY'))"
+    assert run(code) == ["passive"]
+    assert run(code, OMP_WAIT_POLICY="active") == ["active"]

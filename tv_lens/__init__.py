@@ -3,8 +3,8 @@
     Output = Apply(query, Learn(examples))
 
 `import tv_lens` is instant: each name below is imported on first use (PEP 562 `__getattr__`), so a
-`tv-lens --help` never loads torch, and plotly loads only with `tv_lens.plots`. Import it before torch:
-it sets the CPU thread default (`tv_lens.threads`) in the environment, where torch reads it once.
+`tv-lens --help` never loads torch, and plotly loads only with `tv_lens.plots`. Torch's CPU threads
+follow the cores other processes leave free (`tv_lens.threads`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from types import ModuleType
 
 from tv_lens.threads import set_thread_default
 
-set_thread_default()  # before anything imports torch: OpenMP reads its settings once, when torch loads it
+set_thread_default()  # before anything imports torch: OpenMP reads its wait policy once, when torch loads it
 
 # public name -> the module that defines it
 _EXPORTS = {
@@ -46,6 +46,7 @@ _EXPORTS = {
     "register_task": "tv_lens.tasks",
     "sample_splits": "tv_lens.tasks",
     "score_generation": "tv_lens.generate",
+    "set_threads": "tv_lens.threads",
     "top_tokens": "tv_lens.lens",
 }
 _SUBMODULES = ("hooks", "plots")

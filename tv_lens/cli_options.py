@@ -28,14 +28,13 @@ def add_shard_option(parser: argparse.ArgumentParser) -> None:
 def apply_run_options(args: argparse.Namespace) -> None:
     """Check and set what the run options ask for; call before the command's work."""
     from tv_lens.progress import set_quiet
+    from tv_lens.threads import set_threads
 
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
     set_quiet(args.quiet)
     if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+        set_threads(args.threads)
 
 
 DTYPES = ("float32", "bfloat16", "float16")

@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from tv_lens import hooks
+from tv_lens import hooks, threads
 from tv_lens.interventions import RESID_POST, Intervention, batch_hooks, check_intervention
 from tv_lens.progress import counter, current_stage
 
@@ -316,6 +316,7 @@ def _forward(
     """The one forward pass: `tokens` after `cache` (None: from scratch) under `mask` (cached and
     new positions), with each row's interventions and last-position captures; returns the
     last-position logits, the captures and (with `keep_cache` or a cache given) the cache."""
+    threads.adapt()
     tokens = tokens.to(mask.device)  # next tokens come from the unembedding's device, maybe not the embedding's
     own_mask = mask[:, -tokens.shape[1]:]
     fwd_hooks = []

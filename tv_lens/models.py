@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from tv_lens import threads
 from tv_lens._kv_cache_patch import patch_kv_cache
 from tv_lens.gguf_file import GGUFFile, hf_config, hf_model, hf_tokenizer, read_gguf
 from tv_lens.provenance import remember, weights_hash
@@ -151,6 +152,7 @@ def load_model(
     memory and disk, within `max_memory` (e.g. {0: "20GiB", "cpu": "60GiB"}); disk-offloaded
     weights go to `offload_folder`. Weights are folded and centred as in compatibility mode either way.
     """
+    threads.adapt()
     if device_map is None and (max_memory is not None or offload_folder is not None):
         raise ModelLoadError("max_memory and offload_folder need a device_map (e.g. device_map='auto')")
     if device_map is not None and device is not None:

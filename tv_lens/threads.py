@@ -1,17 +1,27 @@
-"""tv_lens's CPU thread default, chosen by measurement (benchmarks/threads.py): one torch thread per core
-unless other jobs already fill every core, and OpenMP threads that sleep instead of spinning while they wait.
+"""tv_lens's CPU threads, chosen by measurement (benchmarks/threads.py): torch's spinning threads on every
+core while the machine is otherwise idle, fewer threads as soon as other processes take cores.
 
-torch runs one OpenMP thread per core and lets a waiting thread spin before it sleeps; on a CPU shared
-with other jobs these threads fight the jobs and each other, and small forwards run several times slower.
-OpenMP reads its settings once, when torch loads it, so `import tv_lens` writes them into the environment
-before torch is imported (children inherit them); a setting already in the environment is kept, and
-nothing changes if torch was imported first. `--threads N` on every command overrides the count.
+torch runs one OpenMP thread per core and lets a waiting thread spin before it sleeps. On an idle 2-core
+machine that is the fastest setting (1.4x faster than one thread); beside one CPU-bound job the spinning
+threads fight it and run 2.1x slower than one thread. OpenMP's passive wait policy avoids the fight but
+loses the speed. So before each forward pass and model load (`adapt`, at most every `INTERVAL_S`) tv_lens
+measures the cores other processes used since it last looked (/proc/stat less this process's CPU time)
+and gives torch the cores they left. The count torch is set to (its default, OMP_NUM_THREADS, `torch.set_num_threads`) is
+the most tv_lens uses; `set_threads(n)` (`--threads N` on every command) pins exactly n. Where /proc/stat
+does not exist (macOS, Windows) `import tv_lens` sets OMP_WAIT_POLICY=passive instead, before torch loads.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
+from dataclasses import dataclass
+
+PROC_STAT = "/proc/stat"
+INTERVAL_S = 0.5
+# /proc/stat columns after the name: user nice system idle iowait irq softirq steal (guest time is in user)
+_BUSY_COLUMNS = (0, 1, 2, 5, 6, 7)
 
 
 def cpu_count() -> int:
@@ -19,21 +29,93 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def idle_cores(cores: int | None = None) -> int:
-    """All cores, less those by which the 1-minute load average exceeds them (at least one). A load up to
-    the core count may be this user's own last command, and sleeping threads cost little beside it;
-    beyond it, other jobs are sure to compete for every core."""
-    cores = cores or cpu_count()
+@dataclass(frozen=True)
+class CpuSample:
+    """A moment's CPU counters: wall clock, CPU seconds spent on this process's cores by every process,
+    and by this process alone."""
+
+    wall_s: float
+    busy_s: float
+    own_s: float
+
+
+def sample(cores: frozenset[int] | None = None) -> CpuSample | None:
+    """Read the counters now (None where /proc/stat cannot be read); `cores`: this process's cores."""
+    cores = cores if cores is not None else frozenset(os.sched_getaffinity(0))
     try:
-        excess = max(0.0, os.getloadavg()[0] - cores)
-    except (AttributeError, OSError):
-        return cores
-    return max(1, min(cores, round(cores - excess)))
+        with open(PROC_STAT) as stat:
+            lines = stat.read().splitlines()
+    except OSError:
+        return None
+    ticks = 0
+    for line in lines:
+        name, *values = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+            ticks += sum(int(values[i]) for i in _BUSY_COLUMNS)
+    return CpuSample(time.monotonic(), ticks / os.sysconf("SC_CLK_TCK"), time.process_time())
+
+
+def others_cores(before: CpuSample, after: CpuSample) -> float:
+    """How many cores other processes kept busy between two samples."""
+    others = (after.busy_s - before.busy_s) - (after.own_s - before.own_s)
+    return max(0.0, others / max(after.wall_s - before.wall_s, 1e-9))
+
+
+def threads_for(others: float, cores: int, limit: int) -> int:
+    """The torch threads to run: the cores the others left (rounded), at least one, at most `limit`."""
+    return max(1, min(limit, round(cores - others)))
+
+
+class _Adaptive:
+    """The running choice: the last sample, the most threads allowed and the count last set."""
+
+    def __init__(self) -> None:
+        self.cores = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
+        self.last = sample(self.cores)
+        self.on = self.last is not None
+        self.limit: int | None = None
+        self.chosen: int | None = None
+
+    def step(self) -> None:
+        import torch
+
+        now = time.monotonic()
+        if not self.on or now - self.last.wall_s < INTERVAL_S:
+            return
+        current = torch.get_num_threads()
+        if current != self.chosen:  # first look, or someone set torch's count: that is the new most
+            self.limit = current
+        after = sample(self.cores)
+        count = threads_for(others_cores(self.last, after), len(self.cores), self.limit)
+        self.last = after
+        if count != current:
+            torch.set_num_threads(count)
+        self.chosen = count
+
+    def pin(self, count: int) -> None:
+        import torch
+
+        self.on = False
+        torch.set_num_threads(count)
+
+
+_STATE = _Adaptive()
+
+
+def adapt() -> None:
+    """Before a forward pass: give torch the cores other processes left free (re-measured every INTERVAL_S)."""
+    _STATE.step()
+
+
+def set_threads(count: int) -> None:
+    """Run exactly `count` torch threads from now on (no adapting to other processes)."""
+    if count < 1:
+        raise ValueError(f"threads must be at least 1, got {count}")
+    _STATE.pin(count)
 
 
 def set_thread_default() -> None:
-    """OMP_WAIT_POLICY=passive and OMP_NUM_THREADS=idle cores, unless set or too late (torch imported)."""
-    if "torch" in sys.modules:
+    """Where threads cannot adapt (no /proc/stat), OMP_WAIT_POLICY=passive unless set or too late (torch imported)."""
+    if _STATE.on or "torch" in sys.modules:
         return
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-    os.environ.setdefault("OMP_NUM_THREADS", str(idle_cores()))
