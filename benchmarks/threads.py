@@ -6,7 +6,8 @@ Each setting times the README's Python example (learn, apply, evaluate one task 
 model load and a warm-up are not timed). OpenMP reads its wait policy once, when torch loads it, so each
 policy runs in a fresh interpreter: torch's default (one thread per core; OpenMP's threads spin a while
 before they sleep) and one thread; OMP_WAIT_POLICY=passive (waiting threads sleep) with torch's threads and one;
-and what tv_lens ships (`import tv_lens` first, nothing set). "busy" keeps one
+and what tv_lens ships (nothing set: its threads adapt to the cores other processes leave). The measured
+settings are pinned (`tv_lens.set_threads`) so that they do not adapt. "busy" keeps one
 `python -c "while True: pass"` running throughout and stops it afterwards. Each setting is timed
 `--repeats` times, interleaved with the other settings of its interpreter, in `--rounds` fresh interpreters
 (the rounds interleaved too: two interpreters of one setting differed by up to 1.2x on the 2-core VM); the
@@ -28,16 +29,14 @@ PROCESSES = {  # process -> (environment, thread counts to time in it: "torch" i
     "default": ({}, ["torch", "1"]),
     "passive": ({"OMP_WAIT_POLICY": "passive"}, ["torch", "1"]),
     "tv_lens": ({}, [""]),
-}
+}  # "threads" in the table: the count at the end of the run (tv_lens's own choice for its row)
 LABELS = {("default", "torch"): "torch default", ("default", "1"): "1 thread",
           ("passive", "torch"): "OMP_WAIT_POLICY=passive", ("passive", "1"): "1 thread, passive",
-          ("tv_lens", ""): "tv_lens default"}
+          ("tv_lens", ""): "tv_lens default (adapts)"}
 
 WORKER = """
 import json, sys, time
 counts = sys.argv[3].split(",")
-if counts != [""]:  # a measured setting: torch loads before tv_lens, whose own default then cannot apply
-    import torch
 import tv_lens as tv
 import torch
 default = torch.get_num_threads()
