@@ -6,9 +6,10 @@ machine that is the fastest setting (1.4x faster than one thread); beside one CP
 threads fight it and run 2.1x slower than one thread. OpenMP's passive wait policy avoids the fight but
 loses the speed. So before each forward pass and model load (`adapt`, at most every `INTERVAL_S`) tv_lens
 measures the cores other processes used since it last looked (/proc/stat less this process's CPU time)
-and gives torch the cores they left. The count torch is set to (its default, OMP_NUM_THREADS, `torch.set_num_threads`) is
-the most tv_lens uses; `set_threads(n)` (`--threads N` on every command) pins exactly n. Where /proc/stat
-does not exist (macOS, Windows) `import tv_lens` sets OMP_WAIT_POLICY=passive instead, before torch loads.
+and gives torch the cores they left. The count torch is set to (its default, OMP_NUM_THREADS,
+`torch.set_num_threads`) is the most tv_lens uses; `set_threads(n)` (`--threads N` on every command) pins
+exactly n. Where /proc/stat does not exist (macOS, Windows) `import tv_lens` sets OMP_WAIT_POLICY=passive
+instead, before torch loads.
 """
 
 from __future__ import annotations
