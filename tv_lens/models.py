@@ -252,8 +252,7 @@ def _processed(spec: str, source: Path | str) -> Path:
 
     known = None
     if spec in TINY_MODELS:
-        hf, tokenizer = tiny_hf_model(spec)
-        folder, read = f"{spec}-{weights_hash(hf.state_dict())[:12]}", lambda: (hf, tokenizer)
+        folder, read = f"{spec}-{weights_hash(tiny_hf_model(spec)[0].state_dict())[:12]}", lambda: tiny_hf_model(spec)
     elif spec in EMBEDDED or spec.endswith(".gguf"):
         known = _gguf_sha256(spec)[:16]
         folder, read = _converted_dir(spec).name, lambda: (_read_gguf(_gguf_for(spec)), load_tokenizer(spec))
@@ -265,8 +264,7 @@ def _processed(spec: str, source: Path | str) -> Path:
     target = cache_dir() / "models" / folder / f"compat-tl{version('transformer-lens')}"
     if not (target / PROCESSED_MARK).exists():
         log.info("writing the processed weights of %s into %s (once)", spec, target)
-        hf, tokenizer = read()
-        _save_atomically(target, lambda tmp: _save_processed(hf, tokenizer, Path(tmp), known))
+        _save_atomically(target, lambda tmp: _save_processed(read, Path(tmp), known))
         _remove_older_layouts(target.parent)
     return target
 
@@ -279,19 +277,21 @@ def _remove_older_layouts(folder: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _save_processed(hf, tokenizer, folder: Path, known_fingerprint: str | None) -> None:
-    """Process the float32 `hf` model's weights as compatibility mode does and save them with `tokenizer`
+def _save_processed(read: Callable, folder: Path, known_fingerprint: str | None) -> None:
+    """Process the float32 model that `read()` gives as compatibility mode does and save it with its tokenizer
     as a Hugging Face checkpoint (unembedding untied from the embedding: centring changes only it)."""
     from safetensors.torch import save_file
-    from transformer_lens.model_bridge import TransformerBridge
     from transformers import AutoModelForCausalLM
 
+    hf, tokenizer = read()
     config = copy.deepcopy(hf.config)
     config.tie_word_embeddings = False
     with torch.device("meta"):
         hf_names = set(AutoModelForCausalLM.from_config(config).state_dict())
-    bridge = TransformerBridge.boot_transformers("tv_lens-processing", hf_model=hf, tokenizer=tokenizer)
-    bridge.enable_compatibility_mode(disable_warnings=True)
+    bridge = _processed_bridge(hf, tokenizer, embedding_aside=True)
+    if bridge is None:  # the processing changes the embedding (LayerNorm models centre it): it takes part
+        del hf
+        bridge = _processed_bridge(*read(), embedding_aside=False)
     weights = {}
     for name, tensor in bridge.original_model.state_dict().items():
         hf_name = name.replace("._original_component", "")
@@ -305,6 +305,30 @@ def _save_processed(hf, tokenizer, folder: Path, known_fingerprint: str | None) 
     tokenizer.save_pretrained(folder)
     mark = {"fingerprint": known_fingerprint or weights_hash(bridge.state_dict())}
     (folder / PROCESSED_MARK).write_text(json.dumps(mark))
+
+
+def _processed_bridge(hf, tokenizer, embedding_aside: bool):
+    """A bridge over `hf` with its weights processed by compatibility mode. With `embedding_aside`, a one-row
+    stand-in replaces the input embedding during the processing, which copies every weight it is given two
+    or three times (the embedding is 0.67 of gemma-3-270m's 1.07 GB), and the embedding comes back after it;
+    None if the processing changed the stand-in, as it would have changed the embedding."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    embeddings, unembedding = hf.get_input_embeddings(), hf.get_output_embeddings()
+    embedding = embeddings.weight
+    if embedding_aside:
+        if unembedding is not None and unembedding.weight is embedding:
+            unembedding.weight = torch.nn.Parameter(embedding.detach())  # the same storage, no longer tied
+        hf.config.tie_word_embeddings = False
+        stand_in = torch.arange(1, embedding.shape[1] + 1, dtype=embedding.dtype)[None]
+        embeddings.weight = torch.nn.Parameter(stand_in.clone())
+    bridge = TransformerBridge.boot_transformers("tv_lens-processing", hf_model=hf, tokenizer=tokenizer)
+    bridge.enable_compatibility_mode(disable_warnings=True)
+    if embedding_aside:
+        if not torch.equal(embeddings.weight, stand_in):
+            return None
+        embeddings.weight = embedding
+    return bridge
 
 
 def load_tokenizer(spec: str = "gemma-3-270m"):
