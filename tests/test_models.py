@@ -177,6 +177,37 @@ def test_processed_checkpoint_gives_the_numbers_of_compatibility_mode(kind, tmp_
     assert len(list(tmp_path.glob("models/*/compat-tl*/model.safetensors"))) == 1
 
 
+def _tiny_gpt2_dir(folder):
+    """A random-weight GPT-2 (LayerNorm, tied embedding) saved as a Hugging Face directory."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from tv_lens.tiny import char_tokenizer
+
+    tokenizer = char_tokenizer()
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(tokenizer), n_embd=64, n_layer=2, n_head=4, n_positions=64,
+                               bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                               initializer_range=0.2)).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gemma", "tiny-gpt2"])
+@torch.no_grad()
+def test_processed_checkpoint_holds_the_weights_that_processing_the_whole_model_gives(kind, tmp_path, monkeypatch):
+    """The stored weights are those TransformerLens's processing of the whole model leaves on it, bit for bit,
+    whether the embedding sat out the processing (RMSNorm models) or took part (LayerNorm: it is centred)."""
+    from safetensors.torch import load_file
+
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path / "cache"))
+    spec = _tiny_gpt2_dir(tmp_path / kind) if kind == "tiny-gpt2" else kind
+    reference = {name.replace("._original_component", ""): tensor
+                 for name, tensor in load_model(spec).original_model.state_dict().items()}
+    load_model(spec, device_map={"": "cpu"})
+    stored = load_file(next(tmp_path.glob("cache/models/*/compat-tl*/model.safetensors")))
+    assert stored and all(torch.equal(tensor, reference[name]) for name, tensor in stored.items())
+
+
 def test_writing_the_processed_weights_removes_an_older_cache_layout(tmp_path, monkeypatch):
     from tv_lens.provenance import weights_hash
 

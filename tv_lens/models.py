@@ -309,9 +309,9 @@ def _save_processed(read: Callable, folder: Path, known_fingerprint: str | None)
 
 def _processed_bridge(hf, tokenizer, embedding_aside: bool):
     """A bridge over `hf` with its weights processed by compatibility mode. With `embedding_aside`, a one-row
-    stand-in replaces the input embedding during the processing, which copies every weight it is given two
-    or three times (the embedding is 0.67 of gemma-3-270m's 1.07 GB), and the embedding comes back after it;
-    None if the processing changed the stand-in, as it would have changed the embedding."""
+    stand-in replaces the input embedding during the processing, which copies every weight it is given three
+    times (the embedding takes 0.67 of gemma-3-270m's 1.07 GB), and the embedding comes back after it; None if
+    the processing changed the stand-in, as it would have changed the embedding."""
     from transformer_lens.model_bridge import TransformerBridge
 
     embeddings, unembedding = hf.get_input_embeddings(), hf.get_output_embeddings()
