@@ -208,6 +208,20 @@ def test_processed_checkpoint_holds_the_weights_that_processing_the_whole_model_
     assert stored and all(torch.equal(tensor, reference[name]) for name, tensor in stored.items())
 
 
+@torch.no_grad()
+def test_a_layernorm_model_placed_gives_the_numbers_of_compatibility_mode_within_rounding(tmp_path, monkeypatch):
+    """A LayerNorm model read back from its processed checkpoint is normalised by other code than in
+    compatibility mode's in-place processing (TransformerLens's NormalizationBridge has one path for each):
+    float32 rounding apart (3.9e-6 here), the same logits and the same predictions."""
+    monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path / "cache"))
+    spec = _tiny_gpt2_dir(tmp_path / "tiny-gpt2")
+    reference = load_model(spec)
+    tokens = reference.to_tokens(["abc->d\nef->", "x->"], padding_side="left")
+    expected, logits = reference(tokens), load_model(spec, device_map={"": "cpu"})(tokens)
+    assert torch.allclose(logits, expected, rtol=0, atol=1e-5)
+    assert torch.equal(logits.argmax(-1), expected.argmax(-1))
+
+
 def test_writing_the_processed_weights_removes_an_older_cache_layout(tmp_path, monkeypatch):
     from tv_lens.provenance import weights_hash
 
