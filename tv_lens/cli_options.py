@@ -12,8 +12,8 @@ DEFAULT_MODEL = "gemma-3-270m"
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Give a command `--threads` and `--quiet`."""
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="torch CPU threads (default: one per core left idle by other jobs, by the load "
-                             "average; OpenMP threads wait passively)")
+                        help="pin torch to N CPU threads (default: adapt before each forward pass to the cores "
+                             "other processes leave idle, at most torch's own count)")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bars (they are drawn only when stdout is a terminal anyway)")
 
