@@ -38,6 +38,13 @@ def test_import_and_every_help_load_no_heavy_package():
     assert loaded_after(run_every_help) == []
 
 
+def test_listing_the_tasks_without_a_model_loads_no_heavy_package():
+    """Why: `tv-lens tasks` imported the model code (torch, TransformerLens) and took 7 s to print a list."""
+    listing = ("import contextlib, io\nfrom analyses.cli import main\n"
+               "with contextlib.redirect_stdout(io.StringIO()): assert main(['tasks']) == 0")
+    assert loaded_after(listing) == []
+
+
 def test_every_command_has_the_run_options_and_a_description():
     from analyses.cli import add_commands
     from tv_lens.cli import build_parser

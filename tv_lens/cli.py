@@ -43,10 +43,13 @@ def _models(args: argparse.Namespace) -> None:
 
 
 def _tasks(args: argparse.Namespace) -> None:
-    from tv_lens.models import load_tokenizer
     from tv_lens.tasks.report import file_table, format_task_table, task_table
 
-    tokenizer = load_tokenizer(args.model) if args.model else None
+    tokenizer = None
+    if args.model:  # the model code imports torch: seconds that listing the tasks does not need
+        from tv_lens.models import load_tokenizer
+
+        tokenizer = load_tokenizer(args.model)
     rows = file_table(args.files, tokenizer, args.scoring) if args.files else task_table(tokenizer)
     print(format_task_table(rows))
 
