@@ -63,7 +63,8 @@ def test_csv_with_extra_columns_quotes_and_bom(tmp_path):
 
 def test_values_are_stripped_and_identical_duplicates_are_merged(tmp_path):
     text = '{"input": " chien ", "output": "dog "}\n{"input": "chien", "output": "dog"}\n'
-    with pytest.warns(TaskFileWarning, match="1 pairs repeat an earlier input; merged into it, adding 0"):
+    merged = "1 pair repeats an earlier input; merged into it, adding 0 accepted alternative outputs"
+    with pytest.warns(TaskFileWarning, match=merged):
         assert dict(load_task(write(tmp_path, "d.jsonl", text)).pairs) == {"chien": ("dog",)}
     text = "input,output\nchien,dog\nchien,dog\n"
     with pytest.warns(TaskFileWarning):

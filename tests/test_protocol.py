@@ -199,5 +199,5 @@ def test_a_merged_file_warns_in_one_line_on_the_command_line(capsys, tmp_path):
     path.write_text("input,output\n" + "".join(f"{a},{a.upper()}\n" for a in "abcdefghij") + "a,Á\n")
     assert main(["evaluate", "--task", str(path), "--model", "tiny-llama", "--json"]) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
-    assert err == [f"tv-lens: warning: {path}: 1 pairs repeat an earlier input; merged into it, adding 1 "
-                   "accepted alternative outputs (the first output stays canonical)"]
+    assert err == [f"tv-lens: warning: {path}: 1 pair repeats an earlier input; merged into it, adding 1 "
+                   "accepted alternative output (the first output stays canonical)"]

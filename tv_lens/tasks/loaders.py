@@ -212,8 +212,10 @@ def load_task(
     path = Path(path)
     pairs, counts = read_pairs(path)
     if counts.merged:
-        warnings.warn(f"{path}: {counts.merged} pairs repeat an earlier input; merged into it, adding "
-                      f"{counts.alternatives_added} accepted alternative outputs (the first output stays canonical)",
+        repeat = "pair repeats" if counts.merged == 1 else "pairs repeat"
+        outputs = "output" if counts.alternatives_added == 1 else "outputs"
+        warnings.warn(f"{path}: {counts.merged} {repeat} an earlier input; merged into it, adding "
+                      f"{counts.alternatives_added} accepted alternative {outputs} (the first output stays canonical)",
                       TaskFileWarning, stacklevel=2)
     try:
         return Task(
