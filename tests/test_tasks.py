@@ -14,6 +14,7 @@ from tv_lens.tasks import (
     list_tasks,
     register_scorer,
     register_task,
+    resolve_task,
     unregister_task,
 )
 from tv_lens.tasks.algorithmic import letter_lists
@@ -184,6 +185,23 @@ def test_unknown_task_is_one_line_listing_valid_names():
     assert "\n" not in message
     assert "unknown task 'capital_country'" in message
     assert all(name in message for name in PAPER_ORDER)
+
+
+def test_unknown_task_suggests_the_closest_name():
+    with pytest.raises(ValueError, match="unknown task 'antonym'; did you mean 'antonyms'\\? valid tasks"):
+        get_task("antonym")
+    with pytest.raises(ValueError, match="unknown task 'zzz'; valid tasks"):
+        get_task("zzz")
+
+
+def test_a_name_with_an_unsupported_suffix_is_read_as_a_file(tmp_path):
+    """Why: `--task past.txt` said "unknown task 'past.txt'" where the loader names the file types."""
+    path = tmp_path / "past.txt"
+    path.write_text('{"walk": "walked"}', encoding="utf-8")
+    with pytest.raises(ValueError, match="past.txt: unsupported file type '.txt'; use one of .json, .jsonl, .csv"):
+        resolve_task(str(path))
+    with pytest.raises(ValueError, match="nothere.txt: no such file"):
+        resolve_task(str(tmp_path / "nothere.txt"))
 
 
 def test_register_task_from_pairs_is_listed_and_found(user_task):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -29,13 +30,17 @@ def get_task(name: str) -> Task:
         if name not in _BUILT:
             _BUILT[name] = builtin_task(name)
         return _BUILT[name]
-    raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(list_tasks())}")
+    near = difflib.get_close_matches(name, list_tasks(), n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    raise ValueError(f"unknown task {name!r}; {hint}valid tasks: {', '.join(list_tasks())}")
 
 
 def resolve_task(spec: str | Task, scoring: str | None = None) -> Task:
     """A Task from a Task, a task file path (.json, .jsonl, .csv, any case) or a registered name;
-    `scoring` is how a file's answers are scored (default exact); a named task has its own."""
-    if not isinstance(spec, Task) and Path(spec).suffix.lower() in FORMATS:
+    `scoring` is how a file's answers are scored (default exact); a named task has its own. An
+    unregistered name with a suffix is read as a file, so `past.txt` says what file types work."""
+    if not isinstance(spec, Task) and (Path(spec).suffix.lower() in FORMATS
+                                       or (Path(spec).suffix and spec not in list_tasks())):
         return load_task(spec, scoring=scoring or "exact")
     task = spec if isinstance(spec, Task) else get_task(spec)
     if scoring not in (None, task.scoring):
