@@ -26,6 +26,15 @@ install_import_hook("tv_lens", "conftest.check_shapes")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def pinned_threads():
+    """Tests compare results of one process exactly; a thread count that adapted to the machine's load between
+    two computations can change their last bits (tests/test_threads.py tests the adapting on its own state)."""
+    from tv_lens.threads import set_threads
+
+    set_threads(torch.get_num_threads())
+
+
 @pytest.fixture(scope="session")
 def tiny_llama():
     from tv_lens.tiny import tiny_model

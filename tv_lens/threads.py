@@ -9,7 +9,8 @@ measures the cores other processes used since it last looked (/proc/stat less th
 and gives torch the cores they left. The count torch is set to (its default, OMP_NUM_THREADS,
 `torch.set_num_threads`) is the most tv_lens uses; `set_threads(n)` (`--threads N` on every command) pins
 exactly n. Where /proc/stat does not exist (macOS, Windows) `import tv_lens` sets OMP_WAIT_POLICY=passive
-instead, before torch loads.
+instead, before torch loads. The count can change the last bits of float32 results (MKL splits some matrix
+products' sums by thread): pin it where bits must match run to run.
 """
 
 from __future__ import annotations
