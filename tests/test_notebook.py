@@ -38,6 +38,8 @@ def check_ran(notebook) -> None:
     assert sum(PLOTLY in out.get("data", {}) for out in outputs(notebook)) == 2  # the layer sweep and the t-SNE
     for text in ("best layer", "θ − mean θ", "alpha   8  θ − mean θ  accuracy", "silhouette", "follows B"):
         assert text in printed(notebook), text
+    errors = "".join(out.text for out in outputs(notebook) if out.output_type == "stream" and out.name == "stderr")
+    assert "Loading weights" not in errors and "Moving model" not in errors  # no third-party bars or lines
 
 
 def test_saved_outputs_come_from_the_embedded_model():
