@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tv_lens.cli import main
+from tv_lens.cli_vectors import dev_curve
 from tv_lens.vectors import TaskVector
 
 
@@ -111,3 +112,10 @@ def test_a_vector_of_other_weights_is_refused_unless_forced(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1 and "weights 0000" in err and "--force" in err
     code, out, _ = cli(capsys, "apply", str(path), "a", "--force")
     assert code == 0 and out.splitlines()[-1].startswith("a ->")
+
+
+def test_the_dev_curve_names_its_layers_and_says_when_it_chose_none():
+    """Why: `tv-lens fv` at small sizes printed eighteen 0.00s and saved layer 0 with no word on why."""
+    assert dev_curve([0.1, 0.5, 0.2]) == "dev accuracy by layer, 0 to 2: 0.10 0.50 0.20"
+    flat = dev_curve([0.0, 0.0], " (added zero-shot)")
+    assert flat.startswith("dev accuracy by layer (added zero-shot), 0 to 1: 0.00 0.00 (the same at every layer")

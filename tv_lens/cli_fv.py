@@ -6,6 +6,7 @@ import argparse
 import re
 
 from tv_lens.cli_options import add_model_options, placement
+from tv_lens.cli_vectors import dev_curve
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER
 
 
@@ -15,7 +16,8 @@ def add_commands(commands) -> None:
                              description="Rank every attention head by its average indirect effect on "
                                          "shuffled-label prompts, sum the top k heads' mean outputs into a "
                                          "function vector, choose its layer on dev items unless --layer, and "
-                                         "save it as safetensors (apply it with `tv-lens apply ... --mode add`).")
+                                         "save it as safetensors (`tv-lens apply FILE QUERY...` adds it, a function "
+                                         "vector's own mode).")
     fv.add_argument("--task", required=True, help="a task name (e.g. antonyms) or a task file (.json, .jsonl, .csv)")
     fv.add_argument("--k", type=int, default=FV_HEADS, help=f"heads summed (default: {FV_HEADS}, the paper's)")
     fv.add_argument("--out", help="where to write the vector (default: <task>.fv.safetensors)")
@@ -53,6 +55,6 @@ def _fv(args: argparse.Namespace) -> None:
     fv = function_vector(model, task, args.k, formulation=args.formulation, layer=args.layer, effects=effects,
                          n_dev=args.n_dev, **settings)
     if fv.dev_accuracy:
-        print("dev accuracy by layer (added zero-shot): " + " ".join(f"{a:.2f}" for a in fv.dev_accuracy))
+        print(dev_curve(fv.dev_accuracy, " (added zero-shot)"))
     out = args.out or re.sub(r"[^A-Za-z0-9_.-]", "_", task.name) + ".fv.safetensors"
     print(f"saved {fv.save(out)}: {fv.summary()}")

@@ -64,10 +64,17 @@ def _learn(args: argparse.Namespace) -> None:
     theta = learn_task(model, task, k=args.k, seed=args.seed, n_shots=args.n_shots, layer=args.layer,
                        n_dev=args.n_dev)
     if theta.dev_accuracy:
-        curve = " ".join(f"{a:.2f}" for a in theta.dev_accuracy)
-        print(f"dev accuracy by layer: {curve}")
+        print(dev_curve(theta.dev_accuracy))
     path = theta.save(args.out)
     print(f"saved {path}: {theta.summary()}")
+
+
+def dev_curve(accuracy: list[float], how: str = "") -> str:
+    """The dev sweep that chose a vector's layer, as one line; a flat one says it chose nothing."""
+    line = f"dev accuracy by layer{how}, 0 to {len(accuracy) - 1}: " + " ".join(f"{a:.2f}" for a in accuracy)
+    if len(set(accuracy)) == 1:
+        line += " (the same at every layer, so the first was kept: the dev items tell no layer apart)"
+    return line
 
 
 def _apply(args: argparse.Namespace) -> None:
