@@ -171,6 +171,7 @@ def test_evaluate_prints_the_main_experiment_for_a_file(capsys, tmp_path):
     assert main(["evaluate", "--task", str(path), "--model", "tiny-llama", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "task letters (custom): 25 pairs, 25 kept by the single-token filter, prompt variant A" in out
+    assert "demonstrations (fewer pairs than test and dev items: queries recur, with fresh demonstrations)" in out
     for label in ("baseline", "ICL", "task vector", "dev accuracy by layer"):
         assert label in out
     assert main(["evaluate", "--task", str(path), "--model", "tiny-llama", "--json", "--seed", "1"]) == 0

@@ -33,7 +33,9 @@ def format_result(result) -> str:
     lines = [
         f"task {result.task} ({result.category}): {result.n_pairs} pairs, {kept}, prompt variant {variant}",
         f"model {result.model['model']}, seed {result.seed}: {settings['n_baseline']} baseline, "
-        f"{settings['n_test']} test and {settings['n_dev']} dev items, {settings['n_shots']} demonstrations",
+        f"{settings['n_test']} test and {settings['n_dev']} dev items, {settings['n_shots']} demonstrations"
+        + (" (fewer pairs than test and dev items: queries recur, with fresh demonstrations)"
+           if result.n_pairs_filtered < settings["n_test"] + settings["n_dev"] else ""),
         f"baseline     {result.baseline}",
         f"ICL          {result.icl}",
         f"task vector  {result.tv}  at layer {result.best_layer} (best on dev)",
