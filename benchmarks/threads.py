@@ -7,7 +7,9 @@ model load and a warm-up are not timed). OpenMP reads its wait policy once, when
 policy runs in a fresh interpreter: torch's default (one thread per core; OpenMP's threads spin a while
 before they sleep) and one thread; OMP_WAIT_POLICY=passive (waiting threads sleep) with torch's threads and one;
 and what tv_lens ships (nothing set: its threads adapt to the cores other processes leave). The measured
-settings are pinned (`tv_lens.set_threads`) so that they do not adapt. "busy" keeps one
+settings are pinned (`tv_lens.set_threads`) so that they do not adapt; all but the last run MKL in the strict
+reproducible mode that `import tv_lens` asks for (MKL_CBWR=AUTO,STRICT), and the last shows what it costs
+(tv_lens's default with MKL_CBWR=AUTO). "busy" keeps one
 `python -c "while True: pass"` running throughout and stops it afterwards. Each setting is timed
 `--repeats` times, interleaved with the other settings of its interpreter, in `--rounds` fresh interpreters
 (the rounds interleaved too: two interpreters of one setting differed by up to 1.2x on the 2-core VM); the
@@ -29,10 +31,11 @@ PROCESSES = {  # process -> (environment, thread counts to time in it: "torch" i
     "default": ({}, ["torch", "1"]),
     "passive": ({"OMP_WAIT_POLICY": "passive"}, ["torch", "1"]),
     "tv_lens": ({}, [""]),
+    "not strict": ({"MKL_CBWR": "AUTO"}, [""]),
 }  # "threads" in the table: the count at the end of the run (tv_lens's own choice for its row)
 LABELS = {("default", "torch"): "torch default", ("default", "1"): "1 thread",
           ("passive", "torch"): "OMP_WAIT_POLICY=passive", ("passive", "1"): "1 thread, passive",
-          ("tv_lens", ""): "tv_lens default (adapts)"}
+          ("tv_lens", ""): "tv_lens default (adapts)", ("not strict", ""): "tv_lens default, MKL not strict"}
 
 WORKER = """
 import json, sys, time
@@ -58,7 +61,7 @@ for count in [c for _ in range(int(sys.argv[5])) for c in counts]:  # repeats in
 def measure(process: str, model: str, task: str, n: int, repeats: int) -> dict[tuple[str, str], dict]:
     """Time the example `repeats` times for each thread count of `process`, in one fresh interpreter."""
     setting, counts = PROCESSES[process]
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "MKL_CBWR")}
     argv = [sys.executable, "-c", WORKER, model, str(n), ",".join(counts), task, str(repeats)]
     done = subprocess.run(argv, env={**env, **setting}, capture_output=True, text=True)
     if done.returncode != 0:
@@ -82,7 +85,7 @@ def run_condition(condition: str, model: str, task: str, n: int, repeats: int,
                     seen = rows.setdefault(key, {"threads": row["threads"], "times": [], "per_process": []})
                     seen["times"] += row["times"]
                     seen["per_process"].append(statistics.median(row["times"]))
-                    print(f"  {condition:<5} {LABELS[key]:<25} {row['threads']} thread(s) "
+                    print(f"  {condition:<5} {LABELS[key]:<32} {row['threads']} thread(s) "
                           f"{seen['per_process'][-1]:7.1f} s", flush=True)
         for row in rows.values():
             row["seconds"] = statistics.median(row["times"])

@@ -137,3 +137,14 @@ def test_without_proc_stat_waiting_threads_sleep():
            "threads.set_thread_default(); import os; print(os.environ.get('OMP_WAIT_POLICY'))"
     assert run(code) == ["passive"]
     assert run(code, OMP_WAIT_POLICY="active") == ["active"]
+
+
+GEMM = "import torch; torch.manual_seed(0); a, b = torch.randn(30, 2048), torch.randn(2048, 640); " \
+       "torch.set_num_threads(1); x = a @ b; torch.set_num_threads(2); print(torch.equal(x, a @ b))"
+
+
+@pytest.mark.skipif(threads.cpu_count() < 2 or not torch.backends.mkl.is_available(), reason="needs MKL, 2 cores")
+def test_matrix_products_have_the_same_bits_at_any_thread_count():
+    """A product whose sums MKL splits by thread on this machine's CPUs unless told to be strict."""
+    assert run("import tv_lens; " + GEMM) == ["True"]
+    assert run("import tv_lens; import os; print(os.environ['MKL_CBWR'])", MKL_CBWR="COMPATIBLE") == ["COMPATIBLE"]

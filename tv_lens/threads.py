@@ -9,8 +9,9 @@ measures the cores other processes used since it last looked (/proc/stat less th
 and gives torch the cores they left. The count torch is set to (its default, OMP_NUM_THREADS,
 `torch.set_num_threads`) is the most tv_lens uses; `set_threads(n)` (`--threads N` on every command) pins
 exactly n. Where /proc/stat does not exist (macOS, Windows) `import tv_lens` sets OMP_WAIT_POLICY=passive
-instead, before torch loads. The count can change the last bits of float32 results (MKL splits some matrix
-products' sums by thread): pin it where bits must match run to run.
+instead, before torch loads. MKL splits the sums of some matrix products between threads, which changes
+their last bits with the thread count; `import tv_lens` asks MKL for its strict reproducible mode, in which
+float32 results on x86 CPUs do not depend on the count (it must come before the first matrix product).
 """
 
 from __future__ import annotations
@@ -117,7 +118,10 @@ def set_threads(count: int) -> None:
 
 
 def set_thread_default() -> None:
-    """Where threads cannot adapt (no /proc/stat), OMP_WAIT_POLICY=passive unless set or too late (torch imported)."""
+    """MKL_CBWR=AUTO,STRICT, which MKL reads at the first matrix product: float32 matrix products with the same
+    bits at any thread count, so that adapting the count never changes a result; and, where threads cannot
+    adapt (no /proc/stat), OMP_WAIT_POLICY=passive unless torch is loaded. Values already set are kept."""
+    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
     if _STATE.on or "torch" in sys.modules:
         return
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")
