@@ -2,8 +2,8 @@
 core while the machine is otherwise idle, fewer threads as soon as other processes take cores.
 
 torch runs one OpenMP thread per core and lets a waiting thread spin before it sleeps. On an idle 2-core
-machine that is the fastest setting (1.4x faster than one thread); beside one CPU-bound job the spinning
-threads fight it and run 2.1x slower than one thread. OpenMP's passive wait policy avoids the fight but
+machine that is much faster than one thread (1.35x to 1.6x); beside one CPU-bound job the spinning
+threads fight it and run about 2x slower than one thread. OpenMP's passive wait policy avoids the fight but
 loses the speed. So before each forward pass and model load (`adapt`, at most every `INTERVAL_S`) tv_lens
 measures the cores other processes used since it last looked (/proc/stat less this process's CPU time)
 and gives torch the cores they left. The count torch is set to (its default, OMP_NUM_THREADS,
@@ -27,9 +27,11 @@ INTERVAL_S = 0.5
 _BUSY_COLUMNS = (0, 1, 2, 5, 6, 7)
 
 
-def cpu_count() -> int:
+def cores() -> frozenset[int]:
     """The cores this process may run on."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        return frozenset(os.sched_getaffinity(0))
+    return frozenset(range(os.cpu_count() or 1))
 
 
 @dataclass(frozen=True)
@@ -42,9 +44,9 @@ class CpuSample:
     own_s: float
 
 
-def sample(cores: frozenset[int] | None = None) -> CpuSample | None:
-    """Read the counters now (None where /proc/stat cannot be read); `cores`: this process's cores."""
-    cores = cores if cores is not None else frozenset(os.sched_getaffinity(0))
+def sample(on: frozenset[int] | None = None) -> CpuSample | None:
+    """Read the counters now, over the cores `on` (default: this process's); None where /proc/stat cannot be read."""
+    on = cores() if on is None else on
     try:
         with open(PROC_STAT) as stat:
             lines = stat.read().splitlines()
@@ -53,7 +55,7 @@ def sample(cores: frozenset[int] | None = None) -> CpuSample | None:
     ticks = 0
     for line in lines:
         name, *values = line.split()
-        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in on:
             ticks += sum(int(values[i]) for i in _BUSY_COLUMNS)
     return CpuSample(time.monotonic(), ticks / os.sysconf("SC_CLK_TCK"), time.process_time())
 
@@ -73,7 +75,7 @@ class _Adaptive:
     """The running choice: the last sample, the most threads allowed and the count last set."""
 
     def __init__(self) -> None:
-        self.cores = frozenset(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else frozenset()
+        self.cores = cores()
         self.last = sample(self.cores)
         self.on = self.last is not None
         self.limit: int | None = None
