@@ -16,14 +16,14 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from tv_lens.geometry import cluster_stats, mean_pairwise_distance, tsne_2d
-from tv_lens.interventions import check_layer
-from tv_lens.learn import learn_items
-from tv_lens.prompts import PromptFormat
-from tv_lens.records import Point, TaskQueries, TaskSpread
-from tv_lens.results import Shard, Store
+from tv_lens.analysis.geometry import cluster_stats, mean_pairwise_distance, tsne_2d
+from tv_lens.patching.interventions import check_layer
+from tv_lens.runs.records import Point, TaskQueries, TaskSpread
+from tv_lens.runs.store import Shard, Store
 from tv_lens.settings import PAPER, PAPER_4_SHOTS, AnalysisSettings, Settings
+from tv_lens.task_vectors.learning import learn_items
 from tv_lens.tasks import Task, sample_items
+from tv_lens.tasks.prompts import PromptFormat
 
 from . import main_table
 from .common import Outcome, Progress, report_reused, resolve_tasks, run_command, say, task_units

@@ -13,7 +13,7 @@ from pathlib import Path
 from torch import Tensor
 
 from tv_lens import progress
-from tv_lens.cli_options import (
+from tv_lens.cli.options import (
     add_model_options,
     add_run_options,
     add_shard_option,
@@ -23,9 +23,9 @@ from tv_lens.cli_options import (
 from tv_lens.codec import Record
 from tv_lens.files import check_writable_folder
 from tv_lens.progress import bar
-from tv_lens.records import Results
-from tv_lens.results import Shard, Store, Unit
-from tv_lens.tables import as_text
+from tv_lens.report.tables import as_text
+from tv_lens.runs.records import Results
+from tv_lens.runs.store import Shard, Store, Unit
 from tv_lens.tasks import Task, list_tasks, resolve_task
 
 Progress = Callable[[str], None]
@@ -111,7 +111,7 @@ def parser(description: str, tasks: bool = True, shards: bool = True) -> argpars
 def load(args: argparse.Namespace):
     """The model named on the command line, the run directory (defaulted from the model) and the
     shard, after checking the run directory and the shard before the model loads."""
-    from tv_lens.models import load_model
+    from tv_lens.models.loading import load_model
 
     apply_run_options(args)
     out = args.out or default_out(args.model)

@@ -13,16 +13,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tv_lens.engine import Run, decode, encode, predict
-from tv_lens.interventions import Intervention
-from tv_lens.learn import learn_items
+from tv_lens.patching.engine import Run, decode, encode, predict
+from tv_lens.patching.interventions import Intervention
 from tv_lens.progress import bar
-from tv_lens.prompts import PromptFormat
-from tv_lens.records import ConflictItem, ConflictPair
-from tv_lens.results import Shard, Store
+from tv_lens.runs.records import ConflictItem, ConflictPair
+from tv_lens.runs.store import Shard, Store
 from tv_lens.settings import PAPER, PAPER_4_SHOTS, AnalysisSettings, Settings
 from tv_lens.stats import Accuracy
+from tv_lens.task_vectors.learning import learn_items
 from tv_lens.tasks import Item, Task, get_scorer, items_for, resolve_task, sample_items
+from tv_lens.tasks.prompts import PromptFormat
 
 from . import main_table
 from .common import Outcome, Progress, report_reused, run_command, say

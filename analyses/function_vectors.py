@@ -18,17 +18,17 @@ from dataclasses import asdict, dataclass
 import torch
 from scipy.stats import t as student_t
 
-from tv_lens.engine import counting
-from tv_lens.function_vectors import FORMULATIONS, accuracy_with, evaluate_fvs, fv_vectors
-from tv_lens.fv_prompts import FORMATS, fv_items, task_in_format
-from tv_lens.interventions import HOOK_Z, Intervention
-from tv_lens.lens import top_tokens
-from tv_lens.mediation import HeadEffects, head_effects
+from tv_lens.analysis.lens import top_tokens
+from tv_lens.function_vectors.items import FORMATS, fv_items, task_in_format
+from tv_lens.function_vectors.mediation import HeadEffects, head_effects
+from tv_lens.function_vectors.vector import FORMULATIONS, accuracy_with, evaluate_fvs, fv_vectors
+from tv_lens.patching.engine import counting
+from tv_lens.patching.interventions import HOOK_Z, Intervention
 from tv_lens.progress import bar, stage
-from tv_lens.records import FVRun, MeanAIE, TaskVectorRun, ZeroShotAndShuffled
-from tv_lens.results import Shard, Store
+from tv_lens.runs.records import FVRun, MeanAIE, TaskVectorRun, ZeroShotAndShuffled
+from tv_lens.runs.store import Shard, Store
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER, AnalysisSettings, Settings
-from tv_lens.task_level import learn_task
+from tv_lens.task_vectors.task_level import learn_task
 from tv_lens.tasks import Task
 
 from .common import Outcome, Progress, report_reused, resolve_tasks, run_command, say

@@ -12,8 +12,8 @@ from dataclasses import asdict
 
 import numpy as np
 
-from tv_lens.records import LayerCurve, MainTable
-from tv_lens.results import Store
+from tv_lens.runs.records import LayerCurve, MainTable
+from tv_lens.runs.store import Store
 from tv_lens.settings import PAPER, Settings
 from tv_lens.tasks import Task
 

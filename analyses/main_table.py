@@ -13,11 +13,11 @@ from dataclasses import asdict
 
 from torch import Tensor
 
-from tv_lens.evaluate import EvalResult, evaluate
-from tv_lens.records import Summary
-from tv_lens.results import Shard, Store, Unit
+from tv_lens.analysis.summary import TaskHits, summarize
+from tv_lens.runs.records import Summary
+from tv_lens.runs.store import Shard, Store, Unit
 from tv_lens.settings import PAPER, Settings
-from tv_lens.summary import TaskHits, summarize
+from tv_lens.task_vectors.evaluation import EvalResult, evaluate
 from tv_lens.tasks import Task
 
 from .common import Outcome, Progress, report_reused, resolve_tasks, run_command, say, task_units

@@ -9,15 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tv_lens.cli_options import placement
-from tv_lens.fv_prompts import FORMATS
+from tv_lens.cli.options import placement
+from tv_lens.function_vectors.items import FORMATS
 from tv_lens.progress import counter
-from tv_lens.results import Shard
+from tv_lens.report.tables import as_text
+from tv_lens.runs.store import Shard
 from tv_lens.settings import Settings
-from tv_lens.tables import as_text
 
-from . import clusters, conflicting_tasks, function_vectors, layer_sweep, main_table, top_tokens
-from .cli import EXPERIMENTS
+from . import EXPERIMENTS, clusters, conflicting_tasks, function_vectors, layer_sweep, main_table, top_tokens
 from .common import Outcome, Progress, check_run_arguments, default_out, resolve_tasks, say, usable_tasks
 
 
@@ -111,7 +110,7 @@ def format_report(outcomes: dict[str, Outcome]) -> str:
 def run_from_args(args: argparse.Namespace) -> Path | None:
     """Check the arguments, load the model, reproduce, print the tables and where the results are;
     the run directory (None for a shard, which only computes its share of the units)."""
-    from tv_lens.models import load_model
+    from tv_lens.models.loading import load_model
 
     start = time.perf_counter()
     out = args.out or default_out(args.model, args.quick)

@@ -14,9 +14,9 @@ from dataclasses import asdict
 
 import torch
 
-from tv_lens.lens import top_tokens
-from tv_lens.records import TaskTokens
-from tv_lens.results import Store
+from tv_lens.analysis.lens import top_tokens
+from tv_lens.runs.records import TaskTokens
+from tv_lens.runs.store import Store
 from tv_lens.settings import PAPER, Settings
 from tv_lens.tasks import Task
 

@@ -38,15 +38,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the experiments (analyses/) of this checkout
 
 import torch  # noqa: E402
+from analyses.cli import main as cli_main  # noqa: E402
 
 from analyses import clusters, conflicting_tasks, reproduce  # noqa: E402
-from analyses.cli import main as cli_main  # noqa: E402
-from tv_lens.learn import learn  # noqa: E402
-from tv_lens.models import load_model  # noqa: E402
-from tv_lens.results import Shard  # noqa: E402
+from tv_lens.models.loading import load_model  # noqa: E402
+from tv_lens.runs.store import Shard  # noqa: E402
 from tv_lens.settings import Settings  # noqa: E402
+from tv_lens.task_vectors.learning import learn  # noqa: E402
+from tv_lens.task_vectors.vector import TaskVector, VectorFileError  # noqa: E402
 from tv_lens.tasks import TaskFileError, load_task  # noqa: E402
-from tv_lens.vectors import TaskVector, VectorFileError  # noqa: E402
 
 PROTOCOL = reproduce.Protocol(main=Settings(n_baseline=4, n_dev=4, n_test=4),
                               conflict=conflicting_tasks.ConflictSettings(n_items=4),

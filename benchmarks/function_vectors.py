@@ -18,9 +18,9 @@ import time
 import torch
 
 import tv_lens as tv
-from tv_lens.engine import counting
-from tv_lens.function_vectors import evaluate_fvs, fv_vectors
-from tv_lens.fv_prompts import fv_items, task_in_format
+from tv_lens.function_vectors.items import fv_items, task_in_format
+from tv_lens.function_vectors.vector import evaluate_fvs, fv_vectors
+from tv_lens.patching.engine import counting
 
 
 def block_params(model) -> int:

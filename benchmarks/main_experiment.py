@@ -18,7 +18,7 @@ from collections import defaultdict
 import torch
 
 import tv_lens as tv
-from tv_lens.engine import counting
+from tv_lens.patching.engine import counting
 
 
 def matmul_peak_gflops(device: str | torch.device, n: int = 1024, repeats: int = 10) -> float:

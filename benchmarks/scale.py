@@ -35,7 +35,7 @@ def run_placement(config: dict) -> dict:
     import resource
 
     import tv_lens as tv
-    from tv_lens.models import layer_device_map
+    from tv_lens.models.loading import layer_device_map
 
     torch.set_num_threads(config["threads"])
     placement = {"dtype": getattr(torch, config["dtype"])}

@@ -25,13 +25,13 @@ from collections.abc import Callable
 
 import torch
 
-from tv_lens.engine import Run, decode, encode, predict
-from tv_lens.models import load_model
-from tv_lens.prompts import PromptFormat
-from tv_lens.serving import TaskVectorSolver
+from tv_lens.models.loading import load_model
+from tv_lens.patching.engine import Run, decode, encode, predict
 from tv_lens.stats import Accuracy
-from tv_lens.task_level import learn_task
+from tv_lens.task_vectors.serving import TaskVectorSolver
+from tv_lens.task_vectors.task_level import learn_task
 from tv_lens.tasks import get_scorer, get_task, list_tasks, sample_splits
+from tv_lens.tasks.prompts import PromptFormat
 
 METHODS = ("icl", "tv")
 

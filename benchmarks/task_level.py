@@ -2,7 +2,7 @@
 
     python benchmarks/task_level.py [--model gemma-3-270m] [--n-test 30] [--n-dev 20] [--k 16] [--tasks ...]
 
-Per-item θ and ICL come from `tv_lens.evaluate` (the paper's protocol: θ per test item from its own
+Per-item θ and ICL come from `tv_lens.task_vectors.evaluation` (the paper's protocol: θ per test item from its own
 demonstrations, layer by a sweep on per-item dev θ). The task-level θ is learned once per task
 from K contexts (seed 1) that leave out the test queries where the task has enough other inputs
 (not for the algorithmic tasks, whose 26 letters all recur as test queries); its layer is the
@@ -21,14 +21,14 @@ import warnings
 
 import torch
 
-from tv_lens.apply import next_tokens
-from tv_lens.engine import decode, encode
-from tv_lens.evaluate import evaluate
-from tv_lens.models import load_model
-from tv_lens.prompts import PromptFormat
+from tv_lens.models.loading import load_model
+from tv_lens.patching.engine import decode, encode
 from tv_lens.stats import Accuracy
-from tv_lens.task_level import learn_task
+from tv_lens.task_vectors.applying import next_tokens
+from tv_lens.task_vectors.evaluation import evaluate
+from tv_lens.task_vectors.task_level import learn_task
 from tv_lens.tasks import get_scorer, get_task, list_tasks, sample_splits
+from tv_lens.tasks.prompts import PromptFormat
 
 
 def compare(model, name: str, n_test: int, n_dev: int, k: int) -> dict:

@@ -15,9 +15,9 @@ from pathlib import Path
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from tv_lens import plots
-from tv_lens.records import Results
-from tv_lens.results import RESULTS_FILE, load_results
+from tv_lens.report import plots
+from tv_lens.runs.records import Results
+from tv_lens.runs.store import RESULTS_FILE, load_results
 
 from .report import report_html, tables_markdown
 

@@ -9,8 +9,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from tv_lens.records import Results
-from tv_lens.tables import as_html, as_markdown
+from tv_lens.report.tables import as_html, as_markdown
+from tv_lens.runs.records import Results
 
 TITLES = {"main_table": "1. Main table: baseline, ICL, task vector",
           "layer_sweep": "2. Layer sweep",

@@ -37,14 +37,14 @@ def pinned_threads():
 
 @pytest.fixture(scope="session")
 def tiny_llama():
-    from tv_lens.tiny import tiny_model
+    from tv_lens.models.tiny import tiny_model
 
     return tiny_model("tiny-llama")
 
 
 @pytest.fixture(scope="session")
 def tiny_gemma():
-    from tv_lens.tiny import tiny_model
+    from tv_lens.models.tiny import tiny_model
 
     return tiny_model("tiny-gemma")
 
@@ -56,7 +56,7 @@ def tiny(request):
 
 @pytest.fixture(scope="session")
 def gemma():
-    from tv_lens.models import load_model
+    from tv_lens.models.loading import load_model
 
     return load_model("gemma-3-270m")
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from analyses import clusters, conflicting_tasks, function_vectors, layer_sweep, main_table, reproduce, top_tokens
-from tv_lens.learn import learn_items
-from tv_lens.prompts import PromptFormat
-from tv_lens.records import SCHEMA_VERSION, results_from_dict
-from tv_lens.results import ResultsError, Store, load_results
+from tv_lens.report.tables import as_text
+from tv_lens.runs.records import SCHEMA_VERSION, results_from_dict
+from tv_lens.runs.store import ResultsError, Store, load_results
 from tv_lens.settings import Settings
-from tv_lens.tables import as_text
+from tv_lens.task_vectors.learning import learn_items
 from tv_lens.tasks import get_task, sample_splits
+from tv_lens.tasks.prompts import PromptFormat
 
 TASKS = ["next_letter", "to_upper", "list_last", "list_first"]
 SMALL = Settings(n_baseline=6, n_dev=6, n_test=6)
@@ -209,7 +209,7 @@ def test_reproduce_runs_only_the_experiments_asked_for(tiny_llama, tmp_path):
 
 
 def test_cli_reproduce_quick_ends_with_the_report(tmp_path, capsys):
-    from analyses.cli import main
+    from tv_lens.cli.main import main
 
     assert main(["reproduce", "--model", "tiny-llama", "--quick", "--tasks", "next_letter", "to_upper",
                  "--out", str(tmp_path), "--threads", "1"]) == 0
@@ -222,7 +222,7 @@ def test_cli_reproduce_quick_ends_with_the_report(tmp_path, capsys):
 
 
 def test_cli_reproduce_without_figures(tmp_path, capsys):
-    from analyses.cli import main
+    from tv_lens.cli.main import main
 
     assert main(["reproduce", "--model", "tiny-llama", "--quick", "--tasks", "next_letter", "--out", str(tmp_path),
                  "--no-figures"]) == 0

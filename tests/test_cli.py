@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from analyses.cli import main
+from tv_lens.cli.main import main
 
 ROOT = Path(__file__).parents[1]
 HEAVY = ("torch", "transformer_lens", "transformers", "plotly", "numpy")
@@ -31,7 +31,7 @@ def test_import_and_every_help_load_no_heavy_package():
     assert loaded_after("import tv_lens") == []
     assert loaded_after("import tv_lens as tv; tv.Task; tv.get_task('antonyms')") == []
     commands = "models tasks learn apply reproduce figures".split()
-    run_every_help = ("from analyses.cli import main\n"
+    run_every_help = ("from tv_lens.cli.main import main\n"
                       f"for command in {commands!r}:\n"
                       "    try: main([command, '--help'])\n"
                       "    except SystemExit as end: assert end.code == 0")
@@ -40,14 +40,14 @@ def test_import_and_every_help_load_no_heavy_package():
 
 def test_listing_the_tasks_without_a_model_loads_no_heavy_package():
     """Why: `tv-lens tasks` imported the model code (torch, TransformerLens) and took 7 s to print a list."""
-    listing = ("import contextlib, io\nfrom analyses.cli import main\n"
+    listing = ("import contextlib, io\nfrom tv_lens.cli.main import main\n"
                "with contextlib.redirect_stdout(io.StringIO()): assert main(['tasks']) == 0")
     assert loaded_after(listing) == []
 
 
 def test_every_command_has_the_run_options_and_a_description():
-    from analyses.cli import add_commands
-    from tv_lens.cli import build_parser
+    from analyses.commands import add_commands
+    from tv_lens.cli.main import build_parser
 
     parser = build_parser([add_commands])
     commands = next(a for a in parser._actions if a.dest == "command").choices
@@ -91,12 +91,12 @@ def test_a_model_the_hub_cannot_give_is_a_one_line_error_for_tasks_too(capsys, m
 
 
 def test_reproduce_refuses_a_missing_task_file_before_loading_the_model(capsys, monkeypatch, tmp_path):
-    import tv_lens.models
+    import tv_lens.models.loading
 
     def fail(*args, **kwargs):
         raise AssertionError("the model was loaded before the tasks were checked")
 
-    monkeypatch.setattr(tv_lens.models, "load_model", fail)
+    monkeypatch.setattr(tv_lens.models.loading, "load_model", fail)
     missing = tmp_path / "missing.json"
     assert main(["reproduce", "--tasks", "antonyms", str(missing), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
@@ -137,7 +137,7 @@ SIZES = {"evaluate": [], "learn": ["--k", "3", "--n-dev", "4"],
 @pytest.mark.parametrize("command", sorted(STAGES))
 def test_long_commands_draw_a_bar_per_stage_on_a_terminal_unless_quiet(command, quiet, tmp_path, capsys,
                                                                       monkeypatch):
-    from tv_lens import engine
+    from tv_lens.patching import engine
 
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     monkeypatch.setattr(engine, "BAR_DELAY", 0)  # tiny models finish before the usual delay

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from tv_lens.cli import main
-from tv_lens.cli_vectors import dev_curve
-from tv_lens.vectors import TaskVector
+from tv_lens.cli.main import main
+from tv_lens.cli.vectors import dev_curve
+from tv_lens.task_vectors.vector import TaskVector
 
 
 def cli(capsys, *argv):
@@ -41,8 +41,8 @@ def test_learn_with_a_layer_and_a_custom_task_file(tmp_path, capsys):
 
 
 def test_apply_prints_the_solvers_answer_to_each_query(saved, capsys):
-    from tv_lens.models import load_model
-    from tv_lens.serving import TaskVectorSolver
+    from tv_lens.models.loading import load_model
+    from tv_lens.task_vectors.serving import TaskVectorSolver
 
     theta = TaskVector.load(saved)
     model = load_model("tiny-llama")

@@ -3,14 +3,14 @@
 import pytest
 import torch
 
-from tv_lens.apply import apply, next_tokens
-from tv_lens.engine import Budget, Run, encode, predict
-from tv_lens.evaluate import evaluate
-from tv_lens.interventions import Intervention
-from tv_lens.learn import learn, learn_items
-from tv_lens.prompts import PromptFormat
+from tv_lens.patching.engine import Budget, Run, encode, predict
+from tv_lens.patching.interventions import Intervention
 from tv_lens.stats import Accuracy
+from tv_lens.task_vectors.applying import apply, next_tokens
+from tv_lens.task_vectors.evaluation import evaluate
+from tv_lens.task_vectors.learning import learn, learn_items
 from tv_lens.tasks import Item, Task
+from tv_lens.tasks.prompts import PromptFormat
 
 FMT = PromptFormat()
 ONE_BY_ONE = Budget(tokens=1, rows=1)
@@ -105,7 +105,7 @@ def test_kv_reuse_gives_the_same_thetas_and_predictions_as_full_prompts(tiny):
 
 
 def test_layer_sweep_reuse_equals_one_run_per_layer(tiny):
-    from tv_lens.sweep import layer_sweep
+    from tv_lens.task_vectors.sweep import layer_sweep
 
     thetas, _ = learn_items(tiny, items(), FMT)
     prompts = [FMT.query(i.query) for i in items()]
@@ -178,7 +178,7 @@ def test_errors_are_clear(tiny_llama, tiny_gemma):
 
 
 def test_prompts_longer_than_a_sliding_window_are_refused():
-    from tv_lens.tiny import tiny_model
+    from tv_lens.models.tiny import tiny_model
 
     model = tiny_model("tiny-gemma")
     model.original_model.config.sliding_window = 8
@@ -189,7 +189,7 @@ def test_prompts_longer_than_a_sliding_window_are_refused():
 def test_eval_result_round_trips_through_json_and_keeps_mean_theta_in_memory(tiny_llama):
     import json
 
-    from tv_lens.evaluate import EvalResult
+    from tv_lens.task_vectors.evaluation import EvalResult
 
     result = evaluate(tiny_llama, shift_task(), n_baseline=4, n_dev=4, n_test=4, n_shots=3)
     assert result.mean_theta.shape == (tiny_llama.cfg.n_layers, tiny_llama.cfg.d_model)
@@ -204,7 +204,7 @@ def test_eval_result_round_trips_through_json_and_keeps_mean_theta_in_memory(tin
 def test_a_vector_is_applied_at_its_own_hook(tiny_llama):
     from dataclasses import replace
 
-    from tv_lens.generate import generate
+    from tv_lens.task_vectors.generation import generate
 
     theta = learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["gh", "ij"], layer=1)
     elsewhere = replace(theta, hook="blocks.{layer}.hook_elsewhere")
@@ -214,7 +214,7 @@ def test_a_vector_is_applied_at_its_own_hook(tiny_llama):
 
 
 def test_best_layer_is_the_first_with_the_highest_accuracy():
-    from tv_lens.sweep import best_layer
+    from tv_lens.task_vectors.sweep import best_layer
 
     assert best_layer([0.2, 0.5, 0.5]) == 1 and best_layer([0.0, 0.0]) == 0 and best_layer([0.1, 0.3, 0.9]) == 2
     with pytest.raises(ValueError, match="at least one layer"):
@@ -222,11 +222,9 @@ def test_best_layer_is_the_first_with_the_highest_accuracy():
 
 
 def test_evaluate_tests_theta_at_the_best_dev_layer(tiny_llama, monkeypatch):
-    import importlib
 
     from tv_lens.stats import Accuracy
-
-    ev = importlib.import_module("tv_lens.evaluate")  # the package's `evaluate` attribute is the function
+    from tv_lens.task_vectors import evaluation as ev
 
     real_sweep, real_next, used = ev.layer_sweep, ev.next_tokens, []
 

@@ -10,16 +10,16 @@ import pytest
 import torch
 from test_core import check_batched_equals_unbatched, check_identity, max_rel, shift_task
 
-from tv_lens.apply import apply
-from tv_lens.evaluate import evaluate
-from tv_lens.generate import generate
-from tv_lens.learn import learn
-from tv_lens.lens import top_tokens
-from tv_lens.models import load_model
-from tv_lens.provenance import fingerprint
-from tv_lens.serving import TaskVectorSolver
-from tv_lens.task_level import learn_task
-from tv_lens.vectors import TaskVector
+from tv_lens.analysis.lens import top_tokens
+from tv_lens.models.loading import load_model
+from tv_lens.models.provenance import fingerprint
+from tv_lens.task_vectors.applying import apply
+from tv_lens.task_vectors.evaluation import evaluate
+from tv_lens.task_vectors.generation import generate
+from tv_lens.task_vectors.learning import learn
+from tv_lens.task_vectors.serving import TaskVectorSolver
+from tv_lens.task_vectors.task_level import learn_task
+from tv_lens.task_vectors.vector import TaskVector
 
 DEVICE = os.environ.get("TV_LENS_TEST_DEVICE", "cuda")
 pytestmark = pytest.mark.skipif(DEVICE == "cuda" and not torch.cuda.is_available(), reason="no CUDA device")
@@ -77,8 +77,8 @@ def test_a_vector_saved_from_the_device_serves_on_the_cpu(pair, tmp_path):
 
 
 def test_a_patch_whose_vector_is_on_the_device_gives_the_cpu_result(pair):
-    from tv_lens.engine import Run, encode, predict
-    from tv_lens.interventions import Intervention
+    from tv_lens.patching.engine import Run, encode, predict
+    from tv_lens.patching.interventions import Intervention
 
     cpu, dev = pair
     vector = torch.randn(cpu.cfg.d_model, generator=torch.Generator().manual_seed(0))

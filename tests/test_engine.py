@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from tv_lens.engine import Budget, Run, counting, encode, predict, prefill, step
-from tv_lens.interventions import Intervention
+from tv_lens.patching.engine import Budget, Run, counting, encode, predict, prefill, step
+from tv_lens.patching.interventions import Intervention
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 
 from analyses import clusters, conflicting_tasks, function_vectors, reproduce
-from analyses.cli import main
 from figures import make as figures
-from tv_lens import plots
-from tv_lens.evaluate import evaluate
-from tv_lens.geometry import tsne_2d
+from tv_lens.analysis.geometry import tsne_2d
+from tv_lens.cli.main import main
+from tv_lens.report import plots
+from tv_lens.report.tables import TABLES, Table
 from tv_lens.settings import Settings
-from tv_lens.tables import TABLES, Table
+from tv_lens.task_vectors.evaluation import evaluate
 from tv_lens.tasks import get_task
 
 FIGURES_MADE = ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters",

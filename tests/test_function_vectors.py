@@ -7,14 +7,14 @@ from html import unescape
 import pytest
 import torch
 
-from tv_lens import heads
-from tv_lens.engine import Budget, Run, encode, predict
-from tv_lens.function_vectors import FORMULATIONS, function_vector, fv_vectors
-from tv_lens.fv_prompts import fv_items, task_in_format
-from tv_lens.interventions import HOOK_Z, Intervention, intervening
-from tv_lens.mediation import HeadEffects, head_effects
+from tv_lens.function_vectors.items import fv_items, task_in_format
+from tv_lens.function_vectors.mediation import HeadEffects, head_effects
+from tv_lens.function_vectors.vector import FORMULATIONS, function_vector, fv_vectors
+from tv_lens.patching import heads
+from tv_lens.patching.engine import Budget, Run, encode, predict
+from tv_lens.patching.interventions import HOOK_Z, Intervention, intervening
+from tv_lens.task_vectors.vector import FUNCTION_VECTOR, TASK_VECTOR, TaskVector, VectorFileError
 from tv_lens.tasks import get_task
-from tv_lens.vectors import FUNCTION_VECTOR, TASK_VECTOR, TaskVector, VectorFileError
 
 
 def test_kind_and_heads_round_trip_and_default_to_a_task_vector(tmp_path):
@@ -116,7 +116,7 @@ def test_formulations(tiny, effects):
 
 
 def test_a_saved_function_vector_gives_the_same_answers_and_is_added(tiny_llama, tmp_path, one_thread):
-    from tv_lens.apply import apply
+    from tv_lens.task_vectors.applying import apply
 
     fv = function_vector(tiny_llama, get_task("to_upper"), k=3, n_dev=4, **SMALL)
     back = TaskVector.load(fv.save(tmp_path / "fv.safetensors"))
@@ -129,7 +129,7 @@ def test_a_saved_function_vector_gives_the_same_answers_and_is_added(tiny_llama,
 
 
 def test_a_function_vector_refuses_a_model_of_another_width(tiny_llama):
-    from tv_lens.apply import apply
+    from tv_lens.task_vectors.applying import apply
 
     narrow = TaskVector(torch.zeros(3, 32), layer=1, kind=FUNCTION_VECTOR)
     with pytest.raises(ValueError, match="d_model 32"):
@@ -139,8 +139,8 @@ def test_a_function_vector_refuses_a_model_of_another_width(tiny_llama):
 def test_the_analysis_runs_resumes_and_makes_its_figures(tiny_llama, tmp_path, one_thread):
     from analyses import function_vectors as analysis
     from figures import make as figures
-    from tv_lens.results import load_results
-    from tv_lens.tables import as_html, as_text
+    from tv_lens.report.tables import as_html, as_text
+    from tv_lens.runs.store import load_results
 
     settings = analysis.FVSettings().but(n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2)
     lines = []
@@ -163,7 +163,7 @@ def test_the_analysis_runs_resumes_and_makes_its_figures(tiny_llama, tmp_path, o
 
 
 def test_the_fv_command_saves_a_function_vector(tmp_path, capsys, one_thread):
-    from tv_lens.cli import main
+    from tv_lens.cli.main import main
 
     out = tmp_path / "upper.safetensors"
     assert main(["fv", "--task", "to_upper", "--model", "tiny-llama", "--k", "3", "--n-clean", "4",

@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from tv_lens.fv_prompts import fv_items, split_inputs
-from tv_lens.prompts import QA_FORMAT
+from tv_lens.function_vectors.items import fv_items, split_inputs
 from tv_lens.tasks import Item, get_task, shuffle_labels
+from tv_lens.tasks.prompts import QA_FORMAT
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_small_tasks_are_refused_with_a_clear_message(task):
 
 
 def test_the_filter_variant_can_be_forced():
-    from tv_lens.tiny import char_tokenizer
+    from tv_lens.models.tiny import char_tokenizer
 
     letters = get_task("antonyms").with_pairs({"a": "b", "c": "d", "e": "f"}, category="linguistic")
     chosen = letters.filtered(char_tokenizer())

@@ -3,13 +3,13 @@
 import pytest
 import torch
 
-from tv_lens import hooks
-from tv_lens.engine import Run, encode, predict
-from tv_lens.generate import generate, generate_tokens, score_generation
-from tv_lens.interventions import RESID_POST, Intervention
-from tv_lens.learn import learn
-from tv_lens.prompts import PromptFormat
+from tv_lens.patching import hooks
+from tv_lens.patching.engine import Run, encode, predict
+from tv_lens.patching.interventions import RESID_POST, Intervention
+from tv_lens.task_vectors.generation import generate, generate_tokens, score_generation
+from tv_lens.task_vectors.learning import learn
 from tv_lens.tasks import Task
+from tv_lens.tasks.prompts import PromptFormat
 
 FMT = PromptFormat()
 N = 8
@@ -103,8 +103,8 @@ def test_generation_stops_at_the_first_newline():
     class Scripted:
         """Stands in for a model whose greedy text is fixed, to test the stop rule alone."""
 
-    from tv_lens.generate import finished
-    from tv_lens.tiny import char_tokenizer
+    from tv_lens.models.tiny import char_tokenizer
+    from tv_lens.task_vectors.generation import finished
 
     model = Scripted()
     model.tokenizer = char_tokenizer()
@@ -141,7 +141,7 @@ def test_cached_generation_is_exact_on_the_embedded_model(gemma):
 
 
 def test_a_vector_with_more_layers_than_the_model_is_a_clear_error(tiny_llama):
-    from tv_lens.vectors import TaskVector
+    from tv_lens.task_vectors.vector import TaskVector
 
     deeper = TaskVector(vectors=torch.zeros(6, tiny_llama.cfg.d_model), layer=5)
     with pytest.raises(ValueError, match="has 6 layers but the model has 3"):
@@ -149,7 +149,7 @@ def test_a_vector_with_more_layers_than_the_model_is_a_clear_error(tiny_llama):
 
 
 def test_generation_in_batches_of_one_equals_one_batch(tiny_llama):
-    from tv_lens.engine import Budget
+    from tv_lens.patching.engine import Budget
 
     theta = learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["gh", "ij"], layer=1)
     queries = ["kl", "m", "nopq", "r", "st"]

@@ -3,7 +3,13 @@
 import pytest
 import torch
 
-from tv_lens.geometry import cluster_stats, cosine_distances, nearest_centroid_accuracy, tsne_2d, within_between
+from tv_lens.analysis.geometry import (
+    cluster_stats,
+    cosine_distances,
+    nearest_centroid_accuracy,
+    tsne_2d,
+    within_between,
+)
 
 
 def blobs(n_per: int = 10, spread: float = 0.05, seed: int = 0):

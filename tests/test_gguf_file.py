@@ -1,4 +1,4 @@
-"""tv_lens.gguf_file reads a GGUF as gguf's reader does and gives the config, weights and tokenizer that
+"""tv_lens.models.gguf reads a GGUF as gguf's reader does and gives the config, weights and tokenizer that
 transformers makes of it, bit for bit: on tiny GGUF files written here (Llama: q/k rows permuted by
 transformers' processor; Gemma 3: norms stored as w + 1, embedding tied) and, marked slow, on the
 embedded gemma-3-270m."""
@@ -10,10 +10,10 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS, get_gguf_hf_weights_map
 
-from tv_lens import gguf_file
-from tv_lens.gguf_file import hf_config, hf_model, hf_tokenizer, read_gguf
-from tv_lens.models import EMBEDDED
-from tv_lens.tiny import tiny_hf_model
+from tv_lens.models.gguf import hf_config, hf_model, hf_tokenizer, read_gguf
+from tv_lens.models.loading import EMBEDDED
+from tv_lens.models.loading import gguf as gguf_file
+from tv_lens.models.tiny import tiny_hf_model
 
 ARCHITECTURES = {"tiny-llama": "llama", "tiny-gemma": "gemma3"}
 
@@ -117,7 +117,7 @@ def test_the_embedded_models_config_and_tokenizer_are_those_transformers_makes()
 
 
 def test_loading_a_gguf_draws_no_bar_and_prints_nothing(tiny_gguf, tmp_path, monkeypatch, capfd):
-    from tv_lens.models import load_model
+    from tv_lens.models.loading import load_model
 
     monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path))
     capfd.readouterr()

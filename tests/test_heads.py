@@ -1,10 +1,10 @@
-"""Each head's contribution to the residual stream (tv_lens.heads) against the model's own sums."""
+"""Each head's contribution to the residual stream (tv_lens.patching.heads) against the model's own sums."""
 
 import pytest
 import torch
 
-from tv_lens import heads
-from tv_lens.interventions import HOOK_Z
+from tv_lens.patching import heads
+from tv_lens.patching.interventions import HOOK_Z
 
 PROMPTS = ["Q: hot\nA: cold\n\nQ: up\nA:", "Q: big\nA:"]
 

@@ -1,11 +1,11 @@
-"""tv_lens.hooks on a hand-built HookedRootModule and on a bridge: capture, replace, add, scale."""
+"""tv_lens.patching.hooks on a hand-built HookedRootModule and on a bridge: capture, replace, add, scale."""
 
 import pytest
 import torch
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from tv_lens import hooks
+from tv_lens.patching import hooks
 
 
 class Toy(HookedRootModule):

@@ -4,12 +4,12 @@ engine writing several interventions per row exactly as one-at-a-time runs do.""
 import pytest
 import torch
 
-from tv_lens import hooks
-from tv_lens.apply import apply
-from tv_lens.engine import Budget, Run, encode, predict
-from tv_lens.interventions import HOOK_Z, RESID_POST, Intervention, check_intervention, intervening
-from tv_lens.learn import learn
-from tv_lens.prompts import PromptFormat
+from tv_lens.patching import hooks
+from tv_lens.patching.engine import Budget, Run, encode, predict
+from tv_lens.patching.interventions import HOOK_Z, RESID_POST, Intervention, check_intervention, intervening
+from tv_lens.task_vectors.applying import apply
+from tv_lens.task_vectors.learning import learn
+from tv_lens.tasks.prompts import PromptFormat
 
 ONE_BY_ONE = Budget(tokens=1, rows=1)
 
@@ -148,8 +148,8 @@ def test_explicit_positions_outside_the_run_are_refused(tiny_llama):
 
 
 def test_apply_generate_and_the_solver_take_interventions_of_ones_own(tiny_llama):
-    from tv_lens.generate import generate
-    from tv_lens.serving import TaskVectorSolver
+    from tv_lens.task_vectors.generation import generate
+    from tv_lens.task_vectors.serving import TaskVectorSolver
 
     theta = learn(tiny_llama, [("ab", "c"), ("de", "f"), ("gh", "i")], dummies=["jk", "lm"], layer=1)
     queries = ["kl", "mnop", "q"]
@@ -168,7 +168,7 @@ def test_apply_generate_and_the_solver_take_interventions_of_ones_own(tiny_llama
 def test_a_function_vector_is_added_by_default_and_a_task_vector_replaces(tiny_llama):
     from dataclasses import replace
 
-    from tv_lens.vectors import FUNCTION_VECTOR
+    from tv_lens.task_vectors.vector import FUNCTION_VECTOR
 
     theta = learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["jk"], layer=1)
     fv = replace(theta, kind=FUNCTION_VECTOR)

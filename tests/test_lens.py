@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from tv_lens.engine import Run, encode, predict
-from tv_lens.learn import learn
-from tv_lens.lens import project, top_tokens
+from tv_lens.analysis.lens import project, top_tokens
+from tv_lens.patching.engine import Run, encode, predict
+from tv_lens.task_vectors.learning import learn
 
 
 def test_lens_on_final_resid_post_reproduces_the_logits(tiny):

@@ -5,9 +5,9 @@ import copy
 import pytest
 import torch
 
-from tv_lens.models import EMBEDDED, ModelLoadError, cache_dir, load_model
-from tv_lens.provenance import fingerprint, model_provenance, model_spec
-from tv_lens.tiny import tiny_hf_model, tiny_model
+from tv_lens.models.loading import EMBEDDED, ModelLoadError, cache_dir, load_model
+from tv_lens.models.provenance import fingerprint, model_provenance, model_spec
+from tv_lens.models.tiny import tiny_hf_model, tiny_model
 
 ANTONYMS = "hot -> cold\nbig -> small\nfast -> slow\nhappy -> sad\nup ->"
 
@@ -49,7 +49,7 @@ def test_cache_dir_honours_environment(monkeypatch, tmp_path):
 
 
 def test_kv_cache_upstream_bug_still_needs_the_patch(tiny_llama):
-    """If this fails, TransformerLens fixed the bug: delete tv_lens/_kv_cache_patch.py.
+    """If this fails, TransformerLens fixed the bug: delete tv_lens/models/kv_cache.py.
 
     A bridge tv_lens did not load keeps TransformerLens's own method (the patch is per model, not
     process-wide), so its cache shows whether the bug is still there."""
@@ -127,7 +127,7 @@ def test_missing_embedded_package_names_the_install_command(monkeypatch):
 
 
 def test_cli_lists_models(capsys):
-    from tv_lens.cli import main
+    from tv_lens.cli.main import main
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out
@@ -181,7 +181,7 @@ def _tiny_gpt2_dir(folder):
     """A random-weight GPT-2 (LayerNorm, tied embedding) saved as a Hugging Face directory."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from tv_lens.tiny import char_tokenizer
+    from tv_lens.models.tiny import char_tokenizer
 
     tokenizer = char_tokenizer()
     torch.manual_seed(0)
@@ -223,7 +223,7 @@ def test_a_layernorm_model_placed_gives_the_numbers_of_compatibility_mode_within
 
 
 def test_writing_the_processed_weights_removes_an_older_cache_layout(tmp_path, monkeypatch):
-    from tv_lens.provenance import weights_hash
+    from tv_lens.models.provenance import weights_hash
 
     monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path))
     hf, _ = tiny_hf_model("tiny-llama")

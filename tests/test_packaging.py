@@ -31,15 +31,17 @@ def test_the_wheel_holds_every_module_under_its_installed_name(wheel):
             assert f"{package}/{module.relative_to(ROOT / folder).as_posix()}" in names
     assert any(n.startswith("tv_lens/tasks/data/") and n.endswith(".json") for n in names)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "tv-lens = tv_lens_analyses.cli:main" in entry_points
+    assert "tv-lens = tv_lens.cli.main:main" in entry_points
+    assert "experiments = tv_lens_analyses.commands:add_commands" in entry_points
 
 
 def test_installed_tv_lens_runs_reproduce_and_finds_its_figures(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
-    script = ("from tv_lens_analyses.cli import figures_module, main\n"
+    script = ("from tv_lens_analyses.commands import add_commands, figures_module\n"
+              "from tv_lens.cli.main import main\n"
               "print(figures_module().__name__)\n"
-              "main(['reproduce', '--help'])")
+              "main(['reproduce', '--help'], extra=[add_commands])")
     env = {**os.environ, "PYTHONPATH": str(site)}
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]

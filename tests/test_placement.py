@@ -6,12 +6,12 @@ import pytest
 import torch
 from test_core import max_rel
 
-from tv_lens.apply import apply
-from tv_lens.generate import generate
-from tv_lens.learn import learn
-from tv_lens.lens import top_tokens
-from tv_lens.models import ModelLoadError, layer_device_map, load_model
-from tv_lens.sweep import layer_sweep
+from tv_lens.analysis.lens import top_tokens
+from tv_lens.models.loading import ModelLoadError, layer_device_map, load_model
+from tv_lens.task_vectors.applying import apply
+from tv_lens.task_vectors.generation import generate
+from tv_lens.task_vectors.learning import learn
+from tv_lens.task_vectors.sweep import layer_sweep
 
 
 def check_placed_model_gives_the_same_results(whole, placed, demos, dummies, queries, answers):
@@ -76,8 +76,8 @@ def test_the_embedded_model_with_layers_on_disk_gives_the_results_of_the_normal_
 
 
 def test_the_commands_take_the_placement_options(tmp_path, monkeypatch, capsys, one_thread):
-    from tv_lens.cli import main
-    from tv_lens.vectors import TaskVector
+    from tv_lens.cli.main import main
+    from tv_lens.task_vectors.vector import TaskVector
 
     monkeypatch.setenv("TV_LENS_CACHE", str(tmp_path / "cache"))
     offloaded = ["--device-map", "auto", "--max-memory", "cpu=300KB", "--offload-folder", str(tmp_path / "offload")]
@@ -101,14 +101,14 @@ def test_the_commands_take_the_placement_options(tmp_path, monkeypatch, capsys, 
 
 @pytest.mark.parametrize("text", ["cpu", "=1GiB", "0=", "cpu:1GiB"])
 def test_a_malformed_memory_budget_is_a_one_line_error(text):
-    from tv_lens.cli_options import parse_max_memory
+    from tv_lens.cli.options import parse_max_memory
 
     with pytest.raises(ValueError, match="DEVICE=AMOUNT"):
         parse_max_memory(text)
 
 
 def test_a_memory_budget_names_gpus_by_index():
-    from tv_lens.cli_options import parse_max_memory
+    from tv_lens.cli.options import parse_max_memory
 
     assert parse_max_memory("0=20GiB, 1=20GiB,cpu=60GiB") == {0: "20GiB", 1: "20GiB", "cpu": "60GiB"}
 
@@ -121,9 +121,9 @@ def test_a_memory_budget_names_gpus_by_index():
     (["reproduce"], "gemma-3-270m"),
 ])
 def test_every_command_that_loads_a_model_takes_the_model_and_placement_options(argv, default):
-    from analyses.cli import add_commands
-    from tv_lens.cli import build_parser
-    from tv_lens.cli_options import placement
+    from analyses.commands import add_commands
+    from tv_lens.cli.main import build_parser
+    from tv_lens.cli.options import placement
 
     parser = build_parser((add_commands,))
     assert parser.parse_args(argv).model == default

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from tv_lens.prompts import PromptFormat
 from tv_lens.tasks import (
     Item,
     Task,
@@ -19,6 +18,7 @@ from tv_lens.tasks import (
     sample_items,
     sample_splits,
 )
+from tv_lens.tasks.prompts import PromptFormat
 
 FRUIT_COLORS = Task(
     "fruit_colors",

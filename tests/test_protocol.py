@@ -10,8 +10,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from tv_lens import evaluate, get_task, list_tasks, load_task
-from tv_lens.cli import main
+from tv_lens import get_task, list_tasks, load_task
+from tv_lens.cli.main import main
+from tv_lens.task_vectors import evaluation as evaluate
 from tv_lens.tasks import TaskFileWarning
 from tv_lens.tasks.builtin import BUILTIN_TASKS
 
@@ -40,7 +41,7 @@ def word_tokenizer():
 
 @pytest.fixture(scope="module")
 def word_model(one_thread):
-    from tv_lens.tiny import tiny_model
+    from tv_lens.models.tiny import tiny_model
 
     return tiny_model("tiny-llama", tokenizer=word_tokenizer())
 
@@ -103,7 +104,7 @@ def test_word_tokenizer_keeps_words_in_variant_b_and_drops_multi_word_answers():
 def test_a_loaded_word_list_gets_the_builtin_protocol_for_a_real_tokenizer(tmp_path):
     """Why (issue 10): `load_task(path)` of present->past pairs ran without the filter and in variant A
     (ICL 0.14 against 0.88 on gemma-3-270m); its defaults now give the built-in task's pairs and variant."""
-    from tv_lens.models import load_tokenizer
+    from tv_lens.models.loading import load_tokenizer
 
     tokenizer = load_tokenizer("gemma-3-270m")
     builtin = get_task("present_past")
@@ -180,12 +181,12 @@ def test_evaluate_prints_the_main_experiment_for_a_file(capsys, tmp_path):
 
 
 def test_evaluate_refuses_before_loading_the_model(capsys, monkeypatch, tmp_path):
-    import tv_lens.models
+    import tv_lens.models.loading
 
     def fail(*args, **kwargs):
         raise AssertionError("the model was loaded before the task was checked")
 
-    monkeypatch.setattr(tv_lens.models, "load_model", fail)
+    monkeypatch.setattr(tv_lens.models.loading, "load_model", fail)
     path = tmp_path / "words.json"
     path.write_text('{"walk": "walked", "go": "went"}')
     assert main(["evaluate", "--task", str(path), "--model", "tiny-llama"]) == 2

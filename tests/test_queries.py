@@ -2,11 +2,11 @@
 
 import pytest
 
-from tv_lens.apply import apply
-from tv_lens.generate import generate
-from tv_lens.learn import learn
-from tv_lens.queries import QueryTooLongError
-from tv_lens.serving import TaskVectorSolver
+from tv_lens.task_vectors.applying import apply
+from tv_lens.task_vectors.generation import generate
+from tv_lens.task_vectors.learning import learn
+from tv_lens.task_vectors.queries import QueryTooLongError
+from tv_lens.task_vectors.serving import TaskVectorSolver
 
 
 @pytest.fixture

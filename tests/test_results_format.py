@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from analyses import clusters, conflicting_tasks, reproduce
-from tv_lens.records import ANALYSES, results_from_dict
-from tv_lens.results import RESULTS_FILE, strict
+from tv_lens.runs.records import ANALYSES, results_from_dict
+from tv_lens.runs.store import RESULTS_FILE, strict
 from tv_lens.settings import Settings
 
 GOLDEN = Path(__file__).parent / "golden" / "reproduce"

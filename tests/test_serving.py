@@ -2,11 +2,11 @@
 
 import pytest
 
-from tv_lens.apply import apply
-from tv_lens.generate import generate
-from tv_lens.learn import learn
-from tv_lens.provenance import model_spec
-from tv_lens.serving import TaskVectorSolver
+from tv_lens.models.provenance import model_spec
+from tv_lens.task_vectors.applying import apply
+from tv_lens.task_vectors.generation import generate
+from tv_lens.task_vectors.learning import learn
+from tv_lens.task_vectors.serving import TaskVectorSolver
 
 
 @pytest.fixture
@@ -15,9 +15,9 @@ def theta(tiny_llama):
 
 
 def test_solver_answers_with_theta_patched_at_its_layer(tiny_llama, theta):
-    from tv_lens.engine import Budget, Run, decode, encode, predict
-    from tv_lens.interventions import Intervention
-    from tv_lens.prompts import PromptFormat
+    from tv_lens.patching.engine import Budget, Run, decode, encode, predict
+    from tv_lens.patching.interventions import Intervention
+    from tv_lens.tasks.prompts import PromptFormat
 
     queries = ["kl", "m", "nop", "qr", "st"]
     prompts = encode(tiny_llama, [PromptFormat().query(q) for q in queries])

@@ -3,7 +3,7 @@
 import pytest
 
 from tv_lens.settings import PAPER, Settings
-from tv_lens.task_level import learn_task
+from tv_lens.task_vectors.task_level import learn_task
 from tv_lens.tasks import get_task
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from jaxtyping import TypeCheckError
 
-from tv_lens.geometry import cosine_distances
+from tv_lens.analysis.geometry import cosine_distances
 
 
 def test_a_wrong_shape_is_refused_at_the_call():

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
+from tv_lens.analysis.summary import TaskHits, summarize
 from tv_lens.stats import Accuracy, wilson_interval
-from tv_lens.summary import TaskHits, summarize
 
 
 def test_wilson_interval_matches_the_formula_at_known_points():

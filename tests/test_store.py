@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analyses import main_table, reproduce
-from tv_lens.claims import ClaimError
 from tv_lens.files import check_writable_folder, write_atomically
-from tv_lens.records import TaskQueries, results_from_dict
-from tv_lens.results import (
+from tv_lens.runs.claims import ClaimError
+from tv_lens.runs.records import TaskQueries, results_from_dict
+from tv_lens.runs.store import (
     ResultsError,
     Shard,
     Store,
@@ -27,8 +27,8 @@ from tv_lens.results import (
     record_digest,
 )
 from tv_lens.settings import Settings
+from tv_lens.task_vectors.vector import TaskVector, VectorFileError
 from tv_lens.tasks import get_task
-from tv_lens.vectors import TaskVector, VectorFileError
 
 ROOT = Path(__file__).parents[1]
 TASKS = ["next_letter", "to_upper"]
@@ -242,8 +242,8 @@ def test_a_good_vector_file_loads(tmp_path):
 
 
 def test_a_vector_of_another_depth_and_a_fractional_layer_are_refused_before_work(tiny_llama):
-    from tv_lens.learn import learn
-    from tv_lens.vectors import check_compatible
+    from tv_lens.task_vectors.learning import learn
+    from tv_lens.task_vectors.vector import check_compatible
 
     two_layers = TaskVector(vectors=torch.zeros(2, tiny_llama.cfg.d_model), layer=0, model="other")
     with pytest.raises(ValueError, match="has 2 layers but the model has 3"):
@@ -257,7 +257,7 @@ def test_a_vector_of_another_depth_and_a_fractional_layer_are_refused_before_wor
 # 5. Late failures become early one-line errors.
 
 def cli(capsys, *argv):
-    from analyses.cli import main
+    from tv_lens.cli.main import main
 
     code = main(list(argv))
     out, err = capsys.readouterr()
@@ -417,8 +417,8 @@ def test_four_shard_processes_give_the_results_of_one_process_and_compute_no_uni
     alone = reproduce.reproduce(tiny_llama, one, protocol=reproduce.QUICK, progress=lambda m: None)
     n_units = sum(len(o.computed) for o in alone.values())
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    shards = [subprocess.Popen([sys.executable, "-m", "analyses.cli", "reproduce", "--quick", "--model", "tiny-llama",
-                                "--out", str(shared), "--shard", f"{i}/4", "--threads", "1"],
+    shards = [subprocess.Popen([sys.executable, "-m", "tv_lens.cli.main", "reproduce", "--quick",
+                                "--model", "tiny-llama", "--out", str(shared), "--shard", f"{i}/4", "--threads", "1"],
                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
               for i in range(1, 5)]
     outputs = [p.communicate(timeout=600)[0] for p in shards]

@@ -8,8 +8,8 @@ from html import unescape
 import pytest
 from test_results_format import GOLDEN, filled
 
-from tv_lens.records import Results, results_from_dict
-from tv_lens.tables import TABLES, Table, as_html, as_text, visible
+from tv_lens.report.tables import TABLES, Table, as_html, as_text, visible
+from tv_lens.runs.records import Results, results_from_dict
 
 
 def results(analysis: str) -> Results:

@@ -26,7 +26,7 @@ EMBEDDED_TOKENIZERS = ["gemma-3-270m", "smollm2-135m"]
 
 @pytest.fixture(scope="session", params=EMBEDDED_TOKENIZERS)
 def tokenizer(request):
-    from tv_lens.models import load_tokenizer
+    from tv_lens.models.loading import load_tokenizer
 
     return load_tokenizer(request.param)
 

@@ -4,6 +4,7 @@ from string import ascii_lowercase
 
 import pytest
 
+from tv_lens.cli.tasks import format_task_table, task_table
 from tv_lens.tasks import (
     Task,
     filter_report,
@@ -18,7 +19,6 @@ from tv_lens.tasks import (
     unregister_task,
 )
 from tv_lens.tasks.algorithmic import letter_lists
-from tv_lens.tasks.report import format_task_table, task_table
 
 PAPER_ORDER = [
     "next_letter", "prev_letter", "list_first", "list_last", "to_upper", "to_lower",

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tv_lens import threads
-from tv_lens.engine import Run, predict
+from tv_lens.patching.engine import Run, predict
 from tv_lens.threads import CpuSample
 
 ROOT = Path(__file__).parents[1]

@@ -6,14 +6,14 @@ import os
 import pytest
 import torch
 
-from tv_lens import hooks
-from tv_lens.apply import apply
-from tv_lens.engine import Budget, Run, encode, left_pad, predict, query_positions
-from tv_lens.interventions import RESID_POST, Intervention, batch_hooks
-from tv_lens.learn import learn
-from tv_lens.task_level import learn_task
+from tv_lens.patching import hooks
+from tv_lens.patching.engine import Budget, Run, encode, left_pad, predict, query_positions
+from tv_lens.patching.interventions import RESID_POST, Intervention, batch_hooks
+from tv_lens.task_vectors.applying import apply
+from tv_lens.task_vectors.learning import learn
+from tv_lens.task_vectors.task_level import learn_task
+from tv_lens.task_vectors.vector import SCHEMA_VERSION, TaskVector, VectorFileError, check_compatible
 from tv_lens.tasks import get_task, sample_contexts
-from tv_lens.vectors import SCHEMA_VERSION, TaskVector, VectorFileError, check_compatible
 
 DEMOS = [("ab", "c"), ("de", "f"), ("gh", "i")]
 
@@ -94,8 +94,8 @@ def test_another_fingerprint_is_refused_unless_transfer_is_allowed(tiny_gemma, t
 
 
 def test_task_level_theta_is_the_mean_over_k_contexts(tiny_llama):
-    from tv_lens.learn import learn_items
-    from tv_lens.prompts import PromptFormat
+    from tv_lens.task_vectors.learning import learn_items
+    from tv_lens.tasks.prompts import PromptFormat
 
     task = get_task("next_letter")
     theta = learn_task(tiny_llama, task, k=3, seed=2, n_dev=4)

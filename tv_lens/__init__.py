@@ -2,61 +2,68 @@
 
     Output = Apply(query, Learn(examples))
 
-`import tv_lens` is instant: each name below is imported on first use (PEP 562 `__getattr__`), so a
-`tv-lens --help` never loads torch, and plotly loads only with `tv_lens.plots`. Torch's CPU threads
-follow the cores other processes leave free (`tv_lens.threads`).
+`tv_lens.__all__` is the public surface, documented in the API reference. `import tv_lens` is instant: each
+name is imported from its subpackage on first use (PEP 562 `__getattr__`), so `tv-lens --help` never loads torch.
+The subpackages, from the bottom up: `models`, `patching`, `tasks`; `task_vectors`, `function_vectors`,
+`analysis`; `runs`, `report`; `cli`. `tv.hooks` is `tv_lens.patching.hooks`, `tv.plots` is `tv_lens.report.plots`.
 """
 
 from __future__ import annotations
 
-import sys
 from importlib import import_module
-from types import ModuleType
+from importlib.metadata import PackageNotFoundError, version
 
 from tv_lens.threads import set_thread_default
 
 set_thread_default()  # before anything imports torch: OpenMP reads its wait policy once, when torch loads it
 
+try:
+    __version__ = version("tv-lens")
+except PackageNotFoundError:  # a checkout on sys.path without `pip install -e .`
+    __version__ = "0+unknown"
+
 # public name -> the module that defines it
 _EXPORTS = {
     "Accuracy": "tv_lens.stats",
-    "EvalResult": "tv_lens.evaluate",
-    "HeadEffects": "tv_lens.mediation",
-    "Intervention": "tv_lens.interventions",
-    "PromptFormat": "tv_lens.prompts",
+    "TvLensError": "tv_lens.errors",
+    "EvalResult": "tv_lens.task_vectors.evaluation",
+    "HeadEffects": "tv_lens.function_vectors.mediation",
+    "Intervention": "tv_lens.patching.interventions",
+    "PromptFormat": "tv_lens.tasks.prompts",
     "Settings": "tv_lens.settings",
     "Task": "tv_lens.tasks",
-    "TaskVector": "tv_lens.vectors",
-    "TaskVectorSolver": "tv_lens.serving",
-    "apply": "tv_lens.apply",
-    "evaluate": "tv_lens.evaluate",
-    "fingerprint": "tv_lens.provenance",
-    "function_vector": "tv_lens.function_vectors",
-    "generate": "tv_lens.generate",
+    "TaskVector": "tv_lens.task_vectors.vector",
+    "TaskVectorSolver": "tv_lens.task_vectors.serving",
+    "apply": "tv_lens.task_vectors.applying",
+    "evaluate": "tv_lens.task_vectors.evaluation",
+    "fingerprint": "tv_lens.models.provenance",
+    "function_vector": "tv_lens.function_vectors.vector",
+    "generate": "tv_lens.task_vectors.generation",
     "get_task": "tv_lens.tasks",
-    "head_effects": "tv_lens.mediation",
-    "intervening": "tv_lens.interventions",
-    "layer_sweep": "tv_lens.sweep",
-    "learn": "tv_lens.learn",
-    "learn_task": "tv_lens.task_level",
+    "head_effects": "tv_lens.function_vectors.mediation",
+    "intervening": "tv_lens.patching.interventions",
+    "layer_sweep": "tv_lens.task_vectors.sweep",
+    "learn": "tv_lens.task_vectors.learning",
+    "learn_task": "tv_lens.task_vectors.task_level",
     "list_tasks": "tv_lens.tasks",
-    "load_model": "tv_lens.models",
+    "load_model": "tv_lens.models.loading",
     "load_task": "tv_lens.tasks",
-    "load_tokenizer": "tv_lens.models",
+    "load_tokenizer": "tv_lens.models.loading",
     "register_task": "tv_lens.tasks",
     "sample_splits": "tv_lens.tasks",
-    "score_generation": "tv_lens.generate",
+    "score_generation": "tv_lens.task_vectors.generation",
     "set_threads": "tv_lens.threads",
-    "top_tokens": "tv_lens.lens",
+    "top_tokens": "tv_lens.analysis.lens",
 }
-_SUBMODULES = ("hooks", "plots")
+# public modules under a short name
+_SUBMODULES = {"hooks": "tv_lens.patching.hooks", "plots": "tv_lens.report.plots"}
 
-__all__ = sorted([*_EXPORTS, *_SUBMODULES])
+__all__ = sorted([*_EXPORTS, *_SUBMODULES, "__version__"])
 
 
 def __getattr__(name: str):
     if name in _SUBMODULES:
-        return import_module(f"{__name__}.{name}")
+        return import_module(_SUBMODULES[name])
     if name not in _EXPORTS:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(import_module(_EXPORTS[name]), name)
@@ -65,15 +72,3 @@ def __getattr__(name: str):
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
-
-class _Package(ModuleType):
-    """`tv_lens.apply`, `.learn`, `.evaluate` and `.generate` name both a module and its function: the
-    package attribute stays the function even after the module is imported (import would set it)."""
-
-    def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, ModuleType) and name in _EXPORTS:
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

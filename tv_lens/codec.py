@@ -11,8 +11,10 @@ from dataclasses import fields, is_dataclass
 from functools import cache
 from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
 
+from tv_lens.errors import TvLensError
 
-class ResultsError(ValueError):
+
+class ResultsError(TvLensError):
     """A results file is missing, unreadable or does not follow its schema."""
 
 

@@ -1,6 +1,6 @@
 """Tasks of the task-vector experiments: the paper's 18 tasks, user tasks, scoring and sampling."""
 
-from tv_lens.tasks.filters import FilterReport, filter_report, filter_task, protocol_problem, single_token_mask
+from tv_lens.tasks.filters import FilterReport, single_token_mask
 from tv_lens.tasks.loaders import FileCounts, TaskFileError, TaskFileWarning, load_task, read_pairs
 from tv_lens.tasks.registry import get_task, list_tasks, register_task, resolve_task, unregister_task
 from tv_lens.tasks.sampling import (
@@ -29,8 +29,6 @@ __all__ = [
     "context_item",
     "draw_queries",
     "exact_match",
-    "filter_report",
-    "filter_task",
     "get_scorer",
     "get_task",
     "items_for",
@@ -38,7 +36,6 @@ __all__ = [
     "list_tasks",
     "load_task",
     "prefix_match",
-    "protocol_problem",
     "read_pairs",
     "register_scorer",
     "register_task",

@@ -10,11 +10,9 @@ could almost never be right, so that combination is refused.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from tv_lens.tasks.task import Task
 
 ARROW = "->"
 LEADING_SPACE_MIN_RATIO = 0.7
@@ -67,29 +65,27 @@ def prefers_leading_space(single_token_a: int, single_token_b: int) -> bool:
     return single_token_b > 0 and single_token_b >= LEADING_SPACE_MIN_RATIO * single_token_a
 
 
-def _apply(task: Task, tokenizer: Any, single_token_filter: bool | None) -> tuple[FilterReport, dict]:
-    inputs = list(task.pairs)
-    canonical = [task.canonical(x) for x in inputs]
+def filter_pairs(name: str, pairs: Mapping[str, tuple[str, ...]], tokenizer: Any, *, leading_space: bool | None,
+                 single_token_filter: bool) -> tuple[FilterReport, dict[str, tuple[str, ...]]]:
+    """The counts of a task's pairs (canonical answer first) for `tokenizer`, and the pairs the filter keeps: the
+    prompt variant chosen by the paper's rule unless `leading_space` fixes it."""
+    inputs = list(pairs)
+    canonical = [pairs[x][0] for x in inputs]
     mask_a = single_token_mask(tokenizer, canonical, leading_space=False)
     mask_b = single_token_mask(tokenizer, canonical, leading_space=True)
     count_a, count_b = sum(mask_a), sum(mask_b)
-    leading_space = prefers_leading_space(count_a, count_b) if task.leading_space is None else task.leading_space
-    use_filter = task.single_token_filter if single_token_filter is None else single_token_filter
-    if use_filter:
+    if leading_space is None:
+        leading_space = prefers_leading_space(count_a, count_b)
+    if single_token_filter:
         mask = mask_b if leading_space else mask_a
-        kept = {x: task.pairs[x] for x, keep in zip(inputs, mask) if keep}
+        kept = {x: pairs[x] for x, keep in zip(inputs, mask) if keep}
     else:
-        kept = dict(task.pairs)
-    return FilterReport(task.name, len(task), count_a, count_b, use_filter, leading_space, len(kept)), kept
+        kept = dict(pairs)
+    return FilterReport(name, len(pairs), count_a, count_b, single_token_filter, leading_space, len(kept)), kept
 
 
-def filter_report(task: Task, tokenizer: Any, single_token_filter: bool | None = None) -> FilterReport:
-    """Pair counts of `task` before and after the single-token filter for `tokenizer`, and the variant."""
-    return _apply(task, tokenizer, single_token_filter)[0]
-
-
-def protocol_problem(task: Task, report: FilterReport) -> str | None:
-    """Why `task` cannot be scored as `report` says it would be read, or None if it can.
+def protocol_problem(report: FilterReport, scoring: str) -> str | None:
+    """Why a task scored by `scoring` cannot be read as `report` says, or None if it can.
 
     Refused: first-token predictions scored against whole answers (exact scoring) with the filter
     off while most answers are several tokens, and a filter that keeps nothing.
@@ -97,23 +93,11 @@ def protocol_problem(task: Task, report: FilterReport) -> str | None:
     fixes = ("score by prefix (scoring='prefix') or score whole answers by generation "
              "(tv.generate with tv.score_generation)")
     if report.applied and not report.kept:
-        return (f"task {task.name!r}: no answer is a single token for this tokenizer in prompt variant "
+        return (f"task {report.task!r}: no answer is a single token for this tokenizer in prompt variant "
                 f"{report.variant}, so the single-token filter leaves nothing: {fixes}")
     several = report.total - report.single_token
-    if not report.applied and task.scoring in WHOLE_ANSWER_SCORERS and 2 * several > report.total:
-        return (f"task {task.name!r}: {several} of {report.total} answers are several tokens for this tokenizer, "
+    if not report.applied and scoring in WHOLE_ANSWER_SCORERS and 2 * several > report.total:
+        return (f"task {report.task!r}: {several} of {report.total} answers are several tokens for this tokenizer, "
                 f"but the first predicted token would be scored by exact match: keep the single-token filter "
                 f"(single_token_filter=True), {fixes}")
     return None
-
-
-def filter_task(task: Task, tokenizer: Any, single_token_filter: bool | None = None) -> tuple[Task, FilterReport]:
-    """`task` as a model with `tokenizer` reads it, and the counts: the prompt variant fixed, the
-    filter applied if it is on (the task's own setting unless overridden); ValueError (one line,
-    naming the fix) for what `protocol_problem` refuses. Preparing a prepared task changes nothing."""
-    report, kept = _apply(task, tokenizer, single_token_filter)
-    problem = protocol_problem(task, report)
-    if problem:
-        raise ValueError(problem)
-    prepared = task.with_pairs(kept, leading_space=report.leading_space, single_token_filter=report.applied)
-    return prepared, report

@@ -18,12 +18,13 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+from tv_lens.errors import TvLensError
 from tv_lens.tasks.task import Task
 
 FORMATS = (".json", ".jsonl", ".csv")
 
 
-class TaskFileError(ValueError):
+class TaskFileError(TvLensError):
     """A task file that cannot be read; the message names the file, the row and the fix."""
 
 

@@ -7,12 +7,10 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from tv_lens.tasks.filters import FilterReport, filter_pairs, protocol_problem
 from tv_lens.tasks.scoring import get_scorer
-
-if TYPE_CHECKING:
-    from tv_lens.tasks.filters import FilterReport
 
 CATEGORIES = ("algorithmic", "translation", "linguistic", "knowledge", "custom")
 UNFILTERED_SCORERS = frozenset({"prefix"})
@@ -121,15 +119,20 @@ class Task:
                  leading_space: bool | None = None) -> Task:
         """This task as a model with `tokenizer` reads it under the paper's protocol: prompt variant
         chosen (or forced by `leading_space`), single-token pairs only when the filter applies (the
-        task's own setting unless overridden); ValueError where first-token exact scoring could not
-        be right (see `filters`)."""
-        from tv_lens.tasks.filters import filter_task
-
+        task's own setting unless overridden); ValueError (one line, naming the fix) where first-token
+        exact scoring could not be right (see `filters`). Filtering a filtered task changes nothing."""
         task = self if leading_space is None else replace(self, leading_space=leading_space)
-        return filter_task(task, tokenizer, single_token_filter)[0]
+        report, kept = task._filter(tokenizer, single_token_filter)
+        problem = protocol_problem(report, task.scoring)
+        if problem:
+            raise ValueError(problem)
+        return task.with_pairs(kept, leading_space=report.leading_space, single_token_filter=report.applied)
 
     def filter_report(self, tokenizer: Any, single_token_filter: bool | None = None) -> FilterReport:
         """Pair counts before and after the single-token filter for `tokenizer`, and the variant."""
-        from tv_lens.tasks.filters import filter_report
+        return self._filter(tokenizer, single_token_filter)[0]
 
-        return filter_report(self, tokenizer, single_token_filter)
+    def _filter(self, tokenizer: Any, single_token_filter: bool | None) -> tuple[FilterReport, dict]:
+        use_filter = self.single_token_filter if single_token_filter is None else single_token_filter
+        return filter_pairs(self.name, self.pairs, tokenizer, leading_space=self.leading_space,
+                            single_token_filter=use_filter)

@@ -1,0 +1,83 @@
+"""What every `tv-lens` command shares: the run options (`--threads`, `--quiet`) applied before a
+command's work starts, and the options of the commands that load a model (`--model` and its placement:
+`--device`, `--dtype`, `--device-map`, ...). Light on purpose: command modules import it at the top."""
+
+from __future__ import annotations
+
+import argparse
+
+DEFAULT_MODEL = "gemma-3-270m"
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """Give a command `--threads` and `--quiet`."""
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="pin torch to N CPU threads (default: adapt before each forward pass to the cores "
+                             "other processes leave idle, at most torch's own count)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars (they are drawn only when stdout is a terminal anyway)")
+
+
+def add_shard_option(parser: argparse.ArgumentParser) -> None:
+    """Give a command over a run directory `--shard I/N` (checked by `tv_lens.runs.store.Shard.parse`)."""
+    parser.add_argument("--shard", metavar="I/N",
+                        help="compute only the I-th of N shares of the work (1 <= I <= N) while other processes "
+                             "share the run directory; a final run without --shard assembles the results")
+
+
+def apply_run_options(args: argparse.Namespace) -> None:
+    """Check and set what the run options ask for; call before the command's work."""
+    from tv_lens.progress import set_quiet
+    from tv_lens.threads import set_threads
+
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+    set_quiet(args.quiet)
+    if args.threads:
+        set_threads(args.threads)
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def add_model_options(parser: argparse.ArgumentParser, default: str | None = DEFAULT_MODEL,
+                      default_text: str | None = None) -> None:
+    """Give a command that loads a model `--model` (`default_text` says what a `default` of None means)
+    and the placement options (`placement` turns them into `load_model` arguments)."""
+    parser.add_argument("--model", default=default,
+                        help="an embedded name, a tiny test model, a Hugging Face id, a local folder or a .gguf "
+                             f"file (default: {default_text or default})")
+    group = parser.add_argument_group("model placement")
+    group.add_argument("--device", help="device for the whole model, e.g. cpu, cuda, cuda:1 "
+                                        "(default: CUDA when present)")
+    group.add_argument("--dtype", choices=DTYPES, default="float32",
+                       help="weights and activations precision (default: float32; bfloat16/float16 for GPUs)")
+    group.add_argument("--device-map", help="let accelerate place the model over devices instead of --device: "
+                                            "auto, balanced or sequential")
+    group.add_argument("--max-memory", help="memory per device for --device-map, e.g. 0=20GiB,1=20GiB,cpu=60GiB; "
+                                            "what does not fit is offloaded to disk")
+    group.add_argument("--offload-folder", help="where --device-map puts weights offloaded to disk "
+                                                "(default: a temporary folder)")
+
+
+def placement(args: argparse.Namespace) -> dict:
+    """The `load_model` keyword arguments the placement options of `args` ask for."""
+    import torch
+
+    found = {"device": args.device, "dtype": getattr(torch, args.dtype), "device_map": args.device_map,
+             "offload_folder": args.offload_folder}
+    if args.max_memory:
+        found["max_memory"] = parse_max_memory(args.max_memory)
+    return found
+
+
+def parse_max_memory(text: str) -> dict[str | int, str]:
+    """`0=20GiB,cpu=60GiB` as accelerate's `{0: "20GiB", "cpu": "60GiB"}`."""
+    budget: dict[str | int, str] = {}
+    for part in text.split(","):
+        device, sep, amount = part.partition("=")
+        if not sep or not device.strip() or not amount.strip():
+            raise ValueError(f"--max-memory {text!r}: expected DEVICE=AMOUNT pairs, e.g. 0=20GiB,cpu=60GiB")
+        device = device.strip()
+        budget[int(device) if device.isdigit() else device] = amount.strip()
+    return budget

@@ -1,0 +1,116 @@
+"""`tv-lens learn` and `tv-lens apply`: make a task-vector file, and answer queries with one."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tv_lens.cli.options import add_model_options, placement
+from tv_lens.settings import PAPER
+
+
+def add_commands(commands) -> None:
+    """Register `learn` and `apply` on the `tv-lens` subparsers."""
+    learn = commands.add_parser("learn", help="learn a task-level vector and save it",
+                                description="Learn a task-level θ (mean over K contexts), choose its layer "
+                                            "by a dev sweep unless --layer, and save it as safetensors.")
+    learn.add_argument("--task", required=True, help="a task name (e.g. antonyms) or a task file "
+                                                     "(.json, .jsonl, .csv)")
+    learn.add_argument("--out", required=True, help="where to write the vector (.safetensors)")
+    learn.add_argument("--k", type=int, default=16, help="contexts averaged (default: 16)")
+    learn.add_argument("--layer", type=int, default=None, help="layer to use (default: best on a dev sweep)")
+    learn.add_argument("--n-shots", type=int, default=PAPER.n_shots,
+                       help=f"demonstrations per context (default: {PAPER.n_shots})")
+    learn.add_argument("--n-dev", type=int, default=PAPER.n_dev,
+                       help=f"dev queries of the layer sweep (default: {PAPER.n_dev})")
+    learn.add_argument("--seed", type=int, default=0,
+                       help="seed of the contexts and dev queries drawn from the task (default: 0)")
+    add_model_options(learn)
+    learn.set_defaults(run=_learn)
+
+    apply = commands.add_parser("apply", help="answer queries with a saved task vector, no demonstrations",
+                                description="Answer each query with the task vector patched in; prints "
+                                            "`query -> answer` lines.")
+    apply.add_argument("vector", help="a file written by `tv-lens learn` or TaskVector.save")
+    apply.add_argument("queries", nargs="+", help="the queries; a single - reads one query per line from stdin")
+    apply.add_argument("--force", action="store_true", help="apply the vector to another model of the "
+                                                            "same width anyway")
+    apply.add_argument("--max-new-tokens", type=int, default=1,
+                       help="tokens to generate, stopping at a newline (default: 1, the paper's first token)")
+    apply.add_argument("--layer", type=int, default=None, help="layer (default: the vector's own)")
+    apply.add_argument("--mode", choices=("replace", "add"), default=None,
+                       help="replace the residual stream with θ or add strength·θ to it (default: the "
+                            "vector's own: replace for a task vector, the paper; add for a function vector)")
+    apply.add_argument("--strength", "--alpha", type=float, default=1.0,
+                       help="α: θ is multiplied by it in add mode (default: 1)")
+    apply.add_argument("--positions", choices=("last", "all"), default="last",
+                       help="patch the last query token (paper) or every query token")
+    add_model_options(apply, default=None, default_text="the vector's own model")
+    apply.set_defaults(run=_apply)
+
+
+def _learn(args: argparse.Namespace) -> None:
+    from tv_lens.files import check_writable_folder
+    from tv_lens.models.loading import load_model
+    from tv_lens.task_vectors.task_level import learn_task
+    from tv_lens.tasks import resolve_task
+
+    task = resolve_task(args.task)
+    if Path(args.out).is_dir():
+        raise ValueError(f"--out {args.out} is a directory: give the vector file's path (.safetensors)")
+    check_writable_folder(Path(args.out).parent)
+    model = load_model(args.model, **placement(args))
+    theta = learn_task(model, task, k=args.k, seed=args.seed, n_shots=args.n_shots, layer=args.layer,
+                       n_dev=args.n_dev)
+    if theta.dev_accuracy:
+        print(dev_curve(theta.dev_accuracy))
+    path = theta.save(args.out)
+    print(f"saved {path}: {theta.summary()}")
+
+
+def dev_curve(accuracy: list[float], how: str = "") -> str:
+    """The dev sweep that chose a vector's layer, as one line; a flat one says it chose nothing."""
+    line = f"dev accuracy by layer{how}, 0 to {len(accuracy) - 1}: " + " ".join(f"{a:.2f}" for a in accuracy)
+    if len(set(accuracy)) == 1:
+        line += " (the same at every layer, so the first was kept: the dev items tell no layer apart)"
+    return line
+
+
+def _apply(args: argparse.Namespace) -> None:
+    from tv_lens.models.loading import load_model
+    from tv_lens.task_vectors.queries import QueryTooLongError
+    from tv_lens.task_vectors.serving import TaskVectorSolver
+    from tv_lens.task_vectors.vector import TaskVector
+
+    theta = TaskVector.load(args.vector)
+    spec = args.model or theta.model
+    if not spec:
+        raise ValueError(f"{args.vector} does not name its model: pass --model")
+    if args.model and args.model != theta.model and not args.force:
+        raise ValueError(f"{args.vector} was learned on {theta.model}, not {args.model}: drop --model, "
+                         f"or pass --force to apply it anyway")
+    queries = args.queries
+    if queries == ["-"]:
+        try:
+            queries = [line.strip() for line in sys.stdin.buffer.read().decode("utf-8").splitlines() if line.strip()]
+        except UnicodeDecodeError as err:
+            raise ValueError(f"stdin is not UTF-8 text (byte {err.start}): give one UTF-8 query per line") from None
+        if not queries:
+            raise ValueError("no queries on stdin: give one query per line")
+    model = load_model(spec, **placement(args))
+    solver = TaskVectorSolver(model, theta, layer=args.layer, mode=args.mode, strength=args.strength,
+                              positions=args.positions, allow_transfer=args.force)
+    try:
+        answers, too_long = solver.generate(queries, max_new_tokens=args.max_new_tokens), None
+    except QueryTooLongError as err:
+        answers, too_long = err.answers, err
+    for i, (query, answer) in enumerate(zip(queries, answers)):
+        if answer is None:
+            n_tokens = dict(too_long.too_long)[i]
+            print(f"tv-lens: error: query {query[:20]!r}... {too_long.reason(n_tokens)}", file=sys.stderr, flush=True)
+        else:
+            print(f"{query} -> {answer}", flush=True)
+    if too_long:
+        raise ValueError(f"{len(too_long.too_long)} of {len(queries)} queries were too long (reported above); "
+                         "the others were answered")

@@ -1,0 +1,164 @@
+"""Where θ is written into the model: one `Intervention` type, its checks, and its hooks.
+
+An intervention names a hook point (`blocks.{layer}.hook_resid_post` for a task vector,
+`blocks.{layer}.attn.hook_z` with a head for a function-vector head), the positions it edits and
+how: replace the activation with `value`, add `strength * value`, or multiply it by `strength`.
+The engine (`tv_lens.patching.engine`) writes each run's interventions into a left-padded batch;
+`intervening(model, ...)` writes them into every forward pass of the model inside a `with` block.
+
+    with intervening(model, [Intervention(layer=9, value=theta.at(9))]):
+        logits = model(model.to_tokens("hot ->"))
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+
+from tv_lens.patching import hooks
+
+RESID_POST = "blocks.{layer}.hook_resid_post"
+HOOK_Z = "blocks.{layer}.attn.hook_z"
+
+Mode = Literal["replace", "add", "scale"]
+Where = Literal["last", "all"]
+Positions = Where | tuple[int, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Intervention:
+    """Write `value` at hook `hook.format(layer=layer)` (one `head` of a per-head hook if given).
+
+    `positions`: "last" (the paper's: the last token), "all" (every real token after the leading
+    BOS in the engine; every position in a bare `intervening` forward), or explicit token indices
+    of the run (negative ones count from its end). `mode`: "replace" writes `value`; "add" adds
+    `strength * value`; "scale" multiplies the activation by `strength` (`value` unused, may be None).
+    `value` is [d_model] at a residual hook, [d_head] with a `head` at `attn.hook_z`.
+    """
+
+    layer: int
+    value: Float[Tensor, " width"] | None
+    hook: str = RESID_POST
+    head: int | None = None
+    positions: Positions = "last"
+    mode: Mode = "replace"
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.mode not in get_args(Mode):
+            raise ValueError(f"intervention mode must be one of {get_args(Mode)}, not {self.mode!r}")
+        positions = self.positions
+        if not isinstance(positions, str) and isinstance(positions, Sequence):
+            positions = tuple(positions)
+            object.__setattr__(self, "positions", positions)
+        valid_tuple = isinstance(positions, tuple) and positions and len(set(positions)) == len(positions) and all(
+            isinstance(p, int) and not isinstance(p, bool) for p in positions)
+        if positions not in get_args(Where) and not valid_tuple:
+            raise ValueError(f"intervention positions must be 'last', 'all' or a non-empty tuple of distinct "
+                             f"token indices, not {positions!r}")
+        if self.value is None and self.mode != "scale":
+            raise ValueError(f"a {self.mode!r} intervention needs a value (only 'scale' works without one)")
+
+    @property
+    def name(self) -> str:
+        """The hook point this intervention edits."""
+        return self.hook.format(layer=self.layer)
+
+    @property
+    def reuses_prefix(self) -> bool:
+        """Whether a run with this edit may share a cached prefix (only the last token is edited)."""
+        return self.positions == "last"
+
+    def hook_pairs(self) -> list[hooks.HookPair]:
+        """This edit as hook pairs applied to every row of any forward pass (one per explicit position)."""
+        positions = {"last": [-1], "all": [None]}.get(self.positions, self.positions)
+        return [_edit(self, self.name, self.value, self.strength, p, None) for p in positions]
+
+
+def check_layer(model, layer: int) -> None:
+    """Refuse a layer the model lacks (or that is not an integer)."""
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise ValueError(f"layer must be an integer, got {layer!r}")
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError(f"layer {layer} out of range: this model has layers 0..{model.cfg.n_layers - 1}")
+
+
+def check_intervention(model, intervention: Intervention) -> None:
+    """Refuse an intervention the model cannot take: a layer, hook or head it lacks, or a value of
+    another width (d_model at residual hooks, d_head at one head)."""
+    check_layer(model, intervention.layer)
+    name = intervention.name
+    hook_dict = getattr(model, "hook_dict", None)
+    if hook_dict is not None and name not in hook_dict:
+        raise ValueError(f"this model has no hook point {name!r}: check the hook template {intervention.hook!r}")
+    head, value = intervention.head, intervention.value
+    if head is not None and not 0 <= head < model.cfg.n_heads:
+        raise ValueError(f"head {head} out of range: this model has heads 0..{model.cfg.n_heads - 1}")
+    if value is None:
+        return
+    width, what = (model.cfg.d_head, "d_head") if head is not None else (model.cfg.d_model, "d_model")
+    if value.ndim != 1 or value.shape[0] != width:
+        raise ValueError(f"intervention value of shape {tuple(value.shape)} does not fit this model's {what} "
+                         f"{width}: it was learned on another model (or give a head for a per-head hook)")
+
+
+def batch_hooks(
+    interventions: Sequence[Sequence[Intervention]],
+    real: Bool[Tensor, "batch pos"],
+    query: Bool[Tensor, "batch pos"],
+) -> list[hooks.HookPair]:
+    """Hooks writing row r's interventions (in their order) into a left-padded batch whose real
+    tokens are `real` and whose query tokens (real, less a leading BOS) are `query`.
+
+    Edits are grouped into one hook per (order in the row, hook point, head, mode).
+    """
+    points: dict[tuple, list[tuple[int, int, Intervention]]] = defaultdict(list)
+    last = real.shape[1] - 1
+    for row, row_interventions in enumerate(interventions):
+        for k, iv in enumerate(row_interventions):
+            if iv.positions == "last":
+                columns = [last]
+            elif iv.positions == "all":
+                columns = query[row].nonzero()[:, 0].tolist()
+            else:
+                own = real[row].nonzero()[:, 0].tolist()
+                columns = list(dict.fromkeys(own[p] for p in iv.positions))  # 1 and -n may be one token
+            points[(k, iv.name, iv.head, iv.mode)] += [(row, c, iv) for c in columns]
+    pairs = []
+    for (_, name, _, _), group in sorted(points.items(), key=lambda item: item[0][0]):
+        rows = torch.tensor([row for row, _, _ in group])
+        columns = torch.tensor([c for _, c, _ in group])
+        first = group[0][2]
+        values = None if first.mode == "scale" else torch.stack([iv.value for _, _, iv in group])
+        strengths = torch.tensor([iv.strength for _, _, iv in group],
+                                 dtype=values.dtype if values is not None else torch.float32)
+        pairs.append(_edit(first, name, values, strengths[:, None], columns, rows))
+    return pairs
+
+
+def _edit(iv: Intervention, name: str, value, strength, positions, rows) -> hooks.HookPair:
+    """The hook of one mode (the one place where modes become edits)."""
+    if iv.mode == "replace":
+        return hooks.replacing(name, value, positions=positions, rows=rows, head=iv.head)
+    if iv.mode == "add":
+        return hooks.adding(name, value * strength, positions=positions, rows=rows, head=iv.head)
+    return hooks.scaling(name, strength, positions=positions, rows=rows, head=iv.head)
+
+
+@contextmanager
+def intervening(model, interventions: Intervention | Sequence[Intervention]) -> Iterator[None]:
+    """Within the block, every forward pass of `model` runs with `interventions` (in order) on every
+    row: "last" edits the last position of each pass, "all" every position, explicit positions
+    those positions of each row."""
+    interventions = [interventions] if isinstance(interventions, Intervention) else list(interventions)
+    for iv in interventions:
+        check_intervention(model, iv)
+    with hooks.hooked(model, [pair for iv in interventions for pair in iv.hook_pairs()]):
+        yield

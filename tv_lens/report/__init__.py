@@ -1,0 +1,1 @@
+"""Tables and plotly figures of results: objects for notebooks, files for reports."""

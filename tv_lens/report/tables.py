@@ -1,0 +1,185 @@
+"""The tables of each analysis's results as rows of text cells, rendered both as text (the terminal)
+and as HTML (report.html): one place decides what a table shows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from html import escape
+
+from tv_lens.analysis.summary import Estimate
+from tv_lens.runs.records import (
+    Clusters,
+    ConflictingTasks,
+    FunctionVectors,
+    FVRun,
+    LayerSweep,
+    MainTable,
+    Results,
+    TopTokensResults,
+)
+from tv_lens.stats import Accuracy
+
+
+@dataclass(frozen=True)
+class Table:
+    """A header and rows of cells, each cell already formatted."""
+
+    header: Sequence[str]
+    rows: Sequence[Sequence[str]]
+
+    def text(self) -> str:
+        """Columns padded to their widest cell: the first one aligned left, the others right."""
+        lines = [self.header, *self.rows]
+        widths = [max(len(str(line[i])) for line in lines) for i in range(len(self.header))]
+        return "\n".join(" ".join(f"{c:<{w}}" if i == 0 else f"{c:>{w}}" for i, (c, w) in
+                                  enumerate(zip(map(str, line), widths))).rstrip() for line in lines)
+
+    def html(self) -> str:
+        """An HTML table with escaped cells."""
+        head = "".join(f"<th>{escape(str(h))}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in row) + "</tr>" for row in self.rows)
+        return f"<table><tr>{head}</tr>{body}</table>"
+
+    def markdown(self) -> str:
+        """A Markdown (GitHub) table, `|` in cells escaped: what the README's tables are pasted from."""
+        def line(cells: Sequence[str]) -> str:
+            return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+        return "\n".join([line(self.header), "|" + "---|" * len(self.header), *map(line, self.rows)])
+
+
+def visible(token: str) -> str:
+    """A token with its whitespace made visible (␣ for space, ⏎ for a line break)."""
+    return token.replace(" ", "␣").replace("\n", "⏎").replace("\t", "⇥")
+
+
+def ci(x: Accuracy | Estimate) -> str:
+    """An accuracy or estimate with its 95% CI: '0.52 [0.38, 0.66]'."""
+    return f"{x.value:.2f} [{x.ci_low:.2f}, {x.ci_high:.2f}]"
+
+
+def main_table(results: MainTable) -> list[Table]:
+    """Per task: baseline, ICL and task vector with CIs and the layer; then the means per category and overall."""
+    per_task = Table(["task", "category", "baseline", "ICL", "task vector", "layer"],
+                     [[t.task, t.category, ci(t.baseline), ci(t.icl), ci(t.tv), str(t.best_layer)]
+                      for t in results.tasks])
+    groups = {**results.summary.categories, "all tasks": results.summary.overall}
+    means = Table(["mean over tasks (95% CI)", "tasks", "baseline", "ICL", "task vector", "TV / ICL"],
+                  [[name, str(g.n_tasks), ci(g.baseline), ci(g.icl), ci(g.tv), ci(g.tv_over_icl)]
+                   for name, g in groups.items()])
+    return [per_task, means]
+
+
+def layer_sweep(results: LayerSweep) -> list[Table]:
+    """Dev accuracy of the task vector per layer: mean, std, min and max over tasks."""
+    columns = zip(results.mean, results.std, results.min, results.max)
+    return [Table(["layer", "mean", "std", "min", "max"],
+                  [[str(i), *(f"{v:.2f}" for v in values)] for i, values in enumerate(columns)])]
+
+
+def conflicting_tasks(results: ConflictingTasks) -> list[Table]:
+    """Per pair: ICL and the patched run, each scored as task A and as task B."""
+    return [Table(["A (demonstrations) → B (θ)", "layer", "items", "ICL as A", "ICL as B",
+                   "patched as A", "patched as B"],
+                  [[f"{p.task_a} → {p.task_b}", str(p.layer), str(p.n_items), ci(p.icl_vs_a),
+                    ci(p.icl_vs_b), ci(p.patched_vs_a), ci(p.patched_vs_b)] for p in results.pairs])]
+
+
+def top_tokens(results: TopTokensResults, shown: int | None = 8) -> list[Table]:
+    """Per task: its layer and the first `shown` top tokens (None: all) of θ and of θ minus the mean θ."""
+    def tokens(t) -> str:
+        return " · ".join(map(visible, t.tokens[:shown]))
+
+    return [Table(["task", "layer", "θ", "θ − mean θ over tasks"],
+                  [[t.task, str(t.layer), tokens(t.raw), tokens(t.centred)] for t in results.tasks])]
+
+
+def clusters(results: Clusters) -> list[Table]:
+    """How well θ separates by task, as is and centred; then each task's spread."""
+    overall = Table(["vectors", "layer", "count", "tasks", "cosine distance within task", "between tasks",
+                     "silhouette", "nearest-centroid accuracy (leave one out)"],
+                    [[kind, str(results.layer), str(s.n_vectors), str(s.n_tasks), f"{s.within:.4f}",
+                      f"{s.between:.4f}", f"{s.silhouette:.3f}", f"{s.nearest_centroid_accuracy:.3f}"]
+                     for kind, s in (("θ", results.stats), ("θ − mean θ", results.stats_centred))])
+    per_task = Table(["task", "vectors", "mean cosine distance within"],
+                     [[t.task, str(t.n_items), f"{t.within:.4f}"] for t in results.tasks])
+    return [overall, per_task]
+
+
+def runs_in(results: FunctionVectors, fmt: str) -> list[FVRun]:
+    """The function-vector runs of one prompt format."""
+    return [r for r in results.runs if r.format == fmt]
+
+
+def side_by_side(results: FunctionVectors, fmt: str, formulation: str | None = None) -> list[list]:
+    """Rows of the side-by-side table of one prompt format: task, zero-shot, ICL, shuffled ICL, θ
+    (layer), FV zero-shot (layer), FV shuffled (layer), cos(FV, θ) at the FV's layer; then the mean."""
+    formulation = formulation or results.formulations[0]
+    rows, sums = [], []
+    for r in runs_in(results, fmt):
+        fv = r.fv[formulation]
+        values = [r.baseline.value, r.icl.value, r.shuffled_icl.value, r.tv.test.value,
+                  fv.zero_shot.value, fv.shuffled.value]
+        sums.append(values)
+        rows.append([r.task, *(f"{v:.2f}" for v in values[:3]), f"{values[3]:.2f} ({r.tv.layer})",
+                     f"{values[4]:.2f} ({fv.zero_shot_layer})", f"{values[5]:.2f} ({fv.shuffled_layer})",
+                     f"{r.cosine[formulation][fv.zero_shot_layer]:+.2f}"])
+    if sums:
+        mean = [sum(column) / len(sums) for column in zip(*sums)]
+        rows.append([f"mean ({len(sums)} tasks)", *(f"{v:.2f}" for v in mean), ""])
+    return rows
+
+
+SIDE_BY_SIDE = ["task", "zero-shot", "ICL", "shuffled ICL", "θ replace (layer)", "FV add zero-shot (layer)",
+                "FV add shuffled (layer)", "cos(FV, θ)"]
+
+
+def formulation_means(results: FunctionVectors, fmt: str) -> list[list]:
+    """Per formulation: mean over tasks of the FV's test accuracy, zero-shot and shuffled; then the
+    control that patches the top heads' outputs with ā in the prompt itself."""
+    runs = runs_in(results, fmt)
+    if not runs:
+        return []
+    kinds = ("zero_shot", "shuffled")
+    rows = [[f"FV {f} (added)", *(f"{sum(getattr(r.fv[f], kind).value for r in runs) / len(runs):.2f}"
+                                  for kind in kinds)]
+            for f in results.formulations]
+    rows.append([f"top {results.k} heads patched with ā",
+                 *(f"{sum(getattr(r.heads_patched, kind).value for r in runs) / len(runs):.2f}" for kind in kinds)])
+    return rows
+
+
+def function_vectors(results: FunctionVectors) -> list[Table]:
+    """Per prompt format: the side-by-side test accuracies, each condition's mean over tasks, and
+    each task's top heads and FV top tokens."""
+    tables = []
+    first = results.formulations[0]
+    for fmt in results.formats:
+        tables.append(Table([f"{fmt} prompts: {SIDE_BY_SIDE[0]}", *SIDE_BY_SIDE[1:]], side_by_side(results, fmt)))
+        tables.append(Table([f"{fmt} prompts: condition", "zero-shot (mean over tasks)", "shuffled labels"],
+                            formulation_means(results, fmt)))
+        tables.append(Table([f"{fmt} prompts: task", "top heads (layer, head, AIE)", f"FV {first} top tokens"],
+                            [[r.task, " ".join(f"L{layer}H{head} {aie:+.3f}" for layer, head, aie in r.top_heads),
+                              " · ".join(map(visible, r.top_tokens[first].tokens[:10]))]
+                             for r in runs_in(results, fmt)]))
+    return tables
+
+
+TABLES: dict[str, Callable[[Results], list[Table]]] = {
+    "main_table": main_table, "layer_sweep": layer_sweep, "conflicting_tasks": conflicting_tasks,
+    "top_tokens": top_tokens, "clusters": clusters, "function_vectors": function_vectors}
+
+
+def as_text(results: Results) -> str:
+    """The tables of an analysis's results, as text."""
+    return "\n\n".join(t.text() for t in TABLES[results.analysis](results))
+
+
+def as_markdown(results: Results) -> str:
+    """The tables of an analysis's results, as Markdown."""
+    return "\n\n".join(t.markdown() for t in TABLES[results.analysis](results))
+
+
+def as_html(results: Results) -> str:
+    """The tables of an analysis's results, as HTML."""
+    return "".join(t.html() for t in TABLES[results.analysis](results))

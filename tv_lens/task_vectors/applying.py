@@ -1,0 +1,74 @@
+"""Apply: f(x; θ), the bare query with θ written into the model (by default: replacing
+`resid_post` at the last token, the paper's patch)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tv_lens.patching.engine import Budget, Run, decode, encode, predict
+from tv_lens.patching.interventions import Intervention, check_intervention
+from tv_lens.task_vectors.queries import answer_fitting, check_queries
+from tv_lens.task_vectors.vector import TaskVector, check_compatible
+from tv_lens.tasks.prompts import PromptFormat
+
+Vector = TaskVector | Intervention | Sequence[Intervention]
+
+
+def apply(
+    model,
+    vector: Vector,
+    queries: Sequence[str],
+    *,
+    fmt: PromptFormat | None = None,
+    allow_transfer: bool = False,
+    budget: Budget | None = None,
+    **where,
+) -> list[str]:
+    """The next token of each query with no demonstrations, `vector` written in.
+
+    `vector` is a `TaskVector` (placed by `where`: `layer`, `mode`, `strength`, `positions`, as in
+    `TaskVector.intervention`) or interventions of your own. A query over the model's token limit
+    raises `QueryTooLongError` after the others are answered (in its `answers`).
+    """
+    queries = check_queries(queries)
+    edits = as_interventions(model, vector, allow_transfer=allow_transfer, **where)
+    prompts = encode(model, [prompt_format(vector, fmt).query(q) for q in queries])
+    return answer_fitting(model, queries, prompts, 0,
+                          lambda fitting: decode(model, next_tokens(model, fitting, [edits] * len(fitting),
+                                                                    budget=budget)))
+
+
+def next_tokens(
+    model,
+    prompts: Sequence[Sequence[int]],
+    interventions: Sequence[Sequence[Intervention]],
+    *,
+    budget: Budget | None = None,
+) -> list[int]:
+    """Greedy next token of each token prompt with its own interventions."""
+    runs = [Run(p, tuple(edits)) for p, edits in zip(prompts, interventions)]
+    return [p.token for p in predict(model, runs, budget=budget)]
+
+
+def as_interventions(model, vector: Vector, *, allow_transfer: bool = False, **where) -> tuple[Intervention, ...]:
+    """`vector` as checked interventions: a `TaskVector` placed by `where` (refused if learned on
+    another model, unless `allow_transfer`), or the given interventions."""
+    if isinstance(vector, TaskVector):
+        check_compatible(model, vector, allow_transfer)
+        edits = (vector.intervention(**where),)
+    elif where:
+        raise TypeError(f"{', '.join(sorted(where))} place a TaskVector; give them to the Intervention instead")
+    else:
+        edits = (vector,) if isinstance(vector, Intervention) else tuple(vector)
+    for edit in edits:
+        check_intervention(model, edit)
+    return edits
+
+
+def prompt_format(vector: Vector | None, fmt: PromptFormat | None = None) -> PromptFormat:
+    """`fmt` if given, else the task vector's own prompt format, else the default."""
+    if fmt is not None:
+        return fmt
+    if isinstance(vector, TaskVector) and vector.prompt_format:
+        return PromptFormat(**vector.prompt_format)
+    return PromptFormat()

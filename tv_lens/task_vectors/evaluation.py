@@ -1,0 +1,154 @@
+"""The main experiment for one task: zero-shot baseline, ICL, and the task vector at its best layer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tv_lens.codec import NOT_STORED, Layer, PerLayer, Record
+from tv_lens.models.provenance import model_provenance, versions
+from tv_lens.patching.engine import Budget, Run, counting, decode, encode, predict
+from tv_lens.patching.interventions import RESID_POST, Intervention
+from tv_lens.progress import stage
+from tv_lens.settings import PAPER, Settings
+from tv_lens.stats import Accuracy
+from tv_lens.task_vectors.applying import next_tokens
+from tv_lens.task_vectors.learning import learn_items
+from tv_lens.task_vectors.sweep import best_layer, layer_sweep
+from tv_lens.tasks import Task, get_scorer, sample_splits
+from tv_lens.tasks.prompts import PromptFormat
+
+
+@dataclass(frozen=True)
+class ItemRecord(Record):
+    """One test item and what each method predicted for it."""
+
+    query: str
+    answers: tuple[str, ...]
+    icl: str
+    tv: str
+
+
+@dataclass(frozen=True)
+class Hits(Record):
+    """Whether ICL and the task vector were right on each test item (for paired CIs)."""
+
+    icl: list[bool] = field(default_factory=list)
+    tv: list[bool] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EvalResult(Record):
+    """Baseline / ICL / task-vector accuracies (with Wilson 95% CIs), the dev curve and provenance;
+    `hits`: each test item right or not, per method; also θ averaged over the test items at every
+    layer (`mean_theta`, in memory only: not in `to_dict`). A main-table unit on disk."""
+
+    task: str
+    category: str
+    baseline: Accuracy
+    icl: Accuracy
+    tv: Accuracy
+    best_layer: Layer
+    dev_accuracy_by_layer: PerLayer[Accuracy]
+    n_pairs: int
+    n_pairs_filtered: int
+    leading_space: bool
+    seed: int
+    settings: dict
+    model: dict
+    timings: dict
+    tokens: int
+    test_items: list[ItemRecord] = field(default_factory=list)
+    versions: dict = field(default_factory=versions)
+    hits: Hits = field(default_factory=Hits)
+    mean_theta: Float[Tensor, "n_layers d_model"] | None = field(default=None, repr=False, compare=False,
+                                                                  metadata=NOT_STORED)
+
+
+def evaluate(
+    model,
+    task: Task,
+    *,
+    seed: int = 0,
+    settings: Settings = PAPER,
+    single_token_filter: bool | None = None,
+    fmt: PromptFormat | None = None,
+    reuse_prefix: bool = True,
+    budget: Budget | None = None,
+    **sizes: int,
+) -> EvalResult:
+    """Run the paper's protocol on `task` with the sizes of `settings` (the paper's), any of them
+    changed by keyword (`n_test=10`).
+
+    Baseline on `n_baseline` bare queries; ICL on `n_test` items of `n_shots` demonstrations;
+    θ per item (mean over `n_dummies` dummy queries); task-vector accuracy on `n_dev` dev items
+    at every layer; task-vector test accuracy at the best dev layer (first maximum).
+    """
+    settings = settings.but(**sizes)
+    with counting() as count:
+        timings: dict[str, float] = {}
+        clock = time.perf_counter()
+
+        def lap(phase: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            timings[phase] = now - clock
+            clock = now
+
+        if settings.n_dummies < 1:
+            raise ValueError(f"n_dummies must be at least 1 (θ is the mean over dummy queries; the paper uses 2), "
+                             f"got {settings.n_dummies}")
+        use_filter = task.single_token_filter if single_token_filter is None else single_token_filter
+        kept = task.filtered(model.tokenizer, use_filter)
+        fmt = fmt or PromptFormat.for_task(kept)
+        splits = sample_splits(kept, seed=seed, **asdict(settings))
+        scorer = get_scorer(task.scoring)
+        lap("prepare")
+
+        with stage("baseline"):
+            baseline_runs = [Run(t) for t in encode(model, [fmt.zero_shot_prompt(i) for i in splits.baseline])]
+            baseline_preds = decode(model, [p.token for p in predict(model, baseline_runs, budget=budget)])
+        baseline = Accuracy.of(scorer(p, i.answers) for p, i in zip(baseline_preds, splits.baseline))
+        lap("baseline")
+
+        with stage("ICL and θ of the test items"):
+            test_thetas, icl_tokens = learn_items(model, splits.test, fmt, icl=True,
+                                                  reuse_prefix=reuse_prefix, budget=budget)
+        icl_preds = decode(model, icl_tokens)
+        icl_hits = [scorer(p, i.answers) for p, i in zip(icl_preds, splits.test)]
+        lap("icl_and_theta_test")
+
+        with stage("θ of the dev items"):
+            dev_thetas, _ = learn_items(model, splits.dev, fmt, reuse_prefix=reuse_prefix, budget=budget)
+        lap("theta_dev")
+
+        with stage("layer sweep"):
+            by_layer, _ = layer_sweep(model, [fmt.zero_shot_prompt(i) for i in splits.dev], dev_thetas,
+                                      lambda i, p: scorer(p, splits.dev[i].answers), budget=budget)
+        chosen = best_layer([a.value for a in by_layer])
+        lap("sweep")
+
+        with stage("task vector on the test items"):
+            tv_tokens = next_tokens(model, encode(model, [fmt.zero_shot_prompt(i) for i in splits.test]),
+                                    [(Intervention(chosen, theta[chosen]),) for theta in test_thetas], budget=budget)
+        tv_preds = decode(model, tv_tokens)
+        tv_hits = [scorer(p, i.answers) for p, i in zip(tv_preds, splits.test)]
+        lap("test")
+
+        return EvalResult(
+            task=task.name, category=task.category, baseline=baseline,
+            icl=Accuracy.of(icl_hits), tv=Accuracy.of(tv_hits),
+            best_layer=chosen, dev_accuracy_by_layer=by_layer, n_pairs=len(task),
+            n_pairs_filtered=len(kept), leading_space=fmt.leading_space, seed=seed,
+            settings=dict(**asdict(settings), single_token_filter=use_filter, prompt_format=asdict(fmt),
+                          hook=RESID_POST, position="last", operation="replace"),
+            model=model_provenance(model), timings=timings, tokens=count.tokens,
+            test_items=[ItemRecord(i.query, i.answers, c, t)
+                        for i, c, t in zip(splits.test, icl_preds, tv_preds)],
+            hits=Hits(icl_hits, tv_hits),
+            mean_theta=torch.stack(test_thetas).mean(0),
+        )

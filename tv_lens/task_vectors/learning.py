@@ -1,0 +1,74 @@
+"""Learn: θ = A(S), the residual stream at the last token of `[demonstrations, dummy query]`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tv_lens.models.provenance import model_provenance, versions
+from tv_lens.patching.engine import Budget, Run, encode, predict
+from tv_lens.patching.interventions import RESID_POST, check_layer
+from tv_lens.task_vectors.vector import TaskVector
+from tv_lens.tasks import Item, context_item
+from tv_lens.tasks.prompts import PromptFormat
+
+
+def learn(
+    model,
+    demos: Sequence[tuple[str, str]],
+    dummies: Sequence[str],
+    *,
+    layer: int | None = None,
+    fmt: PromptFormat | None = None,
+    task: str | None = None,
+    seed: int | None = None,
+) -> TaskVector:
+    """θ learned from `demos` (x, y) pairs: the mean over `dummies` (inputs x' of the task, the
+    paper uses 2) of `resid_post` at the arrow, for every layer from one forward pass."""
+    if not demos:
+        raise ValueError("learn needs at least one demonstration (x, y) pair")
+    if not dummies:
+        raise ValueError("learn needs at least one dummy query: pass dummies=[x1, x2] (inputs of the task)")
+    if layer is not None:
+        check_layer(model, layer)
+    fmt = fmt or PromptFormat()
+    (theta,), _ = learn_items(model, [context_item(demos, dummies)], fmt)
+    info = model_provenance(model)
+    return TaskVector(
+        vectors=theta, layer=layer, model=info["model"], fingerprint=info["fingerprint"],
+        prompt_format=asdict(fmt), n_shots=len(demos), n_contexts=1, seed=seed, task=task,
+        versions=versions(),
+    )
+
+
+def learn_items(
+    model,
+    items: Sequence[Item],
+    fmt: PromptFormat,
+    *,
+    icl: bool = False,
+    reuse_prefix: bool = True,
+    budget: Budget | None = None,
+) -> tuple[list[Float[Tensor, "n_layers d_model"]], list[int] | None]:
+    """θ for each item (mean over its dummy queries) and, with `icl`, its ICL next token.
+
+    Each item's demonstrations run once; the dummy queries and the real query reuse their
+    key/value cache.
+    """
+    if any(not item.dummies for item in items):
+        raise ValueError("every item needs at least one dummy query to learn θ from (n_dummies >= 1; the paper uses 2)")
+    groups = []
+    for item in items:
+        prompts = fmt.dummy_prompts(item) + ([fmt.icl_prompt(item)] if icl else [])
+        groups.append([Run(tokens) for tokens in encode(model, prompts)])
+    names = [RESID_POST.format(layer=layer) for layer in range(model.cfg.n_layers)]
+    outputs = predict(model, groups, capture=names, reuse_prefix=reuse_prefix, budget=budget)
+    n_dummies = [len(item.dummies) for item in items]
+    thetas = [torch.stack([o.stack() for o in out[:n]]).mean(0)
+              for out, n in zip(outputs, n_dummies)]
+    icl_tokens = [out[-1].token for out in outputs] if icl else None
+    return thetas, icl_tokens

@@ -1,0 +1,67 @@
+"""Queries from users: refused when malformed, never silently truncated, answered one by one
+when some of them are too long for the model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from tv_lens.errors import TvLensError
+from tv_lens.patching.engine import token_limit
+
+
+class QueryTooLongError(TvLensError):
+    """Some queries exceed the model's token limit; the others were answered.
+
+    `answers[i]` is query i's answer (None for a query that was too long); `too_long` lists
+    (index, token count) of the long ones and `limit` the model's limit.
+    """
+
+    def __init__(self, too_long: list[tuple[int, int]], limit: int, room: int, answers: list[str | None]):
+        self.too_long, self.limit, self.room, self.answers = too_long, limit, room, answers
+        counts = "; ".join(f"query {i} {self.reason(n)}" for i, n in too_long)
+        answered = len(answers) - len(too_long)
+        super().__init__(f"{counts}: shorten it; {answered} other quer{'y was' if answered == 1 else 'ies were'} "
+                         f"answered (see .answers)")
+
+    def reason(self, n_tokens: int) -> str:
+        """Why a query of `n_tokens` prompt tokens was not answered."""
+        extra = f" plus {self.room} to generate" if self.room else ""
+        return f"has {n_tokens} tokens (with the prompt{extra}), over this model's limit of {self.limit}"
+
+
+def check_queries(queries: Sequence[str]) -> list[str]:
+    """The queries as a list; a bare string, an empty list, or an empty or whitespace-only query
+    is refused."""
+    if isinstance(queries, str):
+        raise TypeError(f"queries must be a list of strings, not one string: write [{queries!r}]")
+    queries = list(queries)
+    if not queries:
+        raise ValueError("no queries: give at least one")
+    for i, q in enumerate(queries):
+        if not isinstance(q, str):
+            raise TypeError(f"query {i} is a {type(q).__name__}, not a string")
+        if not q.strip():
+            raise ValueError(f"query {i} is empty or whitespace only: give the input of the task")
+    return queries
+
+
+def answer_fitting(
+    model,
+    queries: Sequence[str],
+    prompts: Sequence[Sequence[int]],
+    room: int,
+    answer: Callable[[list[Sequence[int]]], list[str]],
+) -> list[str]:
+    """`answer` applied to the prompts that fit the model's token limit with `room` tokens to
+    spare; if some do not, `QueryTooLongError` (carrying the other answers) after the rest ran."""
+    limit = token_limit(model)
+    too_long = [(i, len(p)) for i, p in enumerate(prompts) if limit and len(p) + room > limit]
+    skip = {i for i, _ in too_long}
+    fitting = [i for i in range(len(prompts)) if i not in skip]
+    answers: list[str | None] = [None] * len(queries)
+    if fitting:
+        for i, a in zip(fitting, answer([prompts[i] for i in fitting])):
+            answers[i] = a
+    if too_long:
+        raise QueryTooLongError(too_long, limit, room, answers)
+    return answers

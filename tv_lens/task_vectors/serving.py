@@ -1,0 +1,60 @@
+"""Serving a stored task vector: answer queries with no demonstrations in the prompt."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from tv_lens.patching.engine import Budget
+from tv_lens.task_vectors.applying import Vector, apply, as_interventions, prompt_format
+from tv_lens.task_vectors.generation import generate
+from tv_lens.task_vectors.queries import QueryTooLongError
+from tv_lens.task_vectors.vector import TaskVector
+
+
+class TaskVectorSolver:
+    """A model plus a task vector: `solver(queries)` gives the first-token answers (the paper's
+    protocol), `solver.generate(queries)` whole answers up to the first newline; queries passed
+    together run in batches sized by `budget`.
+
+    `vector` is a `TaskVector` placed by `where` (`layer`, `mode`, `strength`, `positions`, as in
+    `TaskVector.intervention`), or interventions of your own.
+    """
+
+    def __init__(self, model, vector: Vector, *, allow_transfer: bool = False, budget: Budget | None = None,
+                 **where) -> None:
+        self.model = model
+        self.vector = vector
+        self.interventions = as_interventions(model, vector, allow_transfer=allow_transfer, **where)
+        self.fmt = prompt_format(vector)
+        self.budget = budget
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, model=None, **settings) -> TaskVectorSolver:
+        """A solver for the vector saved at `path`, on `model` (default: load the vector's own model)."""
+        from tv_lens.models.loading import load_model
+
+        theta = TaskVector.load(path)
+        if model is None:
+            if not theta.model:
+                raise ValueError(f"{path} does not name its model: pass model=load_model(...)")
+            model = load_model(theta.model)
+        return cls(model, theta, **settings)
+
+    def __call__(self, queries: Sequence[str]) -> list[str]:
+        """The stripped first-token answer to each query."""
+        return _stripped(lambda: apply(self.model, self.interventions, queries, fmt=self.fmt, budget=self.budget))
+
+    def generate(self, queries: Sequence[str], max_new_tokens: int = 16, patch_generated: bool = False) -> list[str]:
+        """The stripped greedy answer to each query, up to the first newline."""
+        return _stripped(lambda: generate(self.model, self.interventions, queries, max_new_tokens=max_new_tokens,
+                                          patch_generated=patch_generated, fmt=self.fmt, budget=self.budget))
+
+
+def _stripped(answer: Callable[[], list[str]]) -> list[str]:
+    """The answers stripped of surrounding whitespace (also those a `QueryTooLongError` carries)."""
+    try:
+        return [a.strip() for a in answer()]
+    except QueryTooLongError as err:
+        err.answers = [None if a is None else a.strip() for a in err.answers]
+        raise

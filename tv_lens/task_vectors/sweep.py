@@ -1,0 +1,47 @@
+"""The layer sweep: task-vector accuracy when θ is written at each layer in turn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from jaxtyping import Float
+from torch import Tensor
+
+from tv_lens.patching.engine import Budget, Run, decode, encode, predict
+from tv_lens.patching.interventions import Intervention
+from tv_lens.stats import Accuracy
+
+
+def layer_sweep(
+    model,
+    prompts: Sequence[str],
+    thetas: Sequence[Float[Tensor, "n_layers d_model"]],
+    correct: Callable[[int, str], bool],
+    *,
+    layers: Sequence[int] | None = None,
+    budget: Budget | None = None,
+    **where,
+) -> tuple[list[Accuracy], list[list[str]]]:
+    """Accuracy at each layer of `layers` (default: all), and the predictions [item][layer].
+
+    Item i's prompt runs with `Intervention(layer, thetas[i][layer], **where)`: by default the
+    paper's patch (replace resid_post at the last token); `mode="add", strength=...` sweeps a
+    steering vector (e.g. a function vector repeated over layers). `correct(i, prediction)` scores
+    item i. With last-token edits each prompt's unedited prefix runs once and per layer only its
+    last position is recomputed through the key/value cache.
+    """
+    layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
+    groups = [[Run(tokens, (Intervention(layer, theta[layer], **where),)) for layer in layers]
+              for tokens, theta in zip(encode(model, prompts), thetas)]
+    outputs = predict(model, groups, budget=budget)
+    predictions = [decode(model, [o.token for o in out]) for out in outputs]
+    by_layer = [Accuracy.of(correct(i, preds[j]) for i, preds in enumerate(predictions))
+                for j in range(len(layers))]
+    return by_layer, predictions
+
+
+def best_layer(accuracies: Sequence[float]) -> int:
+    """The first layer with the highest accuracy (the paper's choice; ties go to the earlier layer)."""
+    if not accuracies:
+        raise ValueError("best_layer needs the accuracy of at least one layer")
+    return max(range(len(accuracies)), key=lambda layer: (accuracies[layer], -layer))

@@ -1,0 +1,90 @@
+"""Task-level θ: one vector per task, the mean of θ over K demonstration contexts, its layer chosen
+by a dev sweep. The paper learns one θ per test item; a task-level θ is learned once and reused for
+every query (an extension: see benchmarks/task_level.py for how the two compare)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import asdict
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from tv_lens.models.provenance import model_provenance, versions
+from tv_lens.patching.engine import Budget
+from tv_lens.patching.interventions import check_layer
+from tv_lens.progress import stage
+from tv_lens.settings import PAPER, Settings
+from tv_lens.task_vectors.learning import learn_items
+from tv_lens.task_vectors.sweep import best_layer, layer_sweep
+from tv_lens.task_vectors.vector import TaskVector
+from tv_lens.tasks import Item, Task, get_scorer, sample_contexts, sample_items
+from tv_lens.tasks.prompts import PromptFormat
+
+
+def learn_task(
+    model,
+    task: Task,
+    *,
+    k: int = 16,
+    seed: int = 0,
+    settings: Settings = PAPER,
+    layer: int | None = None,
+    dev: Sequence[Item] | None = None,
+    exclude: Collection[str] = (),
+    single_token_filter: bool | None = None,
+    fmt: PromptFormat | None = None,
+    budget: Budget | None = None,
+    **sizes: int,
+) -> TaskVector:
+    """θ of `task`: the mean over `k` random contexts (`n_shots` demonstrations, `n_dummies` dummy
+    queries each) of the per-context θ, at every layer; sizes from `settings`, any changed by keyword.
+
+    Without `layer`, the layer is the first best of a sweep on `n_dev` dev queries (or the given
+    `dev` items). Inputs in `exclude` never appear in a context (hold out test queries with it).
+    """
+    settings = settings.but(**sizes)
+    if k < 1:
+        raise ValueError(f"k (the number of contexts) must be at least 1, got {k}")
+    kept = task.filtered(model.tokenizer, single_token_filter)
+    fmt = fmt or PromptFormat.for_task(kept)
+    contexts = sample_contexts(kept, k, seed, n_shots=settings.n_shots, n_dummies=settings.n_dummies, exclude=exclude)
+    with stage(f"θ of {k} contexts"):
+        thetas, _ = learn_items(model, contexts, fmt, budget=budget)
+    vectors = torch.stack(thetas).mean(0)
+    dev_accuracy: list[float] = []
+    if layer is None:
+        dev = dev if dev is not None else sample_items(kept, settings.n_dev, seed + 1, n_shots=0, n_dummies=0,
+                                                       exclude=exclude, allow_repeats=True)
+        layer, dev_accuracy = choose_layer(model, kept, vectors, dev, fmt, budget=budget)
+    else:
+        check_layer(model, layer)
+    info = model_provenance(model)
+    return TaskVector(
+        vectors=vectors, layer=layer, model=info["model"], fingerprint=info["fingerprint"],
+        prompt_format=asdict(fmt), n_shots=settings.n_shots, n_contexts=k, seed=seed, task=task.name,
+        versions=versions(), dev_accuracy=dev_accuracy,
+    )
+
+
+def choose_layer(
+    model,
+    task: Task,
+    vectors: Float[Tensor, "n_layers d_model"],
+    dev: Sequence[Item],
+    fmt: PromptFormat,
+    *,
+    budget: Budget | None = None,
+) -> tuple[int, list[float]]:
+    """The first layer with the best dev accuracy when `vectors` is patched into every dev query,
+    and the accuracy at each layer."""
+    if not dev:
+        raise ValueError("choosing a layer needs at least one dev item: raise n_dev or pass layer=L")
+    scorer = get_scorer(task.scoring)
+    with stage("layer sweep on dev items"):
+        by_layer, _ = layer_sweep(model, [fmt.zero_shot_prompt(i) for i in dev], [vectors] * len(dev),
+                                  lambda i, p: scorer(p, dev[i].answers), budget=budget)
+    values = [a.value for a in by_layer]
+    return best_layer(values), values
+

@@ -1,0 +1,278 @@
+"""`TaskVector`: θ at every layer, with the provenance needed to trust and reuse it.
+
+A saved vector is one self-contained safetensors file: the tensor `vectors` [n_layers, d_model]
+and, in the safetensors string-metadata header under the key `tv_lens`, a JSON object with every
+other field (model, fingerprint, hook, layer, prompt format, shots, contexts, seed, task,
+versions, schema version).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from jaxtyping import Float
+from torch import Tensor
+
+from tv_lens.errors import TvLensError
+from tv_lens.files import save_tensors
+from tv_lens.models.provenance import fingerprint
+from tv_lens.patching.interventions import RESID_POST, Intervention, Mode, Positions, intervening
+
+SCHEMA_VERSION = 1
+METADATA_KEY = "tv_lens"
+TENSOR_KEY = "vectors"
+TASK_VECTOR = "task_vector"
+FUNCTION_VECTOR = "function_vector"
+KINDS = (TASK_VECTOR, FUNCTION_VECTOR)
+VECTOR_HOOK = re.compile(r"blocks\.\{layer\}\.hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out)")
+
+
+class VectorFileError(TvLensError):
+    """A task-vector file is missing, damaged, foreign or too new; the message says what to do."""
+
+
+@dataclass
+class TaskVector:
+    """θ = A(S): the residual stream at the last token of `[demos, dummy query]`, for every layer.
+
+    `vectors[L]` is θ read at `hook.format(layer=L)`; `layer` is the layer `apply` uses by default
+    (chosen by a layer sweep, or given by the user). `n_contexts` is how many demonstration sets
+    were averaged (1 per item in the paper; K for a task-level vector); `dev_accuracy` is the dev
+    accuracy per layer when the layer was chosen by a sweep. `kind` is "task_vector" (θ, written
+    over the residual stream) or "function_vector" (Todd et al.: added to it; `vectors[L]` is what is
+    added at layer L), whose `heads` lists the [layer, head, AIE] of the heads summed.
+    """
+
+    vectors: Float[Tensor, "n_layers d_model"]
+    layer: int | None = None
+    model: str = ""
+    fingerprint: str = ""
+    hook: str = RESID_POST
+    prompt_format: dict = field(default_factory=dict)
+    n_shots: int = 0
+    n_contexts: int = 1
+    seed: int | None = None
+    task: str | None = None
+    versions: dict = field(default_factory=dict)
+    dev_accuracy: list[float] = field(default_factory=list)
+    kind: str = TASK_VECTOR
+    heads: list[list] = field(default_factory=list)
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def n_layers(self) -> int:
+        return self.vectors.shape[0]
+
+    @property
+    def d_model(self) -> int:
+        return self.vectors.shape[1]
+
+    def at(self, layer: int | None = None) -> Float[Tensor, " d_model"]:
+        """θ at `layer` (default: the vector's own layer)."""
+        layer = self.layer if layer is None else layer
+        if layer is None:
+            raise ValueError("this task vector has no default layer: pass layer=L")
+        if not 0 <= layer < self.n_layers:
+            raise ValueError(f"layer {layer} out of range: this vector has layers 0..{self.n_layers - 1}")
+        return self.vectors[layer]
+
+    def intervention(self, layer: int | None = None, mode: Mode | None = None, strength: float = 1.0,
+                     positions: Positions = "last") -> Intervention:
+        """The vector at `layer` (default: its own) as an edit of its hook, at the last token by
+        default. `mode` defaults to the kind's: a task vector replaces the residual stream (the
+        paper), a function vector is added to it; `mode="add"` adds `strength` x θ (steering)."""
+        layer = self.layer if layer is None else layer
+        mode = mode or ("add" if self.kind == FUNCTION_VECTOR else "replace")
+        return Intervention(layer=layer, value=self.at(layer), hook=self.hook, positions=positions, mode=mode,
+                            strength=strength)
+
+    @contextmanager
+    def applied(self, model, *, allow_transfer: bool = False, **where) -> Iterator[Intervention]:
+        """Within the block, every forward pass of `model` runs with this vector written in, placed by
+        `where` (`layer`, `mode`, `strength`, `positions`, as in `intervention`), so tv_lens vectors
+        mix with your own TransformerLens code."""
+        check_compatible(model, self, allow_transfer)
+        edit = self.intervention(**where)
+        with intervening(model, [edit]):
+            yield edit
+
+    def metadata(self) -> dict:
+        """Every field except the tensor (copies of JSON-ready values)."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != TENSOR_KEY}
+
+    def summary(self) -> str:
+        """One line saying what this vector is."""
+        return (f"{self.kind.replace('_', ' ')} of task {self.task or '?'} on {self.model or '?'} "
+                f"(weights {self.fingerprint or '?'}), "
+                f"layer {self.layer}, {self.n_contexts} context(s) of {self.n_shots} shots, "
+                f"{self.n_layers}x{self.d_model}")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the vector and its metadata to one safetensors file (atomically) and return its path."""
+        metadata = {"format": "pt", METADATA_KEY: json.dumps(self.metadata())}
+        return save_tensors(path, {TENSOR_KEY: self.vectors}, metadata)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> TaskVector:
+        """Read a file written by `save`; a missing, damaged, foreign or too-new file is a `VectorFileError`."""
+        path = Path(path)
+        if not path.is_file():
+            raise VectorFileError(f"no task vector file at {path}: check the path, or make one with "
+                                  f"`tv-lens learn` or TaskVector.save")
+        header, tensors = _read_safetensors(path)
+        if METADATA_KEY not in header:
+            raise VectorFileError(f"{path} is a safetensors file without tv_lens metadata: it is not a "
+                                  f"task vector saved by tv_lens")
+        try:
+            meta = json.loads(header[METADATA_KEY])
+        except (ValueError, RecursionError):
+            raise VectorFileError(f"{path} has damaged tv_lens metadata (not JSON): re-save the vector") from None
+        return cls._from_parts(path, meta, tensors.get(TENSOR_KEY))
+
+    @classmethod
+    def _from_parts(cls, path: Path, meta, tensor) -> TaskVector:
+        if not isinstance(meta, dict):
+            raise VectorFileError(f"{path} has damaged tv_lens metadata (not an object): re-save the vector")
+        version = meta.get("schema_version")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise VectorFileError(f"{path} has no valid schema version in its tv_lens metadata: re-save the vector")
+        if version > SCHEMA_VERSION:
+            raise VectorFileError(f"{path} has schema version {version}, newer than this tv_lens reads "
+                                  f"({SCHEMA_VERSION}): upgrade tv_lens")
+        known = {f.name for f in fields(cls)} - {TENSOR_KEY}
+        unknown = sorted(set(meta) - known)
+        if unknown:
+            raise VectorFileError(f"{path} has unknown metadata fields {unknown} for schema version "
+                                  f"{version}: the file was altered or written by another tool")
+        _check_tensor(path, tensor)
+        for name, value in meta.items():
+            problem = _field_problem(name, value, tensor.shape[0])
+            if problem:
+                raise VectorFileError(f"{path}: metadata field {name!r} {problem}: the file was altered or "
+                                      f"damaged; re-create the vector with `tv-lens learn`")
+        return cls(vectors=tensor, **meta)
+
+
+def check_compatible(model, theta: TaskVector, allow_transfer: bool = False) -> None:
+    """Refuse a vector learned on another model (another d_model always; another depth or
+    fingerprint unless `allow_transfer`)."""
+    if theta.d_model != model.cfg.d_model:
+        raise ValueError(
+            f"task vector has d_model {theta.d_model} but the model has {model.cfg.d_model}: "
+            f"it was learned on {theta.model or 'another model'}; load that model"
+        )
+    if theta.n_layers != model.cfg.n_layers and not allow_transfer:
+        raise ValueError(f"task vector has {theta.n_layers} layers but the model has {model.cfg.n_layers}: "
+                         f"it was learned on {theta.model or 'another model'}; load that model, or pass "
+                         f"allow_transfer=True (--force on the command line)")
+    if theta.fingerprint and theta.fingerprint != fingerprint(model) and not allow_transfer:
+        raise ValueError(
+            f"task vector was learned on {theta.model} (weights {theta.fingerprint}), not on this "
+            f"model ({fingerprint(model)}): load that model, or pass allow_transfer=True (--force on the command line)"
+        )
+
+
+def _check_tensor(path: Path, tensor) -> None:
+    """Refuse a missing, non-float, misshapen or non-finite `vectors` tensor, in one line."""
+    if tensor is None or tensor.ndim != 2 or 0 in tensor.shape:
+        shape = "none" if tensor is None else list(tensor.shape)
+        raise VectorFileError(f"{path} holds no [n_layers, d_model] tensor named {TENSOR_KEY!r} (found {shape}): "
+                              f"re-save the vector")
+    if not tensor.dtype.is_floating_point:
+        raise VectorFileError(f"{path} holds a tensor of dtype {str(tensor.dtype).removeprefix('torch.')}, not "
+                              f"floating point: the file was altered or written by another tool")
+    if not tensor.isfinite().all():
+        raise VectorFileError(f"{path} holds NaN or infinite values: the vector is damaged (or was learned from "
+                              f"a run that overflowed); re-create it with `tv-lens learn`")
+
+
+def _shown(value) -> str:
+    """`value` for an error line: its repr, cut to 60 characters."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _field_problem(name: str, value, n_layers: int) -> str | None:
+    """Why metadata field `name` cannot hold `value` for a vector of `n_layers` layers, or None."""
+    if name == "layer":
+        ok = value is None or (_is_int(value) and 0 <= value < n_layers)
+        return None if ok else f"is {_shown(value)}, not a layer of its {n_layers} (or null)"
+    if name in ("model", "fingerprint"):
+        return None if isinstance(value, str) else f"is {_shown(value)}, not a string"
+    if name in ("task",):
+        return None if value is None or isinstance(value, str) else f"is {_shown(value)}, not a string or null"
+    if name == "seed":
+        return None if value is None or _is_int(value) else f"is {_shown(value)}, not an integer or null"
+    if name == "hook":
+        ok = isinstance(value, str) and VECTOR_HOOK.fullmatch(value)
+        return None if ok else f"is {_shown(value)}, not a residual-stream hook template like {RESID_POST!r}"
+    if name in ("n_shots", "n_contexts"):
+        low = 0 if name == "n_shots" else 1
+        return None if _is_int(value) and value >= low else f"is {_shown(value)}, not an integer >= {low}"
+    if name == "versions":
+        ok = isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        return None if ok else "is not an object of version strings"
+    if name == "dev_accuracy":
+        ok = (isinstance(value, list) and len(value) in (0, n_layers)
+              and all(_is_number(v) and 0 <= v <= 1 for v in value))
+        return None if ok else f"is not a list of {n_layers} accuracies in [0, 1] (or empty)"
+    if name == "prompt_format":
+        return _prompt_format_problem(value)
+    if name == "kind":
+        return None if value in KINDS else f"is {_shown(value)}, not one of {', '.join(KINDS)}"
+    if name == "heads":
+        ok = isinstance(value, list) and all(
+            isinstance(h, list) and len(h) == 3 and _is_int(h[0]) and 0 <= h[0] < n_layers and _is_int(h[1])
+            and h[1] >= 0 and _is_number(h[2]) for h in value)
+        return None if ok else f"is not a list of [layer, head, effect] entries with layers below {n_layers}"
+    return None
+
+
+def _prompt_format_problem(value) -> str | None:
+    """Why `value` is not the fields of a PromptFormat, or None."""
+    from tv_lens.tasks.prompts import PromptFormat
+
+    if not isinstance(value, dict):
+        return "is not an object"
+    if not value:
+        return None
+    try:
+        PromptFormat(**value)
+    except (TypeError, ValueError) as err:
+        return f"does not describe a prompt format ({str(err).splitlines()[0]})"
+    if not all(isinstance(value.get(k, ""), str) for k in ("example_template", "query_template", "separator")):
+        return "has templates that are not strings"
+    if not isinstance(value.get("leading_space", False), bool):
+        return "has a leading_space that is not true or false"
+    return None
+
+
+def _read_safetensors(path: Path) -> tuple[dict, dict[str, Tensor]]:
+    """The string-metadata header and the tensors of a safetensors file, or a one-line error."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise VectorFileError(f"{path} is not a readable task vector file (damaged, truncated or not "
+                              f"safetensors: {reason}); re-create it with `tv-lens learn`") from None
+    return header, tensors
