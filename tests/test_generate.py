@@ -21,7 +21,7 @@ def reference(model, prompt, n=N, layer=None, vector=None, positions=(), patch_g
     tokens, generated = list(prompt), []
     for _ in range(n):
         where = list(positions) + (list(range(len(prompt), len(tokens))) if patch_generated else [])
-        edits = [hooks.replacing(RESID_POST.format(layer=layer), vector, positions=where)] if vector is not None else []
+        edits = [hooks.replacing(RESID_POST.format(layer=layer), vector, index=where)] if vector is not None else []
         with hooks.hooked(model, edits):
             token = int(model(torch.tensor([tokens], device=model.cfg.device))[0, -1].argmax())
         generated.append(token)

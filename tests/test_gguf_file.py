@@ -10,9 +10,9 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS, get_gguf_hf_weights_map
 
+from tv_lens.models import gguf as gguf_file
 from tv_lens.models.gguf import hf_config, hf_model, hf_tokenizer, read_gguf
 from tv_lens.models.loading import EMBEDDED
-from tv_lens.models.loading import gguf as gguf_file
 from tv_lens.models.tiny import tiny_hf_model
 
 ARCHITECTURES = {"tiny-llama": "llama", "tiny-gemma": "gemma3"}

@@ -32,9 +32,9 @@ def x():
 def test_capture_at_all_positions_one_position_and_per_row(toy):
     with hooks.capturing(toy, "hook_mid") as everything:
         toy(x())
-    with hooks.capturing(toy, ["hook_mid"], positions=-1) as last:
+    with hooks.capturing(toy, ["hook_mid"], index=-1) as last:
         toy(x())
-    with hooks.capturing(toy, "hook_mid", positions=[0, 2]) as per_row:
+    with hooks.capturing(toy, "hook_mid", index=[0, 2]) as per_row:
         toy(x())
     assert torch.equal(everything["hook_mid"], x() + 1)
     assert torch.equal(last["hook_mid"], x()[:, -1] + 1)
@@ -43,12 +43,12 @@ def test_capture_at_all_positions_one_position_and_per_row(toy):
 
 def test_replace_add_scale_as_hook_pairs_and_context_managers(toy):
     v = torch.full((4,), 10.0)
-    replaced = toy.run_with_hooks(x(), fwd_hooks=[hooks.replacing("hook_mid", v, positions=-1)])
+    replaced = toy.run_with_hooks(x(), fwd_hooks=[hooks.replacing("hook_mid", v, index=-1)])
     expected = (x() + 1) * 2
     expected[:, -1] = 20.0
     assert torch.equal(replaced, expected)
 
-    with hooks.patched(toy, hooks.adding("hook_mid", v, alpha=0.5, positions=[1, 0])):
+    with hooks.hooked(toy, [hooks.adding("hook_mid", v, strength=0.5, index=[1, 0])]):
         added = toy(x())
     expected = x() + 1
     expected[0, 1] += 5.0
@@ -61,25 +61,25 @@ def test_replace_add_scale_as_hook_pairs_and_context_managers(toy):
 
 def test_hooks_are_removed_after_the_block_even_on_error(toy):
     with pytest.raises(RuntimeError):
-        with hooks.patched(toy, hooks.scaling("hook_mid", 0.0)):
+        with hooks.hooked(toy, [hooks.scaling("hook_mid", 0.0)]):
             raise RuntimeError("boom")
     assert torch.equal(toy(x()), (x() + 1) * 2)
 
 
 def test_edits_compose_in_order(toy):
     v = torch.ones(4)
-    out = toy.run_with_hooks(x(), fwd_hooks=[hooks.replacing("hook_mid", v), hooks.adding("hook_mid", v, alpha=2.0)])
+    out = toy.run_with_hooks(x(), fwd_hooks=[hooks.replacing("hook_mid", v), hooks.adding("hook_mid", v, strength=2.0)])
     assert torch.equal(out, torch.full((2, 3, 4), 6.0))
 
 
 def test_on_a_bridge_capture_then_replace_is_the_identity(tiny_llama):
     tokens = tiny_llama.to_tokens(["abc->d", "x->"], padding_side="left")
     name = "blocks.1.hook_resid_post"
-    with hooks.capturing(tiny_llama, name, positions=-1) as acts:
+    with hooks.capturing(tiny_llama, name, index=-1) as acts:
         plain = tiny_llama(tokens)
-    with hooks.patched(tiny_llama, hooks.replacing(name, acts[name], positions=-1)):
+    with hooks.hooked(tiny_llama, [hooks.replacing(name, acts[name], index=-1)]):
         patched = tiny_llama(tokens)
     torch.testing.assert_close(patched, plain)
-    steered = tiny_llama.run_with_hooks(tokens, fwd_hooks=[hooks.adding(name, acts[name][0], alpha=3.0, positions=-1)])
+    steered = tiny_llama.run_with_hooks(tokens, fwd_hooks=[hooks.adding(name, acts[name][0], strength=3.0, index=-1)])
     assert not torch.allclose(steered[:, -1], plain[:, -1])
     assert not tiny_llama.list_hooks()

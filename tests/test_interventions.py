@@ -52,7 +52,7 @@ def test_a_head_indexed_edit_changes_that_head_only(tiny_llama):
     with hooks.capturing(tiny_llama, name) as plain:
         plain_logits = tiny_llama(tokens)
     store: dict = {}
-    edited_logits = tiny_llama.run_with_hooks(tokens, fwd_hooks=[hooks.replacing(name, value, positions=-1, head=head),
+    edited_logits = tiny_llama.run_with_hooks(tokens, fwd_hooks=[hooks.replacing(name, value, index=-1, head=head),
                                                                  *hooks.capture_hooks([name], store)])
     before, after = plain[name], store[name]
     assert after.shape[2:] == (tiny_llama.cfg.n_heads, tiny_llama.cfg.d_head)
@@ -90,6 +90,24 @@ def test_intervening_equals_the_engine_on_one_unpadded_run(tiny_llama):
         direct = tiny_llama(torch.tensor([tokens]))[0, -1]
     assert torch.allclose(engine.logits, direct, atol=1e-5)
     assert not torch.allclose(engine.logits, tiny_llama(torch.tensor([tokens]))[0, -1], atol=1e-4)
+
+
+def test_all_positions_mean_the_query_in_the_engine_and_in_intervening(tiny_llama):
+    """"all" edits every real token after a leading BOS, padded in the engine or bare under `intervening`."""
+    prompts = ["example:abc->", "example:a->"]
+    tokens = encode(tiny_llama, prompts)
+    assert tokens[0][0] == tiny_llama.tokenizer.bos_token_id
+    edit = Intervention(1, torch.randn(tiny_llama.cfg.d_model, generator=torch.Generator().manual_seed(4)),
+                        positions="all", mode="add")
+    engine = predict(tiny_llama, [Run(t, (edit,)) for t in tokens], logits=True)
+    query_only = Intervention(1, edit.value, positions=tuple(range(1, len(tokens[0]))), mode="add")
+    with intervening(tiny_llama, edit):
+        direct = tiny_llama(torch.tensor([tokens[0]]))[0, -1]
+        text = tiny_llama(prompts[0])[0, -1]
+    with intervening(tiny_llama, query_only):
+        skipping_bos = tiny_llama(torch.tensor([tokens[0]]))[0, -1]
+    assert torch.allclose(engine[0].logits, direct, atol=1e-5) and torch.allclose(direct, skipping_bos, atol=1e-6)
+    assert torch.allclose(text, direct, atol=1e-6)
 
 
 def test_applied_refuses_another_model(tiny_llama, tiny_gemma):
@@ -159,20 +177,21 @@ def test_apply_generate_and_the_solver_take_interventions_of_ones_own(tiny_llama
     assert generate(tiny_llama, steer, queries, max_new_tokens=3, fmt=fmt) == \
         generate(tiny_llama, theta, queries, max_new_tokens=3, mode="add", strength=2.0)
     assert TaskVectorSolver(tiny_llama, [steer])(queries) == [a.strip() for a in apply(tiny_llama, [steer], queries)]
-    with pytest.raises(TypeError, match="mode place a TaskVector"):
+    with pytest.raises(TypeError, match="mode, strength and positions place a TaskVector"):
         apply(tiny_llama, [steer], queries, mode="add")
     with pytest.raises(ValueError, match="d_model 64"):
         apply(tiny_llama, [Intervention(1, torch.zeros(3))], queries)
 
 
 def test_a_function_vector_is_added_by_default_and_a_task_vector_replaces(tiny_llama):
-    from dataclasses import replace
-
-    from tv_lens.task_vectors.vector import FUNCTION_VECTOR
+    from tv_lens.task_vectors.vector import FunctionVector, TaskVector
 
     theta = learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["jk"], layer=1)
-    fv = replace(theta, kind=FUNCTION_VECTOR)
+    fv = FunctionVector(**{**theta.metadata(), "kind": "function_vector"}, vectors=theta.vectors)
+    assert TaskVector.default_mode == "replace" and FunctionVector.default_mode == "add"
     assert theta.intervention().mode == "replace" and fv.intervention().mode == "add"
+    with pytest.raises(ValueError, match="build a FunctionVector"):
+        TaskVector(theta.vectors, kind="function_vector")
     assert fv.intervention(mode="replace").mode == "replace"
     queries = ["kl", "mnop", "q"]
     assert apply(tiny_llama, fv, queries) == apply(tiny_llama, theta, queries, mode="add")

@@ -6,7 +6,7 @@ from importlib import resources
 
 import pytest
 
-from tv_lens.tasks import filter_report, get_task, list_tasks
+from tv_lens.tasks import get_task, list_tasks
 
 DATA_TASKS = list_tasks()[6:]
 CONTINENTS = {"Europe", "Asia", "Africa", "North America", "South America", "Oceania", "Antarctica"}
@@ -168,7 +168,7 @@ def test_knowledge_facts_spot_checks():
 @pytest.mark.parametrize("name", DATA_TASKS)
 def test_enough_pairs_survive_the_single_token_filter(name, tokenizer):
     task = get_task(name)
-    report = filter_report(task, tokenizer)
+    report = task.filter_report(tokenizer)
     assert report.applied == (task.scoring != "prefix")
     assert report.kept >= MINIMUM_KEPT[name], report
     assert report.leading_space == (report.single_token_b >= 0.7 * report.single_token_a)
@@ -187,6 +187,6 @@ def test_embedded_tokenizers_choose_the_leading_space_variant_for_every_task(tok
 def test_unfiltered_tasks_get_the_variant_the_rule_chooses(tokenizer):
     """Why (issue 10): country_capital was shown and run in variant A (25 single-token capitals on
     gemma-3-270m) where B keeps 95."""
-    report = filter_report(get_task("country_capital"), tokenizer)
+    report = get_task("country_capital").filter_report(tokenizer)
     assert not report.applied and report.single_token_b > 2 * report.single_token_a
     assert report.variant == "B"

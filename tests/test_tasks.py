@@ -7,8 +7,6 @@ import pytest
 from tv_lens.cli.tasks import format_task_table, task_table
 from tv_lens.tasks import (
     Task,
-    filter_report,
-    filter_task,
     get_scorer,
     get_task,
     list_scorers,
@@ -285,7 +283,7 @@ def test_list_first_and_last_read_the_comma_separated_input():
 def test_filter_prefers_the_leading_space_variant_when_it_keeps_70_percent():
     tokenizer = VocabTokenizer(["->", " going", " eating", "going", "eating", " run"])
     task = Task("g", "linguistic", "", {"go": "going", "eat": "eating", "run": "running"})
-    kept, report = filter_task(task, tokenizer)
+    kept, report = task.filtered(tokenizer), task.filter_report(tokenizer)
     assert (report.total, report.single_token_a, report.single_token_b) == (3, 2, 2)
     assert report.applied and report.leading_space
     assert kept.leading_space and sorted(kept.pairs) == ["eat", "go"]
@@ -295,7 +293,7 @@ def test_filter_prefers_the_leading_space_variant_when_it_keeps_70_percent():
 def test_filter_keeps_variant_a_when_b_loses_too_much():
     tokenizer = VocabTokenizer(["->", "going", "eating", "running", " going"])
     task = Task("g", "linguistic", "", {"go": "going", "eat": "eating", "run": "running"})
-    kept, report = filter_task(task, tokenizer)
+    kept, report = task.filtered(tokenizer), task.filter_report(tokenizer)
     assert (report.single_token_a, report.single_token_b) == (3, 1)
     assert not report.leading_space and not kept.leading_space
     assert len(kept) == 3
@@ -304,7 +302,7 @@ def test_filter_keeps_variant_a_when_b_loses_too_much():
 def test_filter_rejects_outputs_that_merge_with_the_arrow():
     tokenizer = VocabTokenizer(["->", "->a", "a", "b", " a", " b"])
     task = Task("m", "linguistic", "", {"x": "a", "y": "b"})
-    report = filter_report(task, tokenizer)
+    report = task.filter_report(tokenizer)
     assert report.single_token_a == 1
     assert report.single_token_b == 2
 
@@ -319,12 +317,12 @@ def test_filter_checks_only_the_canonical_output():
 def test_unfiltered_tasks_are_kept_whole_in_the_variant_the_rule_chooses():
     tokenizer = VocabTokenizer(["->", " Paris"])
     task = Task("k", "knowledge", "", {"France": "Paris", "Peru": "Lima"}, scoring="prefix")
-    kept, report = filter_task(task, tokenizer)
+    kept, report = task.filtered(tokenizer), task.filter_report(tokenizer)
     assert (report.applied, report.leading_space, report.variant, report.kept) == (False, True, "B", 2)
     assert (report.single_token_a, report.single_token_b) == (0, 1)
     assert kept == task.with_pairs(task.pairs, leading_space=True)
     fewer = VocabTokenizer(["->", " Paris", "Paris", "Lima"])
-    assert not filter_report(task, fewer).leading_space
+    assert not task.filter_report(fewer).leading_space
 
 
 def test_a_fixed_variant_is_kept_and_preparing_twice_changes_nothing():
@@ -338,7 +336,7 @@ def test_a_fixed_variant_is_kept_and_preparing_twice_changes_nothing():
 
 
 def test_no_single_token_answer_in_either_variant_gives_variant_a():
-    report = filter_report(Task("n", "knowledge", "", {"a": "bb"}, scoring="prefix"), VocabTokenizer(["->"]))
+    report = Task("n", "knowledge", "", {"a": "bb"}, scoring="prefix").filter_report(VocabTokenizer(["->"]))
     assert (report.single_token_a, report.single_token_b, report.variant) == (0, 0, "A")
 
 
@@ -361,7 +359,7 @@ def test_first_token_exact_scoring_of_mostly_multi_token_answers_is_refused():
 
 def test_filter_that_keeps_nothing_says_so():
     task = Task("n", "translation", "", {"a": "bb"})
-    assert filter_report(task, VocabTokenizer(["->"])).kept == 0
+    assert task.filter_report(VocabTokenizer(["->"])).kept == 0
     with pytest.raises(ValueError, match="no answer is a single token .*scoring='prefix'"):
         task.filtered(VocabTokenizer(["->"]))
 

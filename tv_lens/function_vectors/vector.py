@@ -16,8 +16,9 @@ before it reaches the residual stream (Gemma 3's post-attention norm); `formulat
 - "scaled": the "residual" FV's direction rescaled, at each layer L, to the mean norm of the residual
   stream there (last token of the clean prompts): a steering-strength variant, not the paper's.
 
-The FV is a `TaskVector` (same file format) of kind "function_vector" whose `vectors[L]` is what is
-added at layer L (the same row at every layer except for "scaled"), with the heads and their AIE.
+The FV is a `FunctionVector` (a `TaskVector` that is added: same file format, kind "function_vector")
+whose `vectors[L]` is what is added at layer L (the same row at every layer except for "scaled"), with
+the heads and their AIE.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from tv_lens.progress import stage
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER
 from tv_lens.stats import Accuracy
 from tv_lens.task_vectors.sweep import best_layer
-from tv_lens.task_vectors.vector import FUNCTION_VECTOR, TaskVector
+from tv_lens.task_vectors.vector import FunctionVector
 from tv_lens.tasks import Item, Task, get_scorer
 from tv_lens.tasks.prompts import PromptFormat
 
@@ -154,9 +155,9 @@ def function_vector(
     n_corrupted: int = FV_CORRUPTED,
     n_dev: int = FV_PAPER.n_dev,
     budget: Budget | None = None,
-) -> TaskVector:
+) -> FunctionVector:
     """The FV of `task` from its top-`k` heads (`effects`, else computed with these settings), saved
-    and applied like a task vector (add it: `apply(model, fv, queries, mode="add")`).
+    and applied like a task vector (its default mode adds it: `apply(model, fv, queries)`).
 
     Without `layer`, the layer is the first best of a sweep adding the FV to the zero-shot prompts of
     `n_dev` dev items (train queries).
@@ -175,10 +176,10 @@ def function_vector(
         layer = best_layer(dev_accuracy)
     check_layer(model, layer)
     info = model_provenance(model)
-    return TaskVector(
+    return FunctionVector(
         vectors=vectors, layer=layer, model=info["model"], fingerprint=info["fingerprint"],
         prompt_format=asdict(fmt), n_shots=n_shots, n_contexts=effects.settings["n_clean"], seed=seed,
-        task=task.name, versions=versions(), dev_accuracy=dev_accuracy, kind=FUNCTION_VECTOR,
+        task=task.name, versions=versions(), dev_accuracy=dev_accuracy,
         heads=[[layer_, head, round(aie, 6)] for layer_, head, aie in effects.top_heads(k)],
     )
 

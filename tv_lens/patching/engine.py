@@ -23,12 +23,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from tv_lens import threads
 from tv_lens.patching import hooks
-from tv_lens.patching.interventions import RESID_POST, Intervention, batch_hooks, check_intervention
+from tv_lens.patching.interventions import RESID_POST, Intervention, batch_hooks, check_intervention, query_positions
 from tv_lens.progress import counter, current_stage
 
 
@@ -291,19 +291,6 @@ def _predictions(last: Float[Tensor, "batch d_vocab"], store: dict[str, Tensor],
     ]
 
 
-def query_positions(model, tokens: Int[Tensor, "batch pos"], mask: Int[Tensor, "batch pos"]
-                    ) -> Bool[Tensor, "batch pos"]:
-    """The real (unpadded) positions of left-padded `tokens`, less each row's leading BOS."""
-    real = mask.bool()
-    first = real.int().argmax(dim=1)
-    rows = torch.arange(tokens.shape[0], device=tokens.device)
-    bos = model.tokenizer.bos_token_id
-    leading_bos = real[rows, first] & (tokens[rows, first] == bos) if bos is not None else None
-    if leading_bos is not None:
-        real[rows[leading_bos], first[leading_bos]] = False
-    return real
-
-
 def _forward(
     model,
     tokens: Int[Tensor, "batch pos"],
@@ -324,7 +311,7 @@ def _forward(
     if any(interventions):
         fwd_hooks += batch_hooks(interventions, own_mask.bool(), query_positions(model, tokens, own_mask))
     store: dict[str, Tensor] = {}
-    fwd_hooks += hooks.capture_hooks(capture, store, positions=-1)
+    fwd_hooks += hooks.capture_hooks(capture, store, index=-1)
     extra = {"return_type": "logits_and_cache"} if keep_cache else {}
     if cache is not None:
         extra["past_key_values"] = cache

@@ -1,15 +1,15 @@
 """Generic activation hooks for any TransformerLens-style hooked module.
 
-Capture, replace, add (with a strength) or scale an activation at a hook name, at all positions,
-one position for every row, or a position per row; at a per-head hook (`attn.hook_z`,
-[batch, pos, n_heads, d_head]) an edit can be limited to one head with `head=h`. Each edit comes as
-a hook pair for `run_with_hooks(fwd_hooks=[...])` and as a context manager. Nothing here knows
-about tasks.
+Capture, replace, add (times a strength) or scale (by a strength) an activation at a hook name, at
+all positions, one position for every row, or a position per row; at a per-head hook (`attn.hook_z`,
+[batch, pos, n_heads, d_head]) an edit can be limited to one head with `head=h`. Each edit is a hook
+pair for `run_with_hooks(fwd_hooks=[...])` or for `with hooked(model, [...]):`. Nothing here knows
+about tasks; `tv_lens.patching.interventions` builds tv_lens's own edits from these.
 
-    with capturing(model, ["blocks.3.hook_resid_post"], positions=-1) as acts:
+    with capturing(model, ["blocks.3.hook_resid_post"], index=-1) as acts:
         model(tokens)
     acts["blocks.3.hook_resid_post"]            # [batch, d_model]
-    model.run_with_hooks(tokens, fwd_hooks=[adding("blocks.3.hook_resid_post", v, alpha=4.0)])
+    model.run_with_hooks(tokens, fwd_hooks=[adding("blocks.3.hook_resid_post", v, strength=4.0)])
 """
 
 from __future__ import annotations
@@ -21,29 +21,30 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-Positions = int | Sequence[int] | Int[Tensor, " batch"] | None
+# which positions of [batch, pos, ...] an edit touches: all (None), one for every row (int), or one per row
+Index = int | Sequence[int] | Int[Tensor, " batch"] | None
 HookPair = tuple[str, Callable]
 
 
-def _select(act: Tensor, positions: Positions, rows: Tensor | None = None, head: int | None = None):
+def _select(act: Tensor, index: Index, rows: Tensor | None = None, head: int | None = None):
     """An index into `act` ([batch, pos, ...]) choosing the given rows, positions and head."""
     batch = torch.arange(act.shape[0], device=act.device) if rows is None else rows.to(act.device)
-    if positions is None:
+    if index is None:
         pos = slice(None)
-    elif isinstance(positions, int):
-        pos = positions
+    elif isinstance(index, int):
+        pos = index
     else:
-        pos = torch.as_tensor(positions, device=act.device)
+        pos = torch.as_tensor(index, device=act.device)
     if head is not None:
         return batch, pos, head
-    return (batch,) if positions is None else (batch, pos)
+    return (batch,) if index is None else (batch, pos)
 
 
-def _editing(name: str, edit: Callable[[Tensor, tuple], None], positions, rows, head) -> HookPair:
+def _editing(name: str, edit: Callable[[Tensor, tuple], None], index, rows, head) -> HookPair:
     rows = None if rows is None else torch.as_tensor(rows)
 
     def hook_fn(act: Tensor, hook) -> Tensor:
-        edit(act, _select(act, positions, rows, head))
+        edit(act, _select(act, index, rows, head))
         return act
 
     return name, hook_fn
@@ -52,54 +53,54 @@ def _editing(name: str, edit: Callable[[Tensor, tuple], None], positions, rows, 
 def replacing(
     name: str,
     value: Float[Tensor, "... d"],
-    positions: Positions = None,
+    index: Index = None,
     rows: Sequence[int] | Tensor | None = None,
     head: int | None = None,
 ) -> HookPair:
     """A hook that overwrites the activation at `name` (chosen rows, positions and head) with `value`."""
-    return _editing(name, lambda act, idx: act.__setitem__(idx, value.to(act)), positions, rows, head)
+    return _editing(name, lambda act, idx: act.__setitem__(idx, value.to(act)), index, rows, head)
 
 
 def adding(
     name: str,
     vector: Float[Tensor, "... d"],
-    alpha: float = 1.0,
-    positions: Positions = None,
+    strength: float | Float[Tensor, "..."] = 1.0,
+    index: Index = None,
     rows: Sequence[int] | Tensor | None = None,
     head: int | None = None,
 ) -> HookPair:
-    """A hook that adds `alpha * vector` to the activation at `name` (steering)."""
+    """A hook that adds `strength * vector` to the activation at `name` (steering)."""
 
     def add(act: Tensor, idx: tuple) -> None:
-        act[idx] = act[idx] + alpha * vector.to(act)
+        act[idx] = act[idx] + strength * vector.to(act)
 
-    return _editing(name, add, positions, rows, head)
+    return _editing(name, add, index, rows, head)
 
 
 def scaling(
     name: str,
-    factor: float | Float[Tensor, "..."],
-    positions: Positions = None,
+    strength: float | Float[Tensor, "..."],
+    index: Index = None,
     rows: Sequence[int] | Tensor | None = None,
     head: int | None = None,
 ) -> HookPair:
-    """A hook that multiplies the activation at `name` by `factor` (ablation when 0; a tensor
-    broadcast against the selected activations gives each its own factor)."""
+    """A hook that multiplies the activation at `name` by `strength` (ablation when 0; a tensor
+    broadcast against the selected activations gives each its own strength)."""
 
     def scale(act: Tensor, idx: tuple) -> None:
-        act[idx] = act[idx] * (factor.to(act) if isinstance(factor, Tensor) else factor)
+        act[idx] = act[idx] * (strength.to(act) if isinstance(strength, Tensor) else strength)
 
-    return _editing(name, scale, positions, rows, head)
+    return _editing(name, scale, index, rows, head)
 
 
 def capture_hooks(
-    names: Sequence[str], store: dict[str, Tensor], positions: Positions = None
+    names: Sequence[str], store: dict[str, Tensor], index: Index = None
 ) -> list[HookPair]:
-    """Hooks that copy the activation at each name (at `positions`) into `store[name]`."""
+    """Hooks that copy the activation at each name (at `index`) into `store[name]`."""
 
     def make(name: str) -> Callable:
         def hook_fn(act: Tensor, hook) -> None:
-            store[name] = act[_select(act, positions)].detach().clone()
+            store[name] = act[_select(act, index)].detach().clone()
 
         return hook_fn
 
@@ -108,22 +109,16 @@ def capture_hooks(
 
 @contextmanager
 def hooked(model, fwd_hooks: Sequence[HookPair]) -> Iterator[None]:
-    """Attach `fwd_hooks` to `model` for the duration of the block; always removed afterwards."""
+    """Attach `fwd_hooks` (from `replacing`, `adding`, `scaling`, `capture_hooks`) to `model` for the
+    duration of the block; always removed afterwards."""
     with model.hooks(fwd_hooks=list(fwd_hooks)):
         yield
 
 
 @contextmanager
-def capturing(model, names: Sequence[str] | str, positions: Positions = None) -> Iterator[dict]:
+def capturing(model, names: Sequence[str] | str, index: Index = None) -> Iterator[dict]:
     """Within the block, every forward of `model` records the activations at `names` in the dict."""
     names = [names] if isinstance(names, str) else list(names)
     store: dict[str, Tensor] = {}
-    with hooked(model, capture_hooks(names, store, positions)):
+    with hooked(model, capture_hooks(names, store, index)):
         yield store
-
-
-@contextmanager
-def patched(model, *hook_pairs: HookPair) -> Iterator[None]:
-    """Within the block, `model` runs with the given edits (from `replacing`, `adding`, `scaling`)."""
-    with hooked(model, hook_pairs):
-        yield

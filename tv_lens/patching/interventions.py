@@ -13,13 +13,13 @@ The engine (`tv_lens.patching.engine`) writes each run's interventions into a le
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 import torch
-from jaxtyping import Bool, Float
+from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
 from tv_lens.patching import hooks
@@ -36,9 +36,9 @@ Positions = Where | tuple[int, ...]
 class Intervention:
     """Write `value` at hook `hook.format(layer=layer)` (one `head` of a per-head hook if given).
 
-    `positions`: "last" (the paper's: the last token), "all" (every real token after the leading
-    BOS in the engine; every position in a bare `intervening` forward), or explicit token indices
-    of the run (negative ones count from its end). `mode`: "replace" writes `value`; "add" adds
+    `positions`: "last" (the paper's: the last token), "all" (every real token after a leading BOS:
+    the query, in the engine and in `intervening` alike), or explicit token indices of the run
+    (negative ones count from its end). `mode`: "replace" writes `value`; "add" adds
     `strength * value`; "scale" multiplies the activation by `strength` (`value` unused, may be None).
     `value` is [d_model] at a residual hook, [d_head] with a `head` at `attn.hook_z`.
     """
@@ -76,10 +76,31 @@ class Intervention:
         """Whether a run with this edit may share a cached prefix (only the last token is edited)."""
         return self.positions == "last"
 
-    def hook_pairs(self) -> list[hooks.HookPair]:
-        """This edit as hook pairs applied to every row of any forward pass (one per explicit position)."""
-        positions = {"last": [-1], "all": [None]}.get(self.positions, self.positions)
-        return [_edit(self, self.name, self.value, self.strength, p, None) for p in positions]
+    def hook_pairs(self, query: Callable[[], Bool[Tensor, "batch pos"]]) -> list[hooks.HookPair]:
+        """This edit as hook pairs for every row of any forward pass (one per explicit position); "all"
+        edits the positions `query()` marks when the hook runs."""
+        if self.positions != "all":
+            positions = [-1] if self.positions == "last" else self.positions
+            return [_edit(self, self.name, self.value, self.strength, p, None) for p in positions]
+
+        def edit_query(act: Tensor, hook) -> Tensor:
+            rows, columns = query().nonzero(as_tuple=True)
+            return _edit(self, self.name, self.value, self.strength, columns, rows)[1](act, hook)
+
+        return [(self.name, edit_query)]
+
+
+def query_positions(model, tokens: Int[Tensor, "batch pos"], mask: Int[Tensor, "batch pos"]
+                    ) -> Bool[Tensor, "batch pos"]:
+    """The real (unpadded) positions of left-padded `tokens`, less each row's leading BOS."""
+    real = mask.bool()
+    first = real.int().argmax(dim=1)
+    rows = torch.arange(tokens.shape[0], device=tokens.device)
+    bos = getattr(getattr(model, "tokenizer", None), "bos_token_id", None)
+    leading_bos = real[rows, first] & (tokens[rows, first] == bos) if bos is not None else None
+    if leading_bos is not None:
+        real[rows[leading_bos], first[leading_bos]] = False
+    return real
 
 
 def check_layer(model, layer: int) -> None:
@@ -146,19 +167,44 @@ def batch_hooks(
 def _edit(iv: Intervention, name: str, value, strength, positions, rows) -> hooks.HookPair:
     """The hook of one mode (the one place where modes become edits)."""
     if iv.mode == "replace":
-        return hooks.replacing(name, value, positions=positions, rows=rows, head=iv.head)
+        return hooks.replacing(name, value, index=positions, rows=rows, head=iv.head)
     if iv.mode == "add":
-        return hooks.adding(name, value * strength, positions=positions, rows=rows, head=iv.head)
-    return hooks.scaling(name, strength, positions=positions, rows=rows, head=iv.head)
+        return hooks.adding(name, value * strength, index=positions, rows=rows, head=iv.head)
+    return hooks.scaling(name, strength, index=positions, rows=rows, head=iv.head)
 
 
 @contextmanager
 def intervening(model, interventions: Intervention | Sequence[Intervention]) -> Iterator[None]:
     """Within the block, every forward pass of `model` runs with `interventions` (in order) on every
-    row: "last" edits the last position of each pass, "all" every position, explicit positions
-    those positions of each row."""
+    row: "last" edits the last position of each pass, "all" every real token after a leading BOS (as
+    the engine does: read from the pass's tokens and attention mask), explicit positions those
+    positions of each row."""
     interventions = [interventions] if isinstance(interventions, Intervention) else list(interventions)
     for iv in interventions:
         check_intervention(model, iv)
-    with hooks.hooked(model, [pair for iv in interventions for pair in iv.hook_pairs()]):
+    seen: dict[str, Tensor] = {}
+    pairs = [pair for iv in interventions for pair in iv.hook_pairs(lambda: seen["query"])]
+    with _reading_query(model, seen, any(iv.positions == "all" for iv in interventions)), hooks.hooked(model, pairs):
         yield
+
+
+@contextmanager
+def _reading_query(model, seen: dict[str, Tensor], needed: bool) -> Iterator[None]:
+    """While needed, record each forward pass's query positions (its real tokens less a leading BOS) in `seen`."""
+    if not needed:
+        yield
+        return
+
+    def read(module, args, kwargs) -> None:
+        tokens = args[0] if args else kwargs.get("input")
+        if not isinstance(tokens, Tensor):
+            tokens = model.to_tokens(tokens)
+        mask = kwargs.get("attention_mask")
+        mask = torch.ones_like(tokens) if mask is None else mask[:, -tokens.shape[1]:]
+        seen["query"] = query_positions(model, tokens, mask)
+
+    handle = model.register_forward_pre_hook(read, with_kwargs=True)
+    try:
+        yield
+    finally:
+        handle.remove()

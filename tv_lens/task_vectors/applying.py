@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tv_lens.patching.engine import Budget, Run, decode, encode, predict
-from tv_lens.patching.interventions import Intervention, check_intervention
+from tv_lens.patching.interventions import Intervention, Mode, Positions, check_intervention
 from tv_lens.task_vectors.queries import answer_fitting, check_queries
 from tv_lens.task_vectors.vector import TaskVector, check_compatible
 from tv_lens.tasks.prompts import PromptFormat
@@ -18,20 +18,24 @@ def apply(
     model,
     vector: Vector,
     queries: Sequence[str],
+    layer: int | None = None,
     *,
+    mode: Mode | None = None,
+    strength: float = 1.0,
+    positions: Positions = "last",
     fmt: PromptFormat | None = None,
     allow_transfer: bool = False,
     budget: Budget | None = None,
-    **where,
 ) -> list[str]:
     """The next token of each query with no demonstrations, `vector` written in.
 
-    `vector` is a `TaskVector` (placed by `where`: `layer`, `mode`, `strength`, `positions`, as in
+    `vector` is a `TaskVector` (placed by `layer`, `mode`, `strength` and `positions`, as in
     `TaskVector.intervention`) or interventions of your own. A query over the model's token limit
     raises `QueryTooLongError` after the others are answered (in its `answers`).
     """
     queries = check_queries(queries)
-    edits = as_interventions(model, vector, allow_transfer=allow_transfer, **where)
+    edits = as_interventions(model, vector, layer, mode=mode, strength=strength, positions=positions,
+                             allow_transfer=allow_transfer)
     prompts = encode(model, [prompt_format(vector, fmt).query(q) for q in queries])
     return answer_fitting(model, queries, prompts, 0,
                           lambda fitting: decode(model, next_tokens(model, fitting, [edits] * len(fitting),
@@ -50,14 +54,16 @@ def next_tokens(
     return [p.token for p in predict(model, runs, budget=budget)]
 
 
-def as_interventions(model, vector: Vector, *, allow_transfer: bool = False, **where) -> tuple[Intervention, ...]:
-    """`vector` as checked interventions: a `TaskVector` placed by `where` (refused if learned on
-    another model, unless `allow_transfer`), or the given interventions."""
+def as_interventions(model, vector: Vector, layer: int | None = None, *, mode: Mode | None = None,
+                     strength: float = 1.0, positions: Positions = "last",
+                     allow_transfer: bool = False) -> tuple[Intervention, ...]:
+    """`vector` as checked interventions: a `TaskVector` placed by `layer`, `mode`, `strength` and
+    `positions` (refused if learned on another model, unless `allow_transfer`), or the given interventions."""
     if isinstance(vector, TaskVector):
         check_compatible(model, vector, allow_transfer)
-        edits = (vector.intervention(**where),)
-    elif where:
-        raise TypeError(f"{', '.join(sorted(where))} place a TaskVector; give them to the Intervention instead")
+        edits = (vector.intervention(layer, mode=mode, strength=strength, positions=positions),)
+    elif (layer, mode, strength, positions) != (None, None, 1.0, "last"):
+        raise TypeError("layer, mode, strength and positions place a TaskVector; give them to your Intervention")
     else:
         edits = (vector,) if isinstance(vector, Intervention) else tuple(vector)
     for edit in edits:

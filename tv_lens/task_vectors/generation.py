@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tv_lens.patching.engine import Budget, encode, prefill, step
-from tv_lens.patching.interventions import Intervention
+from tv_lens.patching.interventions import Intervention, Mode, Positions
 from tv_lens.task_vectors.applying import Vector, as_interventions, prompt_format
 from tv_lens.task_vectors.queries import answer_fitting, check_queries
 from tv_lens.tasks import Task
@@ -24,22 +24,27 @@ def generate(
     model,
     vector: Vector | None,
     queries: Sequence[str],
+    layer: int | None = None,
     *,
+    mode: Mode | None = None,
+    strength: float = 1.0,
+    positions: Positions = "last",
     max_new_tokens: int = 16,
     patch_generated: bool = False,
     stop: str = STOP,
     fmt: PromptFormat | None = None,
     allow_transfer: bool = False,
     budget: Budget | None = None,
-    **where,
 ) -> list[str]:
     """Greedy continuation of each bare query `x ->` with `vector` written in (a `TaskVector`
-    placed by `where`, as in `apply`, or interventions), cut before the first `stop`.
+    placed by `layer`, `mode`, `strength` and `positions`, as in `apply`, or interventions), cut
+    before the first `stop`.
 
     `vector=None` generates from the bare queries without an edit (the zero-shot baseline).
     """
     queries = check_queries(queries)
-    edits = () if vector is None else as_interventions(model, vector, allow_transfer=allow_transfer, **where)
+    edits = () if vector is None else as_interventions(model, vector, layer, mode=mode, strength=strength,
+                                                       positions=positions, allow_transfer=allow_transfer)
     prompts = encode(model, [prompt_format(vector, fmt).query(q) for q in queries])
     return answer_fitting(model, queries, prompts, max_new_tokens,
                           lambda fitting: generate_tokens(model, fitting, [edits] * len(fitting),

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from tv_lens.patching.engine import Budget
+from tv_lens.patching.interventions import Mode, Positions
 from tv_lens.task_vectors.applying import Vector, apply, as_interventions, prompt_format
 from tv_lens.task_vectors.generation import generate
 from tv_lens.task_vectors.queries import QueryTooLongError
@@ -17,21 +18,26 @@ class TaskVectorSolver:
     protocol), `solver.generate(queries)` whole answers up to the first newline; queries passed
     together run in batches sized by `budget`.
 
-    `vector` is a `TaskVector` placed by `where` (`layer`, `mode`, `strength`, `positions`, as in
+    `vector` is a `TaskVector` placed by `layer`, `mode`, `strength` and `positions` (as in
     `TaskVector.intervention`), or interventions of your own.
     """
 
-    def __init__(self, model, vector: Vector, *, allow_transfer: bool = False, budget: Budget | None = None,
-                 **where) -> None:
+    def __init__(self, model, vector: Vector, layer: int | None = None, *, mode: Mode | None = None,
+                 strength: float = 1.0, positions: Positions = "last", allow_transfer: bool = False,
+                 budget: Budget | None = None) -> None:
         self.model = model
         self.vector = vector
-        self.interventions = as_interventions(model, vector, allow_transfer=allow_transfer, **where)
+        self.interventions = as_interventions(model, vector, layer, mode=mode, strength=strength,
+                                              positions=positions, allow_transfer=allow_transfer)
         self.fmt = prompt_format(vector)
         self.budget = budget
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, model=None, **settings) -> TaskVectorSolver:
-        """A solver for the vector saved at `path`, on `model` (default: load the vector's own model)."""
+    def from_file(cls, path: str | os.PathLike, model=None, layer: int | None = None, *, mode: Mode | None = None,
+                  strength: float = 1.0, positions: Positions = "last", allow_transfer: bool = False,
+                  budget: Budget | None = None) -> TaskVectorSolver:
+        """A solver for the vector saved at `path`, on `model` (default: load the vector's own model),
+        placed as in `__init__`."""
         from tv_lens.models.loading import load_model
 
         theta = TaskVector.load(path)
@@ -39,7 +45,8 @@ class TaskVectorSolver:
             if not theta.model:
                 raise ValueError(f"{path} does not name its model: pass model=load_model(...)")
             model = load_model(theta.model)
-        return cls(model, theta, **settings)
+        return cls(model, theta, layer, mode=mode, strength=strength, positions=positions,
+                   allow_transfer=allow_transfer, budget=budget)
 
     def __call__(self, queries: Sequence[str]) -> list[str]:
         """The stripped first-token answer to each query."""

@@ -8,7 +8,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.patching.engine import Budget, Run, decode, encode, predict
-from tv_lens.patching.interventions import Intervention
+from tv_lens.patching.interventions import Intervention, Mode, Positions
 from tv_lens.stats import Accuracy
 
 
@@ -19,19 +19,22 @@ def layer_sweep(
     correct: Callable[[int, str], bool],
     *,
     layers: Sequence[int] | None = None,
+    mode: Mode = "replace",
+    strength: float = 1.0,
+    positions: Positions = "last",
     budget: Budget | None = None,
-    **where,
 ) -> tuple[list[Accuracy], list[list[str]]]:
     """Accuracy at each layer of `layers` (default: all), and the predictions [item][layer].
 
-    Item i's prompt runs with `Intervention(layer, thetas[i][layer], **where)`: by default the
-    paper's patch (replace resid_post at the last token); `mode="add", strength=...` sweeps a
+    Item i's prompt runs with `thetas[i][layer]` written at `layer`'s resid_post: by default the
+    paper's patch (replace it at the last token); `mode="add", strength=...` sweeps a
     steering vector (e.g. a function vector repeated over layers). `correct(i, prediction)` scores
     item i. With last-token edits each prompt's unedited prefix runs once and per layer only its
     last position is recomputed through the key/value cache.
     """
     layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
-    groups = [[Run(tokens, (Intervention(layer, theta[layer], **where),)) for layer in layers]
+    groups = [[Run(tokens, (Intervention(layer, theta[layer], positions=positions, mode=mode, strength=strength),))
+               for layer in layers]
               for tokens, theta in zip(encode(model, prompts), thetas)]
     outputs = predict(model, groups, budget=budget)
     predictions = [decode(model, [o.token for o in out]) for out in outputs]

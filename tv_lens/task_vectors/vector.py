@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import ClassVar
 
 from jaxtyping import Float
 from torch import Tensor
@@ -46,10 +47,12 @@ class TaskVector:
     `vectors[L]` is θ read at `hook.format(layer=L)`; `layer` is the layer `apply` uses by default
     (chosen by a layer sweep, or given by the user). `n_contexts` is how many demonstration sets
     were averaged (1 per item in the paper; K for a task-level vector); `dev_accuracy` is the dev
-    accuracy per layer when the layer was chosen by a sweep. `kind` is "task_vector" (θ, written
-    over the residual stream) or "function_vector" (Todd et al.: added to it; `vectors[L]` is what is
-    added at layer L), whose `heads` lists the [layer, head, AIE] of the heads summed.
+    accuracy per layer when the layer was chosen by a sweep. `default_mode` is how it is written in
+    when no mode is given: θ replaces the residual stream (the paper's patch). A `FunctionVector` is
+    the other kind.
     """
+
+    default_mode: ClassVar[Mode] = "replace"
 
     vectors: Float[Tensor, "n_layers d_model"]
     layer: int | None = None
@@ -66,6 +69,12 @@ class TaskVector:
     kind: str = TASK_VECTOR
     heads: list[list] = field(default_factory=list)
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        kind = FUNCTION_VECTOR if isinstance(self, FunctionVector) else TASK_VECTOR
+        if self.kind != kind:
+            raise ValueError(f"a {type(self).__name__} has kind {kind!r}, not {self.kind!r}: build a "
+                             f"{'FunctionVector' if self.kind == FUNCTION_VECTOR else 'TaskVector'} instead")
 
     @property
     def n_layers(self) -> int:
@@ -84,23 +93,23 @@ class TaskVector:
             raise ValueError(f"layer {layer} out of range: this vector has layers 0..{self.n_layers - 1}")
         return self.vectors[layer]
 
-    def intervention(self, layer: int | None = None, mode: Mode | None = None, strength: float = 1.0,
+    def intervention(self, layer: int | None = None, *, mode: Mode | None = None, strength: float = 1.0,
                      positions: Positions = "last") -> Intervention:
-        """The vector at `layer` (default: its own) as an edit of its hook, at the last token by
-        default. `mode` defaults to the kind's: a task vector replaces the residual stream (the
-        paper), a function vector is added to it; `mode="add"` adds `strength` x θ (steering)."""
+        """The vector at `layer` (default: its own) as an edit of its hook: `mode` (default
+        `default_mode`) "replace", "add" (`strength` x the vector: steering) or "scale", at `positions`
+        ("last" token by default, "all" tokens after a leading BOS, or token indices)."""
         layer = self.layer if layer is None else layer
-        mode = mode or ("add" if self.kind == FUNCTION_VECTOR else "replace")
-        return Intervention(layer=layer, value=self.at(layer), hook=self.hook, positions=positions, mode=mode,
-                            strength=strength)
+        return Intervention(layer=layer, value=self.at(layer), hook=self.hook, positions=positions,
+                            mode=mode or self.default_mode, strength=strength)
 
     @contextmanager
-    def applied(self, model, *, allow_transfer: bool = False, **where) -> Iterator[Intervention]:
-        """Within the block, every forward pass of `model` runs with this vector written in, placed by
-        `where` (`layer`, `mode`, `strength`, `positions`, as in `intervention`), so tv_lens vectors
-        mix with your own TransformerLens code."""
+    def applied(self, model, layer: int | None = None, *, mode: Mode | None = None, strength: float = 1.0,
+                positions: Positions = "last", allow_transfer: bool = False) -> Iterator[Intervention]:
+        """Within the block, every forward pass of `model` runs with this vector written in, placed as in
+        `intervention`, so tv_lens vectors mix with your own TransformerLens code; refused if it was
+        learned on another model (unless `allow_transfer`)."""
         check_compatible(model, self, allow_transfer)
-        edit = self.intervention(**where)
+        edit = self.intervention(layer, mode=mode, strength=strength, positions=positions)
         with intervening(model, [edit]):
             yield edit
 
@@ -122,7 +131,8 @@ class TaskVector:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TaskVector:
-        """Read a file written by `save`; a missing, damaged, foreign or too-new file is a `VectorFileError`."""
+        """Read a file written by `save` (a `FunctionVector` where the file holds one); a missing, damaged,
+        foreign or too-new file is a `VectorFileError`."""
         path = Path(path)
         if not path.is_file():
             raise VectorFileError(f"no task vector file at {path}: check the path, or make one with "
@@ -158,7 +168,17 @@ class TaskVector:
             if problem:
                 raise VectorFileError(f"{path}: metadata field {name!r} {problem}: the file was altered or "
                                       f"damaged; re-create the vector with `tv-lens learn`")
-        return cls(vectors=tensor, **meta)
+        return (FunctionVector if meta.get("kind") == FUNCTION_VECTOR else TaskVector)(vectors=tensor, **meta)
+
+
+@dataclass
+class FunctionVector(TaskVector):
+    """A function vector (Todd et al. 2024): the summed mean outputs of the attention heads that carry a task,
+    ADDED to the residual stream (`default_mode` "add"); `vectors[L]` is what is added at layer L and `heads`
+    lists the [layer, head, AIE] of the heads summed. Built by `tv.function_vector`."""
+
+    default_mode: ClassVar[Mode] = "add"
+    kind: str = FUNCTION_VECTOR
 
 
 def check_compatible(model, theta: TaskVector, allow_transfer: bool = False) -> None:
