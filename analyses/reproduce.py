@@ -1,5 +1,5 @@
 """Every experiment of the paper on one model, and function vectors beside them, resumable, ending with
-a table in the terminal (`tv-lens reproduce`, defined in `analyses/cli.py`)."""
+a table in the terminal (`tv-lens reproduce`, defined in `analyses/commands.py`)."""
 
 from __future__ import annotations
 

@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the experiments (analyses/) of this checkout
 
 import torch  # noqa: E402
-from analyses.cli import main as cli_main  # noqa: E402
 
 from analyses import clusters, conflicting_tasks, reproduce  # noqa: E402
+from tv_lens.cli.main import main as cli_main  # noqa: E402
 from tv_lens.models.loading import load_model  # noqa: E402
 from tv_lens.runs.store import Shard  # noqa: E402
 from tv_lens.settings import Settings  # noqa: E402

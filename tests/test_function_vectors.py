@@ -13,14 +13,14 @@ from tv_lens.function_vectors.vector import FORMULATIONS, function_vector, fv_ve
 from tv_lens.patching import heads
 from tv_lens.patching.engine import Budget, Run, encode, predict
 from tv_lens.patching.interventions import HOOK_Z, Intervention, intervening
-from tv_lens.task_vectors.vector import FUNCTION_VECTOR, TASK_VECTOR, TaskVector, VectorFileError
+from tv_lens.task_vectors.vector import FUNCTION_VECTOR, TASK_VECTOR, FunctionVector, TaskVector, VectorFileError
 from tv_lens.tasks import get_task
 
 
 def test_kind_and_heads_round_trip_and_default_to_a_task_vector(tmp_path):
-    fv = TaskVector(torch.randn(3, 8), layer=1, kind=FUNCTION_VECTOR, heads=[[1, 2, 0.25], [0, 3, 0.125]])
+    fv = FunctionVector(torch.randn(3, 8), layer=1, heads=[[1, 2, 0.25], [0, 3, 0.125]])
     back = TaskVector.load(fv.save(tmp_path / "fv.safetensors"))
-    assert back.kind == FUNCTION_VECTOR and back.heads == [[1, 2, 0.25], [0, 3, 0.125]]
+    assert type(back) is FunctionVector and back.kind == FUNCTION_VECTOR and back.heads == [[1, 2, 0.25], [0, 3, 0.125]]
     assert torch.equal(back.vectors, fv.vectors) and "function vector" in back.summary()
     assert TaskVector(torch.zeros(3, 8)).kind == TASK_VECTOR
 
@@ -131,7 +131,7 @@ def test_a_saved_function_vector_gives_the_same_answers_and_is_added(tiny_llama,
 def test_a_function_vector_refuses_a_model_of_another_width(tiny_llama):
     from tv_lens.task_vectors.applying import apply
 
-    narrow = TaskVector(torch.zeros(3, 32), layer=1, kind=FUNCTION_VECTOR)
+    narrow = FunctionVector(torch.zeros(3, 32), layer=1)
     with pytest.raises(ValueError, match="d_model 32"):
         apply(tiny_llama, narrow, ["ab"])
 

@@ -10,9 +10,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from tv_lens import get_task, list_tasks, load_task
+from tv_lens import evaluate, get_task, list_tasks, load_task
 from tv_lens.cli.main import main
-from tv_lens.task_vectors import evaluation as evaluate
 from tv_lens.tasks import TaskFileWarning
 from tv_lens.tasks.builtin import BUILTIN_TASKS
 

@@ -1,8 +1,10 @@
 """The files a run writes keep their exact format: a small tiny-llama reproduction is compared, file by
 file, with the one recorded in tests/golden/reproduce (written by the code that wrote the long runs
 being read back). Only what varies between runs is left out: versions, write times, timings and the
-digests covering them. Numbers are compared within float round-off (another CPU may round a last bit
-differently); everything else (keys, their order, strings, integers, the JSON layout) exactly."""
+digests covering them, and the t-SNE coordinates of the clusters (t-SNE turns last-bit differences of
+another numpy, scipy or scikit-learn into another layout: they are checked to be finite, one per θ).
+Numbers are compared within float round-off (another CPU may round a last bit differently); everything
+else (keys, their order, strings, integers, the JSON layout) exactly."""
 
 import json
 import math
@@ -17,6 +19,7 @@ from tv_lens.settings import Settings
 
 GOLDEN = Path(__file__).parent / "golden" / "reproduce"
 VARYING = {"versions", "written_at", "timings", "digest", "sha256", "file"}
+TSNE_FILE, TSNE_COORDINATES = "clusters/results.json", ("x", "y")
 PROTOCOL = reproduce.Protocol(main=Settings(n_baseline=4, n_dev=4, n_test=4),
                               conflict=conflicting_tasks.ConflictSettings(n_items=4),
                               cluster=clusters.ClusterSettings(n_per_task=4), k=5,
@@ -37,6 +40,12 @@ def without_varying(data):
 def layout(data) -> bytes:
     """The byte layout of every results file: JSON indented by one space, no NaN."""
     return json.dumps(data, indent=1, allow_nan=False).encode()
+
+
+def without_tsne(data: dict) -> dict:
+    """A clusters results file with its t-SNE coordinates left out."""
+    points = [{key: value for key, value in point.items() if key not in TSNE_COORDINATES} for point in data["points"]]
+    return {**data, "points": points}
 
 
 def run_files(model, out: Path) -> dict[str, dict]:
@@ -70,7 +79,12 @@ def test_results_files_keep_their_exact_format(tiny_llama, tmp_path):
     for name, data in written.items():
         assert (tmp_path / name).read_bytes() == layout(data), f"{name}: not in the results file layout"
         assert data["schema_version"] == 2
-        same(without_varying(data), golden[name], name)
+        expected = golden[name]
+        if name == TSNE_FILE:
+            coordinates = [point[c] for point in data["points"] for c in TSNE_COORDINATES]
+            assert len(coordinates) == 2 * data["stats"]["n_vectors"] and all(map(math.isfinite, coordinates))
+            data, expected = (without_tsne(d) for d in (data, expected))
+        same(without_varying(data), expected, name)
 
 
 def filled(data):
