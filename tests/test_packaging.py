@@ -15,7 +15,7 @@ INSTALLED_AS = {"tv_lens": "tv_lens", "analyses": "tv_lens_analyses", "figures":
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
-    pytest.importorskip("setuptools", minversion="70.1")  # builds wheels without the `wheel` package
+    pytest.importorskip("setuptools", minversion="77")  # builds wheels without `wheel`, knows `license-files`
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(out)], check=True, capture_output=True)
@@ -30,6 +30,8 @@ def test_the_wheel_holds_every_module_under_its_installed_name(wheel):
         for module in (ROOT / folder).rglob("*.py"):
             assert f"{package}/{module.relative_to(ROOT / folder).as_posix()}" in names
     assert any(n.startswith("tv_lens/tasks/data/") and n.endswith(".json") for n in names)
+    assert "tv_lens/py.typed" in names  # type checkers read tv_lens's annotations (PEP 561)
+    assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "tv-lens = tv_lens.cli.main:main" in entry_points
     assert "experiments = tv_lens_analyses.commands:add_commands" in entry_points

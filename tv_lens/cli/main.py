@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
+from tv_lens import __version__
 from tv_lens.cli import evaluate as cli_evaluate
 from tv_lens.cli import fv as cli_fv
 from tv_lens.cli import vectors as cli_vectors
@@ -96,6 +97,7 @@ def build_parser(extra: Sequence[AddCommands] | None = None) -> argparse.Argumen
         prog="tv-lens",
         description="Task vectors of in-context learning (Hendel et al. 2023) on TransformerLens.",
     )
+    parser.add_argument("--version", action="version", version=f"tv-lens {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for add in (*COMMANDS, *extra):
         add(commands)
