@@ -1,18 +1,19 @@
-"""Claims: an exclusive advisory lock (`flock`) on one claim file per unit of work, so that many
-processes (shards, or a rerun started while another is still going) can share one run directory
-and never compute the same unit at once. The kernel drops a claim when its holder exits, even when
-it is killed, so no stale claim ever blocks a rerun; on a shared filesystem the lock needs
-`flock` support (NFSv4, Lustre mounted with `flock`, GPFS)."""
+"""Claims: an exclusive lock on one claim file per unit of work, so that many processes (shards, or a
+rerun started while another is still going) can share one run directory and never compute the same
+unit at once. The lock is filelock's on a descriptor (`flock` on Unix, `LockFileEx` on Windows): the
+system drops a claim when its holder exits, even when it is killed, so no stale claim ever blocks a
+rerun; on a shared filesystem the lock needs `flock` support (NFSv4, Lustre mounted with `flock`, GPFS)."""
 
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from filelock import lock_descriptor
 
 from tv_lens.errors import TvLensError
 
@@ -26,7 +27,8 @@ class ClaimError(TvLensError):
 def _holder(fd: int) -> str:
     """Who holds the claim, as its holder wrote it (`pid N on HOST`), or a generic phrase."""
     try:
-        text = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, 200).decode("utf-8", "replace").strip()
     except OSError:
         text = ""
     return text or "another process"
@@ -44,15 +46,15 @@ def claimed(path: str | os.PathLike, on_wait: Callable[[str], None]) -> Iterator
         raise ClaimError(f"cannot open the claim file {path} ({err.strerror}): {hint}") from None
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            on_wait(_holder(fd))
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            if not lock_descriptor(fd, blocking=False):
+                on_wait(_holder(fd))
+                lock_descriptor(fd)
         except OSError as err:
-            raise ClaimError(f"cannot lock {path} ({err.strerror}): this filesystem does not support flock; "
+            raise ClaimError(f"cannot lock {path} ({err.strerror}): this filesystem does not support file locks; "
                              f"use a run directory on one that does") from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
         yield
     finally:
         os.close(fd)
