@@ -1,5 +1,5 @@
-"""Progress bars with an ETA for long operations (tqdm, drawn on stderr): shown while stdout is a
-terminal, silent when it is not (a log file, a notebook, a test) or after `set_quiet(True)`
+"""Progress bars with an ETA for long operations (`tqdm.auto`: on stderr in a terminal, a widget in a Jupyter
+notebook): shown in a terminal or a notebook, silent elsewhere (a log file, a test) or after `set_quiet(True)`
 (`--quiet` on every command). The engine draws one bar per batch of forward passes, labelled by the
 innermost `stage` the caller is in (e.g. "layer sweep")."""
 
@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 T = TypeVar("T")
 _quiet = False
@@ -26,7 +26,14 @@ def set_quiet(quiet: bool) -> None:
 
 def shown() -> bool:
     """Whether bars are drawn now."""
-    return not _quiet and sys.stdout.isatty()
+    return not _quiet and (sys.stdout.isatty() or in_notebook())
+
+
+def in_notebook() -> bool:
+    """Whether this process is a Jupyter kernel (the test `tqdm.auto` makes to draw widgets)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return shell is not None and "IPKernelApp" in shell.config
 
 
 def bar(items: Iterable[T], desc: str, *, total: int | None = None, unit: str = "it") -> Iterable[T]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from platformdirs import user_cache_dir
 
 from tv_lens import threads
 from tv_lens.errors import TvLensError
@@ -110,11 +111,12 @@ SPEC_FORMS = (
 
 
 def cache_dir() -> Path:
-    """Where de-quantized weights live: $TV_LENS_CACHE, else $XDG_CACHE_HOME/tv_lens, else ~/.cache/tv_lens."""
+    """Where de-quantized weights live: $TV_LENS_CACHE, else the system's cache folder for tv_lens (platformdirs:
+    $XDG_CACHE_HOME/tv_lens or ~/.cache/tv_lens on Linux, ~/Library/Caches/tv_lens on macOS, the local app data
+    folder on Windows)."""
     if os.environ.get("TV_LENS_CACHE"):
         return Path(os.environ["TV_LENS_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "tv_lens"
+    return Path(user_cache_dir("tv_lens", appauthor=False))
 
 
 @contextmanager
