@@ -68,8 +68,8 @@ def add_commands(commands) -> None:
     p = commands.add_parser(
         "figures", help="write the figures and report.html of a run directory",
         description="Write each experiment's figure as interactive HTML (plotly.js inlined, works offline) and "
-                    "PNG (needs Chrome or Chromium), one report.html with every figure and table, and tables.md "
-                    "with every table in Markdown.")
+                    "PNG (needs the extra tv-lens[png] and Chrome or Chromium), one report.html with every figure and "
+                    "table, and tables.md with every table in Markdown.")
     p.add_argument("run_dir", type=Path, help="a run directory written by tv-lens reproduce or the analyses")
     p.add_argument("--out", type=Path, help="output folder (default RUN_DIR/figures)")
     p.add_argument("--no-png", action="store_true", help="skip the static PNGs")

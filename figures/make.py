@@ -1,12 +1,13 @@
 """Figures of a run directory: interactive HTML (plotly.js inlined, works offline), static PNG
-(kaleido, which needs Chrome or Chromium), one report.html with every figure and table, and every table
-in Markdown (tables.md).
+(kaleido, the extra `tv-lens[png]`, which needs Chrome or Chromium), one report.html with every figure
+and table, and every table in Markdown (tables.md).
 
     tv-lens figures runs/gemma --out figures/gemma-3-270m
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import sys
@@ -40,6 +41,11 @@ def load_run(run_dir: Path) -> dict[str, Results]:
     return found
 
 
+def kaleido_installed() -> bool:
+    """Whether kaleido, which renders the PNGs, is installed (it is the extra `tv-lens[png]`)."""
+    return importlib.util.find_spec("kaleido") is not None
+
+
 def find_browser() -> str | None:
     """The Chrome/Chromium kaleido would use (BROWSER_PATH, or the first on PATH)."""
     return os.environ.get("BROWSER_PATH") or next(filter(None, map(shutil.which, BROWSERS)), None)
@@ -52,7 +58,10 @@ def named_figures(name: str, data: Results) -> dict[str, go.Figure]:
 
 
 def write_pngs(figures: dict[str, go.Figure], out: Path) -> list[Path]:
-    """One PNG per figure at its layout size; none, with a one-line reason, without a browser."""
+    """One PNG per figure at its layout size; none, with a one-line reason, without kaleido or a browser."""
+    if not kaleido_installed():
+        print("PNGs skipped: kaleido is not installed (pip install 'tv-lens[png]')", file=sys.stderr)
+        return []
     if find_browser() is None:
         print("PNGs skipped: no Chrome/Chromium found (install one, e.g. `apt-get install -y chromium`, "
               "or set BROWSER_PATH)", file=sys.stderr)

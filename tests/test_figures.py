@@ -93,6 +93,13 @@ def test_pngs_are_skipped_with_a_message_without_a_browser(run_dir, tmp_path, mo
     assert "PNGs skipped: no Chrome/Chromium found" in capsys.readouterr().err
 
 
+def test_pngs_are_skipped_with_a_message_without_kaleido(run_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(figures, "kaleido_installed", lambda: False)
+    written = figures.make(run_dir, tmp_path)
+    assert not any(p.suffix == ".png" for p in written) and (tmp_path / "report.html").exists()
+    assert "PNGs skipped: kaleido is not installed (pip install 'tv-lens[png]')" in capsys.readouterr().err
+
+
 def test_figures_command_errors_on_an_empty_run(tmp_path, capsys):
     assert main(["figures", str(tmp_path), "--no-png"]) == 2
     assert "no results" in capsys.readouterr().err
