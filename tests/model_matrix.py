@@ -34,8 +34,9 @@ CHECKS = {
     "residual patch": "θ written over a layer's last token (two queries in one left-padded batch) and a vector "
                       "added at an earlier position change the next-token log-probabilities as the same edit does in "
                       "a forward hook on the decoder layer",
-    "head patch": "one head's output replaced by its output on another prompt, and a vector added to it, change them "
-                  "as the same edit of that head's slice of the attention output projection's input does",
+    "head patch": "one head's output replaced by its output on another prompt, and a vector added to it at every "
+                  "token after the BOS, change them as the same edit of that head's slice of the attention output "
+                  "projection's input does",
     "top_tokens": "`tv.top_tokens` of θ at each layer are the top tokens of transformers' final norm and unembedding "
                   "of that layer's output (at the last layer: the model's own next tokens)",
     "head_effects": "`tv.head_effects`'s effect of every head on every corrupted prompt equals P(answer) with that "
@@ -257,10 +258,10 @@ def residual_edit(hf, layer: int, position: int, value: torch.Tensor, mode: str)
     return _hooked(decoder_layers(hf)[layer], edit)
 
 
-def head_edit(hf, arch: Architecture, layer: int, head: int, position: int | None, value, mode: str):
-    """Within the block, head `head`'s slice of the attention output projection's input at `position` (every position
-    if None) is replaced by `value` (or has it added)."""
-    where = (slice(None), slice(None) if position is None else position, _heads(head))
+def head_edit(hf, arch: Architecture, layer: int, head: int, position: int | slice, value, mode: str):
+    """Within the block, head `head`'s slice of the attention output projection's input at `position` (an index or a
+    slice) is replaced by `value` (or has it added)."""
+    where = (slice(None), position, _heads(head))
 
     def edit(module, inputs):
         heads = inputs[0].clone()
@@ -399,7 +400,8 @@ def check_head_patch(pair: Pair) -> None:
         added = tv.Intervention(layer, vector, hook=HOOK_Z, head=head, positions="all", mode="add")
         with tv.intervening(pair.model, added):
             ours = pair.model(torch.tensor([source]))[0].log_softmax(-1)
-        with head_edit(pair.hf, pair.arch, layer, head, None, vector, "add"):
+        query = slice(1 if source[0] == pair.model.tokenizer.bos_token_id else 0, None)  # "all": after a BOS
+        with head_edit(pair.hf, pair.arch, layer, head, query, vector, "add"):
             theirs = log_probs(pair.hf, source)
         _changed(theirs, log_probs(pair.hf, source), f"a vector added to head {layer}.{head}")
         _close(ours, theirs, f"a vector added to head {layer}.{head}")
