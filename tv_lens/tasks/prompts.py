@@ -1,5 +1,8 @@
 """Prompt formats: the task-vector paper's `example:{x}->{y}` lines joined by newlines, then
-`example:{x}->` (the default), and the function-vector paper's `Q: {x}\nA: {y}` blocks (`QA_FORMAT`)."""
+`example:{x}->` (the default), and the function-vector paper's `Q: {x}\nA: {y}` blocks (`QA_FORMAT`).
+
+Each format owns the rule for the texts it can hold (`text_problem`, see `tv_lens.tasks.texts`): a
+line break in a text is refused where the format would read it as a separator."""
 
 from __future__ import annotations
 
@@ -8,10 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from tv_lens.tasks.texts import PromptTextError, foreign_break_problem, shown
+
 if TYPE_CHECKING:
     from tv_lens.tasks import Item, Task
 
 _FIELD = re.compile(r"\{([xy])\}")
+_BLANK_LINE = re.compile(r"\n[ \t]*\n")
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,49 @@ class PromptFormat:
             raise ValueError(f"task {task.name!r} has no prompt variant yet: pass task.filtered(model.tokenizer), "
                              "which chooses it for the model's tokenizer")
         return cls(leading_space=task.leading_space, **changes)
+
+    @property
+    def takes_line_breaks(self) -> bool:
+        """Whether a text may hold a single `\\n`: where the separator is a blank line (the Q:/A: format),
+        or holds no line break at all; not where examples are told apart by one line break (the arrow)."""
+        return "\n" not in self.separator or bool(_BLANK_LINE.search(self.separator))
+
+    def line_markers(self) -> tuple[str, ...]:
+        """How the templates' lines begin before their field (`Q:`, `A:`): a text line that begins so
+        would read as a line of the format."""
+        lines = [*self.example_template.split("\n"), *self.query_template.split("\n")]
+        return tuple(dict.fromkeys(m for m in (_FIELD.split(line)[0].strip() for line in lines) if m))
+
+    def text_problem(self, text: str) -> str | None:
+        """Why `text` cannot be an input or output in this format (the rest of a one-line message), or
+        None: a line break other than `\\n`; a `\\n` where the format separates examples by one; a blank
+        line where it separates them by one; a line that starts like one of the format's lines; the
+        separator itself."""
+        problem = foreign_break_problem(text, self.takes_line_breaks)
+        if problem:
+            return problem
+        if "\n" in text and not self.takes_line_breaks:
+            return (f"contains a line break, which the prompt format {self.example_template!r} reads as the "
+                    f"start of another example (its examples are one line each): remove it, or use the Q:/A: "
+                    f"format, which takes single line breaks")
+        if "\n" in self.separator and _BLANK_LINE.search(text):
+            return (f"contains a blank line, which the prompt format {self.example_template!r} reads as the end "
+                    f"of an example: keep single line breaks")
+        lines = [line.lstrip() for line in text.split("\n")[1:]]
+        marker = next((m for m in self.line_markers() for line in lines if line.startswith(m)), None)
+        if marker:
+            return (f"has a line starting with {marker!r}, which the prompt format {self.example_template!r} "
+                    f"reads as one of its own lines: reword that line")
+        if self.separator.strip() and self.separator in text:
+            return f"contains the separator {self.separator!r} of the prompt format: remove it"
+        return None
+
+    def check_text(self, text: str, what: str) -> str:
+        """`text`, if this format can hold it; else `PromptTextError`, one line naming `what` and the text."""
+        problem = self.text_problem(text)
+        if problem:
+            raise PromptTextError(f"{what} {shown(text)} {problem}")
+        return text
 
     def with_leading_space(self, leading_space: bool) -> PromptFormat:
         """A copy of this format with variant B switched on or off."""
