@@ -25,8 +25,7 @@ from tv_lens.runs.store import Shard, Store
 from tv_lens.settings import PAPER, PAPER_4_SHOTS, AnalysisSettings, Settings
 from tv_lens.task_vectors.learning import learn_items
 from tv_lens.tasks import Task, sample_items
-from tv_lens.tasks.prompts import PromptFormat
-from tv_lens.tasks.texts import prompt_ready
+from tv_lens.tasks.prompts import PromptFormat, prompt_ready
 
 from . import main_table
 from .common import Outcome, Progress, report_reused, resolve_tasks, run_command, say, task_units

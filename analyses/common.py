@@ -30,8 +30,8 @@ from tv_lens.report.tables import as_text
 from tv_lens.runs.records import Results
 from tv_lens.runs.store import Shard, Store, Unit
 from tv_lens.tasks import Task, list_tasks, resolve_task
-from tv_lens.tasks.prompts import PromptFormat
-from tv_lens.tasks.texts import PromptTextError, check_pairs, escape_controls
+from tv_lens.tasks.prompts import PromptFormat, PromptTextError, check_pairs
+from tv_lens.tasks.texts import escape_controls
 
 Progress = Callable[[str], None]
 
@@ -182,12 +182,12 @@ def usable_tasks(model, tasks: Sequence[Task], progress: Progress = say) -> list
     those with a text the arrow format cannot hold (each skipped with one line); an error if none is left."""
     kept = []
     for task in tasks:
-        report = task.filter_report(model.tokenizer)
         try:
             check_pairs(task, PromptFormat())
         except PromptTextError as err:
             progress(f"[reproduce] {task.name} skipped: {err}")
             continue
+        report = task.filter_report(model.tokenizer)
         if report.applied and report.kept == 0:
             progress(f"[reproduce] {task.name} skipped: none of its {report.total} outputs is a single token "
                      f"for this model's tokenizer, and the paper's protocol scores single-token outputs only")

@@ -316,8 +316,8 @@ class Matrix:
         from tv_lens.task_vectors.evaluation import evaluate
         from tv_lens.task_vectors.generation import generate
         from tv_lens.tasks import Task, get_task
-        from tv_lens.tasks.prompts import QA_FORMAT
-        from tv_lens.tasks.texts import LINE_BREAKS, PairsSkippedWarning
+        from tv_lens.tasks.prompts import QA_FORMAT, PairsSkippedWarning
+        from tv_lens.tasks.texts import LINE_BREAKS
 
         model, text_errors = self.model, (ValueError, TypeError)
         arrow = learn(model, [("ab", "c"), ("de", "f")], ["gh", "ij"], layer=1, task="toy")

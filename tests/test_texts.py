@@ -17,15 +17,8 @@ from tv_lens.task_vectors.generation import generate
 from tv_lens.task_vectors.learning import learn
 from tv_lens.task_vectors.serving import TaskVectorSolver
 from tv_lens.tasks import Task, TaskFileError, get_task, load_task
-from tv_lens.tasks.prompts import QA_FORMAT, PromptFormat
-from tv_lens.tasks.texts import (
-    LINE_BREAKS,
-    PairsSkippedWarning,
-    PromptTextError,
-    escape_controls,
-    fitting_pairs,
-    stdin_lines,
-)
+from tv_lens.tasks.prompts import QA_FORMAT, PairsSkippedWarning, PromptFormat, PromptTextError, fitting_pairs
+from tv_lens.tasks.texts import LINE_BREAKS, escape_controls, stdin_lines
 
 ARROW = PromptFormat()
 QA_TINY = QA_FORMAT.with_leading_space(False)  # the tiny tokenizers have no one-token answer after a space

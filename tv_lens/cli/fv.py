@@ -42,8 +42,7 @@ def _fv(args: argparse.Namespace) -> None:
     from tv_lens.function_vectors.vector import function_vector
     from tv_lens.models.loading import load_model
     from tv_lens.tasks import resolve_task
-    from tv_lens.tasks.prompts import QA_FORMAT, PromptFormat
-    from tv_lens.tasks.texts import check_pairs
+    from tv_lens.tasks.prompts import QA_FORMAT, PromptFormat, check_pairs
 
     task = resolve_task(args.task)
     check_pairs(task, QA_FORMAT if args.format == "qa" else PromptFormat())  # before the model loads

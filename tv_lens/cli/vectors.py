@@ -55,8 +55,7 @@ def _learn(args: argparse.Namespace) -> None:
     from tv_lens.models.loading import load_model
     from tv_lens.task_vectors.task_level import learn_task
     from tv_lens.tasks import resolve_task
-    from tv_lens.tasks.prompts import PromptFormat
-    from tv_lens.tasks.texts import check_pairs
+    from tv_lens.tasks.prompts import PromptFormat, check_pairs
 
     task = resolve_task(args.task)
     check_pairs(task, PromptFormat())  # a text the arrow format cannot hold fails before the model loads

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 from tv_lens.patching.engine import token_limit
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_PAPER
 from tv_lens.tasks import Item, Task, draw_queries, items_for, shuffle_labels
-from tv_lens.tasks.prompts import QA_FORMAT, PromptFormat
-from tv_lens.tasks.texts import prompt_ready
+from tv_lens.tasks.prompts import QA_FORMAT, PromptFormat, prompt_ready
 
 TRAIN_FRACTION = 0.7
 FORMATS = ("qa", "arrow")

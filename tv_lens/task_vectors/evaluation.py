@@ -20,8 +20,7 @@ from tv_lens.task_vectors.applying import next_tokens
 from tv_lens.task_vectors.learning import learn_items
 from tv_lens.task_vectors.sweep import best_layer, layer_sweep
 from tv_lens.tasks import Task, get_scorer, sample_splits
-from tv_lens.tasks.prompts import PromptFormat
-from tv_lens.tasks.texts import prompt_ready
+from tv_lens.tasks.prompts import PromptFormat, prompt_ready
 
 
 @dataclass(frozen=True)

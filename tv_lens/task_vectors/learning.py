@@ -15,7 +15,6 @@ from tv_lens.patching.interventions import RESID_POST, check_layer
 from tv_lens.task_vectors.vector import TaskVector
 from tv_lens.tasks import Item, context_item
 from tv_lens.tasks.prompts import PromptFormat
-from tv_lens.tasks.texts import prompt_text
 
 
 def learn(
@@ -40,7 +39,7 @@ def learn(
         check_layer(model, layer)
     fmt = fmt or PromptFormat()
     item = context_item(_checked_demos(fmt, demos),
-                        [prompt_text(fmt, x, f"dummy query {i}") for i, x in enumerate(dummies)])
+                        [fmt.check_text(x, f"dummy query {i}") for i, x in enumerate(dummies)])
     _check_fits(model, fmt.dummy_prompts(item))
     (theta,), _ = learn_items(model, [item], fmt)
     info = model_provenance(model)
@@ -57,8 +56,8 @@ def _checked_demos(fmt: PromptFormat, demos: Sequence[tuple[str, str]]) -> list[
     for i, pair in enumerate(demos):
         if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
             raise TypeError(f"demonstration {i} must be an (input, output) pair, got {pair!r}")
-        checked.append((prompt_text(fmt, pair[0], f"demonstration {i} input"),
-                        prompt_text(fmt, pair[1], f"demonstration {i} output")))
+        checked.append((fmt.check_text(pair[0], f"demonstration {i} input"),
+                        fmt.check_text(pair[1], f"demonstration {i} output")))
     return checked
 
 

@@ -8,7 +8,6 @@ from collections.abc import Callable, Sequence
 from tv_lens.errors import TvLensError
 from tv_lens.patching.engine import token_limit
 from tv_lens.tasks.prompts import PromptFormat
-from tv_lens.tasks.texts import prompt_text
 
 
 class QueryTooLongError(TvLensError):
@@ -39,7 +38,7 @@ def check_queries(queries: Sequence[str], fmt: PromptFormat) -> list[str]:
     queries = list(queries)
     if not queries:
         raise ValueError("no queries: give at least one")
-    return [prompt_text(fmt, q, f"query {i}") for i, q in enumerate(queries)]
+    return [fmt.check_text(q, f"query {i}") for i, q in enumerate(queries)]
 
 
 def answer_fitting(
