@@ -10,7 +10,7 @@ import pytest
 
 from tv_lens.cli.main import main
 from tv_lens.function_vectors.mediation import head_effects
-from tv_lens.patching.engine import Budget, Run, _chunks
+from tv_lens.patching.engine import Budget, Run, predict
 from tv_lens.task_vectors.applying import apply
 from tv_lens.task_vectors.evaluation import evaluate
 from tv_lens.task_vectors.generation import generate
@@ -197,12 +197,14 @@ def test_pairs_are_judged_against_their_share_of_the_limit(tiny_llama):
         fitting_pairs(task, ARROW, tiny_llama.tokenizer, 3, n_shots=2)
 
 
-def test_prompts_that_fit_alone_are_never_batched_wider_than_the_limit():
-    groups = [[Run(list(range(10)) + [1]), Run(list(range(10)) + [2])], [Run([5, 6]), Run([5] + list(range(10)))]]
-    prefix_lens = [10, 1]
-    assert list(_chunks([1, 0], groups, prefix_lens, Budget(), None)) == [[1, 0]]
-    assert list(_chunks([1, 0], groups, prefix_lens, Budget(), 11)) == [[1], [0]]
-
+def test_prompts_that_fit_alone_are_never_batched_wider_than_the_limit(tiny_llama, monkeypatch):
+    """A long shared prefix in one group and a long suffix in another fit alone, but not padded together."""
+    prefix = list(range(10, 20))
+    groups = [[Run([1, *prefix, 30]), Run([1, *prefix, 31])], [Run([1, 5, 6]), Run([1, 5, *prefix])]]
+    alone = [predict(tiny_llama, [group], budget=Budget())[0] for group in groups]
+    monkeypatch.setattr("tv_lens.patching.engine.token_limit", lambda model: 12)  # each run has at most 12 tokens
+    together = predict(tiny_llama, groups, budget=Budget())
+    assert [[p.token for p in group] for group in together] == [[p.token for p in group] for group in alone]
 
 
 def test_commands_refuse_a_task_file_the_format_cannot_hold_before_the_model_loads(tmp_path, capsys, monkeypatch):
