@@ -17,13 +17,15 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.analysis.geometry import cluster_stats, mean_pairwise_distance, tsne_2d
+from tv_lens.cli.options import at_least
+from tv_lens.patching.engine import token_limit
 from tv_lens.patching.interventions import check_layer
 from tv_lens.runs.records import Point, TaskQueries, TaskSpread
 from tv_lens.runs.store import Shard, Store
 from tv_lens.settings import PAPER, PAPER_4_SHOTS, AnalysisSettings, Settings
 from tv_lens.task_vectors.learning import learn_items
 from tv_lens.tasks import Task, sample_items
-from tv_lens.tasks.prompts import PromptFormat
+from tv_lens.tasks.prompts import PromptFormat, prompt_ready
 
 from . import main_table
 from .common import Outcome, Progress, report_reused, resolve_tasks, run_command, say, task_units
@@ -45,9 +47,11 @@ def task_thetas(model, task: Task, settings: ClusterSettings,
     """θ at every layer for `n_per_task` items of `task` ([n, n_layers, d_model]), and the items'
     queries; kept at every layer so that the choice of the common layer needs no new θ."""
     task = task.filtered(model.tokenizer)
+    fmt = PromptFormat.for_task(task)
+    task = prompt_ready(task, fmt, model.tokenizer, token_limit(model), settings.sizes.n_shots)
     items = sample_items(task, settings.n_per_task, seed, n_shots=settings.sizes.n_shots,
                          n_dummies=settings.sizes.n_dummies)
-    thetas, _ = learn_items(model, items, PromptFormat.for_task(task))
+    thetas, _ = learn_items(model, items, fmt)
     return torch.stack(thetas), [i.query for i in items]
 
 
@@ -100,8 +104,8 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Cluster
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--layer", type=int, help="common layer (default: median best layer of the main table)")
-    p.add_argument("--n-per-task", type=int, default=ClusterSettings.n_per_task)
+    p.add_argument("--layer", type=at_least(0), help="common layer (default: median best layer of the main table)")
+    p.add_argument("--n-per-task", type=at_least(1), default=ClusterSettings.n_per_task)
 
 
 def main(argv: list[str] | None = None) -> int:

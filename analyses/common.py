@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,7 @@ from torch import Tensor
 
 from tv_lens import progress
 from tv_lens.cli.options import (
+    Parser,
     add_model_options,
     add_run_options,
     add_shard_option,
@@ -27,6 +30,8 @@ from tv_lens.report.tables import as_text
 from tv_lens.runs.records import Results
 from tv_lens.runs.store import Shard, Store, Unit
 from tv_lens.tasks import Task, list_tasks, resolve_task
+from tv_lens.tasks.prompts import PromptFormat, PromptTextError, check_pairs
+from tv_lens.tasks.texts import escape_controls
 
 Progress = Callable[[str], None]
 
@@ -96,10 +101,11 @@ def check_run_arguments(args: argparse.Namespace, out: Path) -> Shard | None:
     return shard
 
 
-def parser(description: str, tasks: bool = True, shards: bool = True) -> argparse.ArgumentParser:
+def parser(description: str, tasks: bool = True, shards: bool = True,
+           prog: str | None = None) -> argparse.ArgumentParser:
     """The options every analysis takes: model, run directory, seed, and (with `tasks`) --tasks and
-    (with `shards`, for analyses with units of their own) --shard."""
-    p = argparse.ArgumentParser(description=description)
+    (with `shards`, for analyses with units of their own) --shard; errors in one line."""
+    p = Parser(prog=prog, description=description)
     add_run_arguments(p, shards)
     if tasks:
         p.add_argument("--tasks", nargs="+", help="task names or task files (default: the paper's 18)")
@@ -122,15 +128,30 @@ def load(args: argparse.Namespace):
 
 def run_command(argv: list[str] | None, doc: str, options: Sequence[Callable[[argparse.ArgumentParser], None]],
                 start: Callable[[object, Path, Shard | None, argparse.Namespace], Outcome],
-                tasks: bool = True, shards: bool = True) -> int:
+                tasks: bool = True, shards: bool = True,
+                check: Callable[[argparse.Namespace], None] | None = None) -> int:
     """An analysis's command (described by the first line of `doc`): the options of `parser` and those
-    each of `options` adds, the model loaded, `start(model, out, shard, args)` run and its outcome shown."""
-    p = parser(doc.splitlines()[0], tasks, shards)
+    each of `options` adds, the tasks resolved and `check(args)` run before the model loads, then
+    `start(model, out, shard, args)` run and its outcome shown. A bad argument or input ends as one
+    line on stderr (exit status 2), as in `tv-lens`; so does each warning."""
+    p = parser(doc.splitlines()[0], tasks, shards, prog=f"python -m {start.__module__}")
     for add in options:
         add(p)
-    args = p.parse_args(argv)
-    model, out, shard = load(args)
-    return show(start(model, out, shard, args))
+    args = p.parse(argv)
+    if args is None:  # a bad argument, said in one line
+        return 2
+    warnings.showwarning = lambda message, *_: print(f"{p.prog}: warning: {escape_controls(str(message))}",
+                                                     file=sys.stderr)
+    try:
+        if tasks and args.tasks:
+            args.tasks = resolve_tasks(args.tasks)  # an unknown task or a bad task file fails before the model loads
+        if check:
+            check(args)
+        model, out, shard = load(args)
+        return show(start(model, out, shard, args))
+    except (ValueError, OSError, FloatingPointError) as err:
+        print(f"{p.prog}: error: {escape_controls(str(err))}", file=sys.stderr)
+        return 2
 
 
 def task_units(store: Store, tasks: Sequence[Task], compute: Callable[[Task], tuple[Record, dict[str, Tensor]]],
@@ -157,10 +178,15 @@ def task_units(store: Store, tasks: Sequence[Task], compute: Callable[[Task], tu
 
 
 def usable_tasks(model, tasks: Sequence[Task], progress: Progress = say) -> list[Task]:
-    """`tasks` less those the paper's single-token filter leaves empty for this model's tokenizer
-    (each skipped with one line); an error if none is left."""
+    """`tasks` less those the paper's single-token filter leaves empty for this model's tokenizer and
+    those with a text the arrow format cannot hold (each skipped with one line); an error if none is left."""
     kept = []
     for task in tasks:
+        try:
+            check_pairs(task, PromptFormat())
+        except PromptTextError as err:
+            progress(f"[reproduce] {task.name} skipped: {err}")
+            continue
         report = task.filter_report(model.tokenizer)
         if report.applied and report.kept == 0:
             progress(f"[reproduce] {task.name} skipped: none of its {report.total} outputs is a single token "

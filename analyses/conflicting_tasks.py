@@ -13,7 +13,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tv_lens.patching.engine import Run, decode, encode, predict
+from tv_lens.cli.options import at_least
+from tv_lens.patching.engine import Run, decode, encode, predict, token_limit
 from tv_lens.patching.interventions import Intervention
 from tv_lens.progress import bar
 from tv_lens.runs.records import ConflictItem, ConflictPair
@@ -22,7 +23,7 @@ from tv_lens.settings import PAPER, PAPER_4_SHOTS, AnalysisSettings, Settings
 from tv_lens.stats import Accuracy
 from tv_lens.task_vectors.learning import learn_items
 from tv_lens.tasks import Item, Task, get_scorer, items_for, resolve_task, sample_items
-from tv_lens.tasks.prompts import PromptFormat
+from tv_lens.tasks.prompts import PromptFormat, prompt_ready
 
 from . import main_table
 from .common import Outcome, Progress, report_reused, run_command, say
@@ -58,8 +59,11 @@ def pair_items(task_a: Task, task_b: Task, settings: ConflictSettings, seed: int
 def pair_result(model, task_a: Task, task_b: Task, layer: int, settings: ConflictSettings, seed: int) -> ConflictPair:
     """Plain ICL on A's prompts and the same prompts with θ_B at `layer`, each scored against A and B."""
     task_a, task_b = task_a.filtered(model.tokenizer), task_b.filtered(model.tokenizer)
-    items_a, items_b = pair_items(task_a, task_b, settings, seed)
     fmt_a, fmt_b = PromptFormat.for_task(task_a), PromptFormat.for_task(task_b)
+    limit, n_shots = token_limit(model), settings.sizes.n_shots
+    task_a = prompt_ready(task_a, fmt_a, model.tokenizer, limit, n_shots)
+    task_b = prompt_ready(task_b, fmt_b, model.tokenizer, limit, n_shots)
+    items_a, items_b = pair_items(task_a, task_b, settings, seed)
     thetas_b, _ = learn_items(model, items_b, fmt_b)
     prompts = encode(model, [fmt_a.icl_prompt(i) for i in items_a])
     outputs = predict(model, [[Run(t), Run(t, (Intervention(layer, theta[layer]),))]
@@ -84,7 +88,7 @@ def parse_pair(text: str) -> tuple[str, str]:
     """'A:B' -> (A, B)."""
     a, sep, b = text.partition(":")
     if not sep or not a or not b:
-        raise ValueError(f"a pair is written A:B (demonstrations of A, θ of B), got {text!r}")
+        raise argparse.ArgumentTypeError(f"a pair is written A:B (demonstrations of A, θ of B), got {text!r}")
     return a, b
 
 
@@ -132,15 +136,16 @@ def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pairs", nargs="+", type=parse_pair, default=list(PAPER_PAIRS),
                    help="pairs A:B (default: the paper's five)")
-    p.add_argument("--layer", type=int, help="patch layer (default: B's best layer in the main table)")
-    p.add_argument("--n-items", type=int, default=ConflictSettings.n_items)
+    p.add_argument("--layer", type=at_least(0), help="patch layer (default: B's best layer in the main table)")
+    p.add_argument("--n-items", type=at_least(1), default=ConflictSettings.n_items)
 
 
 def main(argv: list[str] | None = None) -> int:
     return run_command(argv, __doc__, (add_arguments, main_table.add_settings_arguments),
                        lambda model, out, shard, args: run(
                            model, out, args.pairs, ConflictSettings(n_items=args.n_items), args.seed, args.layer,
-                           main_table.settings_from_args(args), shard=shard), tasks=False)
+                           main_table.settings_from_args(args), shard=shard), tasks=False,
+                       check=lambda args: [resolve_task(name) for pair in args.pairs for name in pair])
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import torch
 from scipy.stats import t as student_t
 
 from tv_lens.analysis.lens import top_tokens
+from tv_lens.cli.options import at_least
 from tv_lens.function_vectors.items import FORMATS, fv_items, task_in_format
 from tv_lens.function_vectors.mediation import HeadEffects, head_effects
 from tv_lens.function_vectors.vector import FORMULATIONS, accuracy_with, evaluate_fvs, fv_vectors
@@ -53,7 +54,7 @@ class FVSettings(AnalysisSettings):
 
 def task_result(model, task: Task, fmt_name: str, settings: FVSettings, seed: int) -> tuple[FVRun, HeadEffects]:
     """Everything about one task in one prompt format (see the module docstring)."""
-    kept, fmt = task_in_format(model, task, fmt_name)
+    kept, fmt = task_in_format(model, task, fmt_name, settings.sizes.n_shots)
     sizes = settings.sizes
     items = fv_items(kept, seed, n_shots=sizes.n_shots, n_clean=settings.n_clean, n_corrupted=settings.n_corrupted,
                      n_dev=sizes.n_dev, n_test=sizes.n_test)
@@ -122,7 +123,7 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: FVSetti
     for fmt_name in formats:
         for task in tasks:
             try:
-                task_in_format(model, task, fmt_name)
+                task_in_format(model, task, fmt_name, settings.sizes.n_shots)
             except ValueError as err:
                 progress(f"[{ANALYSIS}] {fmt_name} {task.name} skipped: {err}")
                 continue
@@ -161,7 +162,7 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     """The sizes of FVSettings (--fv-n-shots, ...), and --formats."""
     for name, default in FVSettings().record().items():
         if name != "formulations":
-            p.add_argument("--fv-" + name.replace("_", "-"), type=int, default=default,
+            p.add_argument("--fv-" + name.replace("_", "-"), type=at_least(1), default=default,
                            help=f"function vectors: {name.replace('_', ' ')} (default {default})")
     p.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS),
                    help="prompt formats (default: both)")

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from torch import Tensor
 
 from tv_lens.analysis.summary import TaskHits, summarize
+from tv_lens.cli.options import at_least
 from tv_lens.runs.records import Summary
 from tv_lens.runs.store import Shard, Store, Unit
 from tv_lens.settings import PAPER, Settings
@@ -96,7 +97,7 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Setting
 def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     """--n-shots, --n-dummies, --n-baseline, --n-dev, --n-test (the paper's by default)."""
     for name, default in asdict(PAPER).items():
-        p.add_argument("--" + name.replace("_", "-"), type=int, default=default,
+        p.add_argument("--" + name.replace("_", "-"), type=at_least(1), default=default,
                        help=f"main table: {name.replace('_', ' ')} (default {default})")
 
 

@@ -15,6 +15,7 @@ from dataclasses import asdict
 import torch
 
 from tv_lens.analysis.lens import top_tokens
+from tv_lens.cli.options import at_least
 from tv_lens.runs.records import TaskTokens
 from tv_lens.runs.store import Store
 from tv_lens.settings import PAPER, Settings
@@ -47,7 +48,7 @@ def run(model, out, tasks: Sequence[str | Task] | None = None,
 
 def main(argv: list[str] | None = None) -> int:
     def add_k(p: argparse.ArgumentParser) -> None:
-        p.add_argument("-k", type=int, default=TOP_K, help=f"tokens per task (default {TOP_K})")
+        p.add_argument("-k", type=at_least(1), default=TOP_K, help=f"tokens per task (default {TOP_K})")
 
     return run_command(argv, __doc__, (add_k, main_table.add_settings_arguments), lambda model, out, _, args: run(
         model, out, args.tasks, main_table.settings_from_args(args), args.seed, args.k), shards=False)

@@ -1,7 +1,7 @@
 """Fault matrix of the run directory, vector files, task files and command line (issue 13).
 
     python benchmarks/faults.py [--model tiny-llama] [--tasks next_letter to_upper] [--threads 1]
-                                [--groups kills processes damage vectors tasks cli]
+                                [--groups kills processes damage vectors tasks cli text misuse]
 
 A small `reproduce` (main table, layer sweep, conflicting tasks, top tokens, clusters) is run once
 per seed as the reference. Then each probe injects one fault and either reruns it (run-directory
@@ -13,7 +13,12 @@ answer must be a documented one-line error). Probes:
 - every kind of damage to one unit of each analysis (truncated, random, empty, non-UTF-8, one byte
   flipped, deleted, replaced by a symlink), then rerun;
 - two processes of different seeds at once in one directory, and four shards at once, then rerun;
-- damaged vector files and metadata, damaged task files, bad command-line arguments.
+- damaged vector files and metadata, damaged task files, bad command-line arguments;
+- texts (issue 22): line breaks of every kind in queries (argv, stdin, API), demonstrations, dummy
+  queries and task files, per prompt format (a text the format can hold must be answered: counted
+  recovered), a BOM on stdin, a control sequence in a task file's name, a pair too long for the model;
+- misuse (issue 22): bad Settings, strengths and vector shapes, and bad arguments of every analysis
+  module's command line and of `tv-lens`, each a one-line error before any model loads.
 Prints a line per probe and the totals: tried, recovered, clear errors, crashes, differing results
 (a wrong result, or a bad input accepted). Target: 0 crashes, 0 differing.
 """
@@ -53,7 +58,7 @@ PROTOCOL = reproduce.Protocol(main=Settings(n_baseline=4, n_dev=4, n_test=4),
                               cluster=clusters.ClusterSettings(n_per_task=4), k=5)
 OUTCOMES = ("recovered", "clear error", "crash", "differing")
 GROUPS = {"kills": "kills", "processes": "processes", "damage": "damage", "vectors": "vectors",
-          "tasks": "task_files", "cli": "command_line"}
+          "tasks": "task_files", "cli": "command_line", "text": "texts", "misuse": "misuse"}
 
 
 class Killed(BaseException):
@@ -73,10 +78,12 @@ def results_of(run_dir: Path) -> dict:
 class Matrix:
     """Runs probes, classifies and prints them."""
 
-    def __init__(self, model, tasks: list[str], work: Path, spec: str) -> None:
+    def __init__(self, model, tasks: list[str], work: Path, spec: str, references: bool = True) -> None:
         self.model, self.tasks, self.work, self.spec = model, tasks, work, spec
         self.counts: Counter = Counter()
-        self.reference = {seed: self.fresh_run(work / f"reference{seed}", seed) for seed in (0, 1)}
+        # the fresh runs that run-directory probes compare against (the text and misuse probes need none)
+        self.reference = {seed: self.fresh_run(work / f"reference{seed}", seed)
+                          for seed in ((0, 1) if references else ())}
 
     def fresh_run(self, run_dir: Path, seed: int) -> dict:
         reproduce.reproduce(self.model, run_dir, self.tasks, PROTOCOL, seed, progress=lambda m: None)
@@ -94,6 +101,14 @@ class Matrix:
                     return self.record(name, "differing", f"seed {seed} results differ from the reference")
         except Exception as err:  # noqa: BLE001 - any exception here is a crash to count
             return self.record(name, "crash", f"{type(err).__name__}: {err}")
+        self.record(name, "recovered")
+
+    def accepted(self, name: str, call: Callable[[], object]) -> None:
+        """Recovered when `call` (a valid input) runs without an error; a crash when it raises."""
+        try:
+            call()
+        except Exception as err:  # noqa: BLE001
+            return self.record(name, "crash", f"{type(err).__name__}: {str(err)[:110]}")
         self.record(name, "recovered")
 
     def one_line_error(self, name: str, call: Callable[[], object], expected: tuple[type, ...]) -> None:
@@ -262,6 +277,170 @@ class Matrix:
             ok = code == 2 and err.getvalue().count("\n") == 1 and "loading" not in out.getvalue()
             self.record(f"command line {name}", "clear error" if ok else "crash", err.getvalue().strip()[:110])
 
+    # texts and misuse (issue 22)
+
+    def cli_call(self, main: Callable[[list[str]], int], argv: list[str], stdin: bytes = b""
+                 ) -> tuple[int | None, str, str, bool]:
+        """A command run in this process: its exit status (None for a traceback), stdout, stderr, and
+        whether it loaded a model."""
+        import tv_lens.models.loading
+
+        real, loads = tv_lens.models.loading.load_model, []
+        tv_lens.models.loading.load_model = lambda *a, **k: (loads.append(a), real(*a, **k))[1]
+        err, out = io.StringIO(), io.StringIO()
+        stdin_before, sys.stdin = sys.stdin, io.TextIOWrapper(io.BytesIO(stdin))
+        try:
+            with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+                code = main(argv)
+        except SystemExit as end:
+            code = end.code
+        except BaseException as exc:  # noqa: BLE001 - a traceback
+            code, err = None, io.StringIO(f"{type(exc).__name__}: {exc}")
+        finally:
+            sys.stdin, tv_lens.models.loading.load_model = stdin_before, real
+        return code, out.getvalue(), err.getvalue(), bool(loads)
+
+    def cli_refuses(self, name: str, main: Callable[[list[str]], int], argv: list[str], stdin: bytes = b"") -> None:
+        """A clear error when the command exits with status 2 and one line on stderr, no model loaded."""
+        code, _, err, loaded = self.cli_call(main, argv, stdin)
+        if code == 2 and err.count("\n") == 1 and not loaded:
+            return self.record(name, "clear error", err.strip()[:110])
+        why = "the model loaded first" if loaded else f"exit status {code}, {err.count(chr(10))} lines"
+        self.record(name, "crash" if code != 0 else "differing", f"{why}: {err.strip()[:110]}")
+
+    def texts(self) -> None:
+        import warnings
+
+        from tv_lens.function_vectors.mediation import head_effects
+        from tv_lens.task_vectors.applying import apply
+        from tv_lens.task_vectors.evaluation import evaluate
+        from tv_lens.task_vectors.generation import generate
+        from tv_lens.tasks import Task, get_task
+        from tv_lens.tasks.prompts import QA_FORMAT, PairsSkippedWarning
+        from tv_lens.tasks.texts import LINE_BREAKS
+
+        model, text_errors = self.model, (ValueError, TypeError)
+        arrow = learn(model, [("ab", "c"), ("de", "f")], ["gh", "ij"], layer=1, task="toy")
+        qa = learn(model, [("ab", "c"), ("de", "f")], ["gh", "ij"], layer=1, task="toy", fmt=QA_FORMAT)
+        for char in LINE_BREAKS:
+            text, code = f"a{char}b", f"U+{ord(char):04X}"
+            self.one_line_error(f"arrow query with {code}", lambda t=text: apply(model, arrow, [t]), text_errors)
+            self.one_line_error(f"demonstration input with {code}",
+                                lambda t=text: learn(model, [(t, "c"), ("de", "f")], ["gh"]), text_errors)
+            self.one_line_error(f"demonstration output with {code}",
+                                lambda t=text: learn(model, [("ab", t), ("de", "f")], ["gh"]), text_errors)
+            self.one_line_error(f"dummy query with {code}", lambda t=text: learn(model, [("ab", "c")], [t]),
+                                text_errors)
+            if char == "\n":
+                self.accepted("Q:/A: query with one U+000A", lambda t=text: apply(model, qa, [t]))
+                self.accepted("Q:/A: generation from a query with one U+000A",
+                              lambda t=text: generate(model, qa, [t], max_new_tokens=2))
+            else:
+                self.one_line_error(f"Q:/A: query with {code}", lambda t=text: apply(model, qa, [t]), text_errors)
+        for text in ("a\n\nb", "a\n \nb", "a\nA: b", "a\nQ: b", "a\n  A:b"):
+            self.one_line_error(f"Q:/A: query {text!r}", lambda t=text: apply(model, qa, [t]), text_errors)
+        pairs = {**get_task("next_letter").pairs, "aa": "b"}  # 26 pairs of single-token answers
+        qa_format = QA_FORMAT.with_leading_space(False)  # tiny tokenizers have no one-token answer after a space
+        with_break = Task("breaks", "custom", "", {**pairs, "x\ny": "z"})
+        self.one_line_error("arrow evaluate of a task with a line break",
+                            lambda: evaluate(model, with_break, n_baseline=2, n_dev=2, n_test=2), text_errors)
+        self.accepted("Q:/A: head effects of a task with a line break",
+                      lambda: head_effects(model, with_break, fmt=qa_format, n_shots=2, n_clean=2, n_corrupted=1))
+        for name, text in {"U+000A": '{"a\\nb": "c", "d": "e"}', "U+2028": '{"a\\u2028b": "c"}',
+                           "U+000D": '{"a\\rb": "c"}', "U+000C": "input,output\n\"a\fb\",c\n"}.items():
+            path = self.work / ("breaks.csv" if "input," in text else "breaks.json")
+            path.write_text(text)
+            if name == "U+000A":
+                self.accepted(f"task file with {name} in an input loads", lambda p=path: load_task(p))
+            else:
+                self.one_line_error(f"task file with {name} in an input", lambda p=path: load_task(p),
+                                    (TaskFileError,))
+        long_task = Task("long", "custom", "", {**pairs, "x" * 10_000: "z"})  # 27 pairs, one of 10,000 characters
+        # sizes that draw the long pair into some prompt (before issue 22 each of these aborted with a batch error)
+        for what, run in {"evaluate": lambda: evaluate(model, long_task, n_baseline=2, n_dev=8, n_test=8),
+                          "head effects": lambda: head_effects(model, long_task, fmt=qa_format, n_shots=2, n_clean=8,
+                                                               n_corrupted=4)}.items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self.accepted(f"{what} of 27 pairs, one of 10,000 characters", run)
+            if not any(issubclass(w.category, PairsSkippedWarning) for w in caught):
+                self.record(f"{what} of 27 pairs, one of 10,000 characters, says it skipped it", "differing",
+                            "no warning")
+        self.one_line_error("learn from a demonstration of 10,000 characters",
+                            lambda: learn(model, [("x" * 10_000, "z"), ("de", "f")], ["gh"]), text_errors)
+        vector = arrow.save(self.work / "arrow.safetensors")
+        for name, data in {"U+000C": b"a\x0cb\ncd\n", "U+2028": "ab\u2028cd\n".encode(),
+                           "U+0085": "ab\x85cd\n".encode(), "U+000D alone": b"ab\rcd\n"}.items():
+            self.cli_refuses(f"tv-lens apply, stdin with {name} inside a line", cli_main,
+                             ["apply", str(vector), "-", "--model", self.spec], data)
+        self.cli_refuses("tv-lens apply, argv query with U+000A", cli_main,
+                         ["apply", str(vector), "a\nb", "--model", self.spec])
+        _, by_argument, _, _ = self.cli_call(cli_main, ["apply", str(vector), "ab", "cd", "--model", self.spec])
+        _, with_bom, _, _ = self.cli_call(cli_main, ["apply", str(vector), "-", "--model", self.spec],
+                                          b"\xef\xbb\xbfab\r\ncd\r\n")
+        same = with_bom.splitlines()[-2:] == by_argument.splitlines()[-2:] and by_argument
+        self.record("tv-lens apply, stdin with a BOM and CRLF", "recovered" if same else "differing",
+                    "" if same else f"{with_bom.splitlines()[-2:]} != {by_argument.splitlines()[-2:]}")
+        evil = self.work / "\x1b[31mred\x07.json"
+        evil.write_text('{"a": "b", "c": "d"}')
+        code, out, err, _ = self.cli_call(cli_main, ["tasks", str(evil)])
+        raw = "\x1b" in out + err or "\x07" in out + err
+        self.record("tv-lens tasks, a file named with an escape sequence", "differing" if raw or code else "recovered",
+                    "printed raw" if raw else ("" if not code else err.strip()[:110]))
+
+    def misuse(self) -> None:
+        from analyses import function_vectors, layer_sweep, main_table, top_tokens
+        from tv_lens.patching.interventions import Intervention
+        from tv_lens.task_vectors.applying import apply
+
+        bad = (ValueError, TypeError)
+        for size, value in {"n_test": 0, "n_shots": -1, "n_dev": 2.5, "n_baseline": True, "n_dummies": "2"}.items():
+            self.one_line_error(f"Settings({size}={value!r})", lambda s=size, v=value: Settings(**{s: v}), bad)
+        self.one_line_error("ClusterSettings(n_per_task=0)", lambda: clusters.ClusterSettings(n_per_task=0), bad)
+        self.one_line_error("FVSettings().but(k=0)", lambda: function_vectors.FVSettings().but(k=0), bad)
+        theta = learn(self.model, [("ab", "c"), ("de", "f")], ["gh", "ij"], layer=1, task="toy")
+        for value in ("2", float("nan"), float("inf"), True, None):
+            self.one_line_error(f"strength={value!r}", lambda v=value: apply(self.model, theta, ["ab"], mode="add",
+                                                                             strength=v), bad)
+        d_model = theta.d_model
+        for name, make in {"TaskVector of a 1-D tensor": lambda: TaskVector(vectors=torch.zeros(d_model)),
+                           "TaskVector of a 3-D tensor": lambda: TaskVector(vectors=torch.zeros(2, d_model, 1)),
+                           "TaskVector of integers": lambda: TaskVector(vectors=torch.zeros(2, d_model).long()),
+                           "TaskVector of a list": lambda: TaskVector(vectors=[[0.0] * d_model]),
+                           "Intervention of a 2-D value": lambda: Intervention(1, torch.zeros(2, d_model)),
+                           "apply of a bare tensor": lambda: apply(self.model, torch.zeros(2, d_model), ["ab"]),
+                           "apply of one row of a vector": lambda: apply(self.model, theta.vectors[1], ["ab"]),
+                           }.items():
+            self.one_line_error(name, make, bad)
+        model = ["--model", self.spec, "--out", str(self.work / "misuse-run")]
+        analyses = {"main_table": main_table.main, "layer_sweep": layer_sweep.main, "top_tokens": top_tokens.main,
+                    "clusters": clusters.main, "function_vectors": function_vectors.main}
+        for name, main in analyses.items():
+            sizes = ["--fv-n-test", "0"] if name == "function_vectors" else ["--n-test", "0"]
+            for what, argv in {"--tasks nope": ["--tasks", "nope"], "--shard 0/4": ["--shard", "0/4"],
+                               "a size of 0": sizes, "--seed x": ["--seed", "x"]}.items():
+                self.cli_refuses(f"analyses.{name} {what}", main, model + argv)
+        for what, argv in {"--pairs nope:to_upper": ["--pairs", "nope:to_upper"], "--pairs x": ["--pairs", "x"],
+                           "--shard 0/4": ["--shard", "0/4"], "--n-items 0": ["--n-items", "0"]}.items():
+            self.cli_refuses(f"analyses.conflicting_tasks {what}", conflicting_tasks.main, model + argv)
+        vector = theta.save(self.work / "misuse.safetensors")
+        commands = {"apply --strength nan": ["apply", str(vector), "ab", "--strength", "nan"],
+                    "apply --strength x": ["apply", str(vector), "ab", "--strength", "x"],
+                    "apply --max-new-tokens 0": ["apply", str(vector), "ab", "--max-new-tokens", "0"],
+                    "apply --layer -1": ["apply", str(vector), "ab", "--layer", "-1"],
+                    "learn --k 0": ["learn", "--task", "next_letter", "--out", "x.safetensors", "--k", "0"],
+                    "learn --n-shots -1": ["learn", "--task", "next_letter", "--out", "x.safetensors",
+                                           "--n-shots", "-1"],
+                    "learn --task nope": ["learn", "--task", "nope", "--out", "x.safetensors", "--model", self.spec],
+                    "fv --n-clean 0": ["fv", "--task", "next_letter", "--n-clean", "0"],
+                    "fv --task nope": ["fv", "--task", "nope", "--model", self.spec],
+                    "evaluate --task nope": ["evaluate", "--task", "nope", "--model", self.spec],
+                    "reproduce --tasks nope": ["reproduce", "--tasks", "nope", "--model", self.spec],
+                    "reproduce --shard 0/4": ["reproduce", "--shard", "0/4", "--model", self.spec],
+                    "--threads 0": ["models", "--threads", "0"]}
+        for what, argv in commands.items():
+            self.cli_refuses(f"tv-lens {what}", cli_main, argv)
+
 
 def flip(data: bytes, at: int | None = None) -> bytes:
     """`data` with one byte inverted (the middle one by default)."""
@@ -292,7 +471,8 @@ def main() -> None:
                             shard=None if shard == "-" else Shard.parse(shard))
         return
     with tempfile.TemporaryDirectory() as work:
-        matrix = Matrix(model, args.tasks, Path(work), args.model)
+        matrix = Matrix(model, args.tasks, Path(work), args.model,
+                        references=bool(set(args.groups) - {"text", "misuse"}))
         for group in args.groups:
             getattr(matrix, GROUPS[group])()
     total = sum(matrix.counts.values())

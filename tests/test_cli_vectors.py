@@ -101,7 +101,8 @@ def test_a_query_too_long_for_the_model_is_reported_alone_and_the_others_answere
     code, out, err = cli(capsys, "apply", str(saved), "-")
     assert code == 2 and out.splitlines()[-2:] == by_argument.splitlines()[-2:]
     lines = err.splitlines()
-    assert len(lines) == 2 and "'xxxxxxxxxxxxxxxxxxxx'... has 611 tokens" in lines[0] and "limit of 512" in lines[0]
+    assert len(lines) == 2 and "'xxxxxxxxxxxxxxxxxxxx'... (600 characters) has 611 tokens" in lines[0]
+    assert "limit of 512" in lines[0]
     assert "1 of 3 queries were too long" in lines[1]
 
 

@@ -169,7 +169,7 @@ def test_malformed_jsonl_names_the_line(tmp_path):
         ('[{"input": "a", "outputs": {"b": "c"}}]', 'item 1: "outputs" must be a list of strings'),
         ('{"a": ["b", 2]}', "key 'a': outputs must be strings"),
         ('{"": "b"}', "key '': input is empty"),
-        ('{"a": "b\\nc"}', "line break"),
+        ('{"a": "b\\u2028c"}', "key 'a': output 'b\\u2028c' contains U+2028 (LINE SEPARATOR), a line break"),
     ],
 )
 def test_bad_json_values(tmp_path, text, expected):

@@ -265,7 +265,7 @@ def cli(capsys, *argv):
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--threads", "-1"], "--threads must be at least 1"),
+    (["--threads", "-1"], "argument --threads: must be at least 1, got -1"),
     (["--shard", "0/4"], "1 <= I <= N"),
     (["--shard", "two"], "--shard takes I/N"),
     (["--out", "FILE"], "is not a directory"),

@@ -127,7 +127,8 @@ def test_task_pairs_are_read_only():
         ({"a": [3]}, "must be a string"),
         ({3: "a"}, "must be a string"),
         ({" a": "b"}, "whitespace"),
-        ({"a": "b\nc"}, "line break"),
+        ({"a": "b\u2028c"}, "U\\+2028 \\(LINE SEPARATOR\\), a line break"),
+        ({"a\rb": "c"}, "U\\+000D \\(CARRIAGE RETURN\\)"),
     ],
 )
 def test_task_rejects_bad_pairs(pairs, message):

@@ -1,11 +1,27 @@
 """The protocol's sizes in one place: `evaluate`, `learn_task` and the analyses built on them take
 how many demonstrations, dummy queries and queries to sample from one `Settings`; an analysis's own
-settings hold a `Settings` and add only the sizes of its own."""
+settings hold a `Settings` and add only the sizes of its own. Every size is checked when the settings
+are made (a whole number, at least 1), so a bad one fails in one line before any model loads."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 from typing import ClassVar
+
+
+def check_size(name: str, value: object, minimum: int = 1) -> int:
+    """`value` if it is a whole number of at least `minimum`, else a one-line ValueError naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def check_sizes(settings: object, names: list[str]) -> None:
+    """Check each named size of `settings` with `check_size`."""
+    for name in names:
+        check_size(name, getattr(settings, name))
 
 
 @dataclass(frozen=True)
@@ -18,6 +34,9 @@ class Settings:
     n_baseline: int = 100
     n_dev: int = 50
     n_test: int = 50
+
+    def __post_init__(self) -> None:
+        check_sizes(self, [f.name for f in fields(self)])
 
     def but(self, **sizes: int) -> Settings:
         """These settings with some sizes changed (e.g. `but(n_test=10)`); a one-line error for an unknown size."""
@@ -44,6 +63,11 @@ class AnalysisSettings:
 
     USES: ClassVar[tuple[str, ...]]
     sizes: Settings
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.sizes, Settings):
+            raise ValueError(f"sizes must be a Settings, got {type(self.sizes).__name__}")
+        check_sizes(self, [f.name for f in fields(self) if f.name != "sizes" and f.type in ("int", int)])
 
     def record(self) -> dict:
         """The settings written with the results and compared when a run resumes: the fields in order,

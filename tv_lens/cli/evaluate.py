@@ -56,8 +56,10 @@ def run(args: argparse.Namespace) -> None:
     from tv_lens.models.loading import load_model, load_tokenizer
     from tv_lens.task_vectors.evaluation import evaluate
     from tv_lens.tasks import resolve_task
+    from tv_lens.tasks.prompts import PromptFormat, check_pairs
 
     task = resolve_task(args.task, scoring=args.scoring)
+    check_pairs(task, PromptFormat())  # a text the arrow format cannot hold fails before the model loads
     task.filtered(load_tokenizer(args.model))  # a task the protocol refuses fails before the model loads
     with contextlib.redirect_stdout(sys.stderr):  # loading prints progress; stdout is the result (JSON)
         model = load_model(args.model, **placement(args))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from tv_lens.cli.options import add_model_options, placement
+from tv_lens.cli.options import add_model_options, at_least, placement
 from tv_lens.cli.vectors import dev_curve
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER
 
@@ -19,18 +19,18 @@ def add_commands(commands) -> None:
                                          "save it as safetensors (`tv-lens apply FILE QUERY...` adds it, a function "
                                          "vector's own mode).")
     fv.add_argument("--task", required=True, help="a task name (e.g. antonyms) or a task file (.json, .jsonl, .csv)")
-    fv.add_argument("--k", type=int, default=FV_HEADS, help=f"heads summed (default: {FV_HEADS}, the paper's)")
+    fv.add_argument("--k", type=at_least(1), default=FV_HEADS, help=f"heads summed (default: {FV_HEADS}, the paper's)")
     fv.add_argument("--out", help="where to write the vector (default: <task>.fv.safetensors)")
     fv.add_argument("--format", choices=("qa", "arrow"), default="qa",
                     help="prompts: qa (the FV paper's Q:/A:, default) or arrow (the task-vector paper's)")
     fv.add_argument("--formulation", choices=("residual", "out_proj", "scaled"), default="residual",
                     help="what a head contributes (default residual: after a post-attention norm; see the docs)")
-    fv.add_argument("--layer", type=int, default=None, help="layer to add it at (default: best on dev items)")
-    fv.add_argument("--n-clean", type=int, default=FV_CLEAN,
+    fv.add_argument("--layer", type=at_least(0), default=None, help="layer to add it at (default: best on dev items)")
+    fv.add_argument("--n-clean", type=at_least(1), default=FV_CLEAN,
                     help=f"clean prompts averaged for ā (default: {FV_CLEAN})")
-    fv.add_argument("--n-corrupted", type=int, default=FV_CORRUPTED,
+    fv.add_argument("--n-corrupted", type=at_least(1), default=FV_CORRUPTED,
                     help=f"shuffled-label prompts for the AIE (default: {FV_CORRUPTED})")
-    fv.add_argument("--n-dev", type=int, default=FV_PAPER.n_dev,
+    fv.add_argument("--n-dev", type=at_least(1), default=FV_PAPER.n_dev,
                     help=f"dev queries of the layer sweep (default: {FV_PAPER.n_dev})")
     fv.add_argument("--seed", type=int, default=0, help="seed of the split and the prompts (default 0)")
     add_model_options(fv)
@@ -42,8 +42,10 @@ def _fv(args: argparse.Namespace) -> None:
     from tv_lens.function_vectors.vector import function_vector
     from tv_lens.models.loading import load_model
     from tv_lens.tasks import resolve_task
+    from tv_lens.tasks.prompts import QA_FORMAT, PromptFormat, check_pairs
 
     task = resolve_task(args.task)
+    check_pairs(task, QA_FORMAT if args.format == "qa" else PromptFormat())  # before the model loads
     model = load_model(args.model, **placement(args))
     settings = dict(fmt=args.format, seed=args.seed, n_clean=args.n_clean, n_corrupted=args.n_corrupted)
     effects = head_effects(model, task, **settings)

@@ -29,7 +29,8 @@ from tv_lens import __version__
 from tv_lens.cli import evaluate as cli_evaluate
 from tv_lens.cli import fv as cli_fv
 from tv_lens.cli import vectors as cli_vectors
-from tv_lens.cli.options import add_run_options, apply_run_options
+from tv_lens.cli.options import Parser, add_run_options, apply_run_options
+from tv_lens.tasks.texts import escape_controls
 
 AddCommands = Callable[..., None]  # registers commands on the action of ArgumentParser.add_subparsers()
 
@@ -60,7 +61,7 @@ def _tasks(args: argparse.Namespace) -> None:
 
 def _show_warning(message, *_) -> None:
     """Warnings in one line, as errors are (not Python's two, with a line of our source)."""
-    print(f"tv-lens: warning: {message}", file=sys.stderr)
+    print(f"tv-lens: warning: {escape_controls(str(message))}", file=sys.stderr)
 
 
 def add_commands(commands) -> None:
@@ -93,7 +94,7 @@ def build_parser(extra: Sequence[AddCommands] | None = None) -> argparse.Argumen
     """The parser of the library's commands and of `extra` ones (default: the registered ones); every command gets
     the run options."""
     extra = registered_commands() if extra is None else extra
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tv-lens",
         description="Task vectors of in-context learning (Hendel et al. 2023) on TransformerLens.",
     )
@@ -108,7 +109,9 @@ def build_parser(extra: Sequence[AddCommands] | None = None) -> argparse.Argumen
 
 def main(argv: list[str] | None = None, extra: Sequence[AddCommands] | None = None) -> int:
     """Run one command; its errors end as one line on stderr and exit status 2."""
-    args = build_parser(extra).parse_args(argv)
+    args = build_parser(extra).parse(argv)
+    if args is None:  # a bad argument, said in one line
+        return 2
     from huggingface_hub.utils import logging as hub_logging
 
     hub_logging.set_verbosity_error()  # offline, each hub retry would print a warning before our one-line error
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None, extra: Sequence[AddCommands] | None = No
         apply_run_options(args)
         args.run(args)
     except (ValueError, OSError, FloatingPointError) as err:
-        print(f"tv-lens: error: {err}", file=sys.stderr)
+        print(f"tv-lens: error: {escape_controls(str(err))}", file=sys.stderr)
         return 2
     return 0
 

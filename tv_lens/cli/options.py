@@ -1,17 +1,68 @@
-"""What every `tv-lens` command shares: the run options (`--threads`, `--quiet`) applied before a
-command's work starts, and the options of the commands that load a model (`--model` and its placement:
-`--device`, `--dtype`, `--device-map`, ...). Light on purpose: command modules import it at the top."""
+"""What every `tv-lens` command shares: a parser whose errors are one line, value types that refuse
+a bad number before any model loads (`at_least`, `finite_float`), the run options (`--threads`,
+`--quiet`) applied before a command's work starts, and the options of the commands that load a model
+(`--model` and its placement: `--device`, `--dtype`, `--device-map`, ...). Light on purpose: command
+modules import it at the top."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
+from collections.abc import Callable
+
+from tv_lens.tasks.texts import escape_controls
 
 DEFAULT_MODEL = "gemma-3-270m"
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr (exit status 2), naming `--help`;
+    `parse` returns None after such an error instead of exiting."""
+
+    def parse(self, argv: list[str] | None) -> argparse.Namespace | None:
+        """The parsed arguments, or None after a one-line error (`--help` still exits)."""
+        try:
+            return self.parse_args(argv)
+        except SystemExit as end:
+            if end.code == 2:
+                return None
+            raise
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {escape_controls(message)} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `minimum`."""
+    def whole(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    whole.__name__ = f"whole number >= {minimum}"
+    return whole
+
+
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number (not nan or inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """Give a command `--threads` and `--quiet`."""
-    parser.add_argument("--threads", type=int, metavar="N",
+    parser.add_argument("--threads", type=at_least(1), metavar="N",
                         help="pin torch to N CPU threads (default: adapt before each forward pass to the cores "
                              "other processes leave idle, at most torch's own count)")
     parser.add_argument("--quiet", action="store_true",

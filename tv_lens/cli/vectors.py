@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from tv_lens.cli.options import add_model_options, placement
+from tv_lens.cli.options import add_model_options, at_least, finite_float, placement
 from tv_lens.settings import PAPER
 
 
@@ -18,11 +18,11 @@ def add_commands(commands) -> None:
     learn.add_argument("--task", required=True, help="a task name (e.g. antonyms) or a task file "
                                                      "(.json, .jsonl, .csv)")
     learn.add_argument("--out", required=True, help="where to write the vector (.safetensors)")
-    learn.add_argument("--k", type=int, default=16, help="contexts averaged (default: 16)")
-    learn.add_argument("--layer", type=int, default=None, help="layer to use (default: best on a dev sweep)")
-    learn.add_argument("--n-shots", type=int, default=PAPER.n_shots,
+    learn.add_argument("--k", type=at_least(1), default=16, help="contexts averaged (default: 16)")
+    learn.add_argument("--layer", type=at_least(0), default=None, help="layer to use (default: best on a dev sweep)")
+    learn.add_argument("--n-shots", type=at_least(1), default=PAPER.n_shots,
                        help=f"demonstrations per context (default: {PAPER.n_shots})")
-    learn.add_argument("--n-dev", type=int, default=PAPER.n_dev,
+    learn.add_argument("--n-dev", type=at_least(1), default=PAPER.n_dev,
                        help=f"dev queries of the layer sweep (default: {PAPER.n_dev})")
     learn.add_argument("--seed", type=int, default=0,
                        help="seed of the contexts and dev queries drawn from the task (default: 0)")
@@ -36,13 +36,13 @@ def add_commands(commands) -> None:
     apply.add_argument("queries", nargs="+", help="the queries; a single - reads one query per line from stdin")
     apply.add_argument("--force", action="store_true", help="apply the vector to another model of the "
                                                             "same width anyway")
-    apply.add_argument("--max-new-tokens", type=int, default=1,
+    apply.add_argument("--max-new-tokens", type=at_least(1), default=1,
                        help="tokens to generate, stopping at a newline (default: 1, the paper's first token)")
-    apply.add_argument("--layer", type=int, default=None, help="layer (default: the vector's own)")
+    apply.add_argument("--layer", type=at_least(0), default=None, help="layer (default: the vector's own)")
     apply.add_argument("--mode", choices=("replace", "add"), default=None,
                        help="replace the residual stream with θ or add strength·θ to it (default: the "
                             "vector's own: replace for a task vector, the paper; add for a function vector)")
-    apply.add_argument("--strength", "--alpha", type=float, default=1.0,
+    apply.add_argument("--strength", "--alpha", type=finite_float, default=1.0,
                        help="α: θ is multiplied by it in add mode (default: 1)")
     apply.add_argument("--positions", choices=("last", "all"), default="last",
                        help="patch the last query token (paper) or every query token")
@@ -55,8 +55,10 @@ def _learn(args: argparse.Namespace) -> None:
     from tv_lens.models.loading import load_model
     from tv_lens.task_vectors.task_level import learn_task
     from tv_lens.tasks import resolve_task
+    from tv_lens.tasks.prompts import PromptFormat, check_pairs
 
     task = resolve_task(args.task)
+    check_pairs(task, PromptFormat())  # a text the arrow format cannot hold fails before the model loads
     if Path(args.out).is_dir():
         raise ValueError(f"--out {args.out} is a directory: give the vector file's path (.safetensors)")
     check_writable_folder(Path(args.out).parent)
@@ -79,9 +81,11 @@ def dev_curve(accuracy: list[float], how: str = "") -> str:
 
 def _apply(args: argparse.Namespace) -> None:
     from tv_lens.models.loading import load_model
-    from tv_lens.task_vectors.queries import QueryTooLongError
+    from tv_lens.task_vectors.applying import prompt_format
+    from tv_lens.task_vectors.queries import QueryTooLongError, check_queries
     from tv_lens.task_vectors.serving import TaskVectorSolver
     from tv_lens.task_vectors.vector import TaskVector
+    from tv_lens.tasks.texts import escape_controls, shown, stdin_lines
 
     theta = TaskVector.load(args.vector)
     spec = args.model or theta.model
@@ -92,12 +96,10 @@ def _apply(args: argparse.Namespace) -> None:
                          f"or pass --force to apply it anyway")
     queries = args.queries
     if queries == ["-"]:
-        try:
-            queries = [line.strip() for line in sys.stdin.buffer.read().decode("utf-8").splitlines() if line.strip()]
-        except UnicodeDecodeError as err:
-            raise ValueError(f"stdin is not UTF-8 text (byte {err.start}): give one UTF-8 query per line") from None
+        queries = stdin_lines(sys.stdin.buffer.read())
         if not queries:
             raise ValueError("no queries on stdin: give one query per line")
+    check_queries(queries, prompt_format(theta))  # the text rule of the vector's prompt format, before the model loads
     model = load_model(spec, **placement(args))
     solver = TaskVectorSolver(model, theta, layer=args.layer, mode=args.mode, strength=args.strength,
                               positions=args.positions, allow_transfer=args.force)
@@ -108,9 +110,9 @@ def _apply(args: argparse.Namespace) -> None:
     for i, (query, answer) in enumerate(zip(queries, answers)):
         if answer is None:
             n_tokens = dict(too_long.too_long)[i]
-            print(f"tv-lens: error: query {query[:20]!r}... {too_long.reason(n_tokens)}", file=sys.stderr, flush=True)
+            print(f"tv-lens: error: query {shown(query, 20)} {too_long.reason(n_tokens)}", file=sys.stderr, flush=True)
         else:
-            print(f"{query} -> {answer}", flush=True)
+            print(f"{escape_controls(query)} -> {escape_controls(answer)}", flush=True)
     if too_long:
         raise ValueError(f"{len(too_long.too_long)} of {len(queries)} queries were too long (reported above); "
                          "the others were answered")

@@ -13,26 +13,31 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from tv_lens.patching.engine import token_limit
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_PAPER
 from tv_lens.tasks import Item, Task, draw_queries, items_for, shuffle_labels
-from tv_lens.tasks.prompts import QA_FORMAT, PromptFormat
+from tv_lens.tasks.prompts import QA_FORMAT, PromptFormat, prompt_ready
 
 TRAIN_FRACTION = 0.7
 FORMATS = ("qa", "arrow")
 
 
-def task_in_format(model, task: Task, fmt: str | PromptFormat = "qa") -> tuple[Task, PromptFormat]:
+def task_in_format(model, task: Task, fmt: str | PromptFormat = "qa",
+                   n_shots: int = FV_PAPER.n_shots) -> tuple[Task, PromptFormat]:
     """The task filtered for the model's tokenizer in a prompt format, and that format: "qa" (the
     FV paper's `Q: {x}\nA: {y}`, answers after a space), "arrow" (the task-vector paper's, in the
-    variant the filter chooses) or a `PromptFormat` (its own variant)."""
+    variant the filter chooses) or a `PromptFormat` (its own variant). A text the format cannot hold
+    is refused, pairs too long for `n_shots`-shot prompts skipped (`tv_lens.tasks.texts.prompt_ready`)."""
     if isinstance(fmt, PromptFormat):
-        return task.filtered(model.tokenizer, leading_space=fmt.leading_space), fmt
-    if fmt == "qa":
-        return task.filtered(model.tokenizer, leading_space=True), QA_FORMAT
-    if fmt == "arrow":
+        kept = task.filtered(model.tokenizer, leading_space=fmt.leading_space)
+    elif fmt == "qa":
+        kept, fmt = task.filtered(model.tokenizer, leading_space=True), QA_FORMAT
+    elif fmt == "arrow":
         kept = task.filtered(model.tokenizer)
-        return kept, PromptFormat.for_task(kept)
-    raise ValueError(f"unknown prompt format {fmt!r}: choose one of {', '.join(FORMATS)} or pass a PromptFormat")
+        fmt = PromptFormat.for_task(kept)
+    else:
+        raise ValueError(f"unknown prompt format {fmt!r}: choose one of {', '.join(FORMATS)} or pass a PromptFormat")
+    return prompt_ready(kept, fmt, model.tokenizer, token_limit(model), n_shots), fmt
 
 
 @dataclass(frozen=True)

@@ -135,7 +135,7 @@ def head_effects(
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    kept, fmt = task_in_format(model, task, fmt)
+    kept, fmt = task_in_format(model, task, fmt, n_shots)
     items = items or fv_items(kept, seed, n_shots=n_shots, n_clean=n_clean, n_corrupted=n_corrupted,
                               n_dev=1, n_test=1)
     with counting() as count:

@@ -162,7 +162,7 @@ def function_vector(
     Without `layer`, the layer is the first best of a sweep adding the FV to the zero-shot prompts of
     `n_dev` dev items (train queries).
     """
-    kept, fmt = task_in_format(model, task, fmt)
+    kept, fmt = task_in_format(model, task, fmt, n_shots)
     items = fv_items(kept, seed, n_shots=n_shots, n_clean=n_clean, n_corrupted=n_corrupted, n_dev=n_dev, n_test=1)
     if effects is None:
         effects = head_effects(model, task, fmt=fmt, seed=seed, items=items, budget=budget)

@@ -149,7 +149,7 @@ def predict(
     order = sorted(range(len(groups)), key=lambda i: (prefix_lens[i], len(groups[i])))
     results: list[list[Prediction] | None] = [None] * len(groups)
     chunks = [(chunk, _padded_work(chunk, groups, prefix_lens))
-              for chunk in _chunks(order, groups, prefix_lens, budget)]
+              for chunk in _chunks(order, groups, prefix_lens, budget, token_limit(model))]
     with counter(sum(work for _, work in chunks), current_stage(), unit="tok", scale=True, delay=BAR_DELAY) as done:
         for chunk, work in chunks:
             outputs = _run_chunk(model, [groups[i] for i in chunk], [prefix_lens[i] for i in chunk],
@@ -193,11 +193,12 @@ def _shared_prefix_len(group: Sequence[Run]) -> int:
     return n
 
 
-def _chunks(order: list[int], groups, prefix_lens: list[int], budget: Budget):
-    """Consecutive groups (at least one at a time) whose padded passes fit the budget."""
+def _chunks(order: list[int], groups, prefix_lens: list[int], budget: Budget, limit: int | None):
+    """Consecutive groups (at least one at a time) whose padded passes fit the budget and, each run
+    padded to the chunk's longest prefix and suffix, the model's token `limit`."""
     chunk: list[int] = []
     for i in order:
-        if chunk and _over_budget(chunk + [i], groups, prefix_lens, budget):
+        if chunk and _over_budget(chunk + [i], groups, prefix_lens, budget, limit):
             yield chunk
             chunk = []
         chunk.append(i)
@@ -213,19 +214,23 @@ class _ChunkShape:
     prefix_tokens: int
     suffix_width: int
     run_width: int
+    padded_width: int
 
     @classmethod
     def of(cls, chunk: list[int], groups, prefix_lens: list[int]) -> _ChunkShape:
         runs = [(i, r) for i in chunk for r in groups[i]]
-        return cls(rows=len(runs), prefix_tokens=max(prefix_lens[i] for i in chunk) * len(chunk),
-                   suffix_width=max(len(r.tokens) - prefix_lens[i] for i, r in runs),
-                   run_width=max(len(r.tokens) for _, r in runs))
+        longest_prefix = max(prefix_lens[i] for i in chunk)
+        suffix_width = max(len(r.tokens) - prefix_lens[i] for i, r in runs)
+        return cls(rows=len(runs), prefix_tokens=longest_prefix * len(chunk), suffix_width=suffix_width,
+                   run_width=max(len(r.tokens) for _, r in runs), padded_width=longest_prefix + suffix_width)
 
 
-def _over_budget(chunk: list[int], groups, prefix_lens: list[int], budget: Budget) -> bool:
-    """Whether the chunk's prefix pass or its runs (rows x their full padded width) exceed the budget."""
+def _over_budget(chunk: list[int], groups, prefix_lens: list[int], budget: Budget, limit: int | None) -> bool:
+    """Whether the chunk's prefix pass or its runs (rows x their full padded width) exceed the budget,
+    or its padded width the model's token limit (prompts that fit alone never make a batch too wide)."""
     shape = _ChunkShape.of(chunk, groups, prefix_lens)
-    return shape.rows > budget.rows or max(shape.prefix_tokens, shape.run_width * shape.rows) > budget.tokens
+    return (shape.rows > budget.rows or max(shape.prefix_tokens, shape.run_width * shape.rows) > budget.tokens
+            or bool(limit and shape.padded_width > limit))
 
 
 def _padded_work(chunk: list[int], groups, prefix_lens: list[int]) -> int:

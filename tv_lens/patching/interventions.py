@@ -12,6 +12,8 @@ The engine (`tv_lens.patching.engine`) writes each run's interventions into a le
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -52,6 +54,12 @@ class Intervention:
     strength: float = 1.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "strength", check_strength(self.strength))
+        if self.value is not None and (not isinstance(self.value, Tensor) or self.value.ndim != 1
+                                       or not self.value.dtype.is_floating_point):
+            raise ValueError(f"intervention value must be a one-dimensional float tensor ([d_model], or [d_head] "
+                             f"with a head), got {_described(self.value)}: for a TaskVector's [n_layers, d_model] "
+                             f"tensor, give one layer's row (theta.at(layer))")
         if self.mode not in get_args(Mode):
             raise ValueError(f"intervention mode must be one of {get_args(Mode)}, not {self.mode!r}")
         positions = self.positions
@@ -101,6 +109,19 @@ def query_positions(model, tokens: Int[Tensor, "batch pos"], mask: Int[Tensor, "
     if leading_bos is not None:
         real[rows[leading_bos], first[leading_bos]] = False
     return real
+
+
+def check_strength(strength: object) -> float:
+    """`strength` as a float if it is a finite real number, else a one-line ValueError."""
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not math.isfinite(strength):
+        raise ValueError(f"strength must be a finite number, got {strength!r}")
+    return float(strength)
+
+
+def _described(value: object) -> str:
+    if isinstance(value, Tensor):
+        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {list(value.shape)}"
+    return f"a {type(value).__name__}"
 
 
 def check_layer(model, layer: int) -> None:

@@ -33,10 +33,11 @@ def apply(
     `TaskVector.intervention`) or interventions of your own. A query over the model's token limit
     raises `QueryTooLongError` after the others are answered (in its `answers`).
     """
-    queries = check_queries(queries)
+    fmt = prompt_format(vector, fmt)
+    queries = check_queries(queries, fmt)
     edits = as_interventions(model, vector, layer, mode=mode, strength=strength, positions=positions,
                              allow_transfer=allow_transfer)
-    prompts = encode(model, [prompt_format(vector, fmt).query(q) for q in queries])
+    prompts = encode(model, [fmt.query(q) for q in queries])
     return answer_fitting(model, queries, prompts, 0,
                           lambda fitting: decode(model, next_tokens(model, fitting, [edits] * len(fitting),
                                                                     budget=budget)))
@@ -64,8 +65,14 @@ def as_interventions(model, vector: Vector, layer: int | None = None, *, mode: M
         edits = (vector.intervention(layer, mode=mode, strength=strength, positions=positions),)
     elif (layer, mode, strength, positions) != (None, None, 1.0, "last"):
         raise TypeError("layer, mode, strength and positions place a TaskVector; give them to your Intervention")
+    elif isinstance(vector, Intervention):
+        edits = (vector,)
+    elif isinstance(vector, Sequence) and all(isinstance(edit, Intervention) for edit in vector):
+        edits = tuple(vector)
     else:
-        edits = (vector,) if isinstance(vector, Intervention) else tuple(vector)
+        raise TypeError(f"the vector must be a TaskVector, an Intervention or a list of them, got "
+                        f"{type(vector).__name__}: wrap a tensor as TaskVector(vectors=...) ([n_layers, d_model]) "
+                        f"or Intervention(layer=L, value=...) ([d_model])")
     for edit in edits:
         check_intervention(model, edit)
     return edits

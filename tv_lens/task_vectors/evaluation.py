@@ -11,7 +11,7 @@ from torch import Tensor
 
 from tv_lens.codec import NOT_STORED, Layer, PerLayer, Record
 from tv_lens.models.provenance import model_provenance, versions
-from tv_lens.patching.engine import Budget, Run, counting, decode, encode, predict
+from tv_lens.patching.engine import Budget, Run, counting, decode, encode, predict, token_limit
 from tv_lens.patching.interventions import RESID_POST, Intervention
 from tv_lens.progress import stage
 from tv_lens.settings import PAPER, Settings
@@ -20,7 +20,7 @@ from tv_lens.task_vectors.applying import next_tokens
 from tv_lens.task_vectors.learning import learn_items
 from tv_lens.task_vectors.sweep import best_layer, layer_sweep
 from tv_lens.tasks import Task, get_scorer, sample_splits
-from tv_lens.tasks.prompts import PromptFormat
+from tv_lens.tasks.prompts import PromptFormat, prompt_ready
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,7 @@ def evaluate(
         use_filter = task.single_token_filter if single_token_filter is None else single_token_filter
         kept = task.filtered(model.tokenizer, use_filter)
         fmt = fmt or PromptFormat.for_task(kept)
+        kept = prompt_ready(kept, fmt, model.tokenizer, token_limit(model), settings.n_shots)
         splits = sample_splits(kept, seed=seed, **asdict(settings))
         scorer = get_scorer(task.scoring)
         lap("prepare")

@@ -42,7 +42,7 @@ def generate(
 
     `vector=None` generates from the bare queries without an edit (the zero-shot baseline).
     """
-    queries = check_queries(queries)
+    queries = check_queries(queries, prompt_format(vector, fmt))
     edits = () if vector is None else as_interventions(model, vector, layer, mode=mode, strength=strength,
                                                        positions=positions, allow_transfer=allow_transfer)
     prompts = encode(model, [prompt_format(vector, fmt).query(q) for q in queries])

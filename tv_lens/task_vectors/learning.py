@@ -10,7 +10,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.models.provenance import model_provenance, versions
-from tv_lens.patching.engine import Budget, Run, encode, predict
+from tv_lens.patching.engine import Budget, Run, encode, predict, token_limit
 from tv_lens.patching.interventions import RESID_POST, check_layer
 from tv_lens.task_vectors.vector import TaskVector
 from tv_lens.tasks import Item, context_item
@@ -29,6 +29,8 @@ def learn(
 ) -> TaskVector:
     """θ learned from `demos` (x, y) pairs: the mean over `dummies` (inputs x' of the task, the
     paper uses 2) of `resid_post` at the arrow, for every layer from one forward pass."""
+    if isinstance(demos, str) or isinstance(dummies, str):
+        raise TypeError("demos is a list of (x, y) pairs and dummies a list of inputs, not strings")
     if not demos:
         raise ValueError("learn needs at least one demonstration (x, y) pair")
     if not dummies:
@@ -36,13 +38,36 @@ def learn(
     if layer is not None:
         check_layer(model, layer)
     fmt = fmt or PromptFormat()
-    (theta,), _ = learn_items(model, [context_item(demos, dummies)], fmt)
+    item = context_item(_checked_demos(fmt, demos),
+                        [fmt.check_text(x, f"dummy query {i}") for i, x in enumerate(dummies)])
+    _check_fits(model, fmt.dummy_prompts(item))
+    (theta,), _ = learn_items(model, [item], fmt)
     info = model_provenance(model)
     return TaskVector(
         vectors=theta, layer=layer, model=info["model"], fingerprint=info["fingerprint"],
         prompt_format=asdict(fmt), n_shots=len(demos), n_contexts=1, seed=seed, task=task,
         versions=versions(),
     )
+
+
+def _checked_demos(fmt: PromptFormat, demos: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The demonstrations as (x, y) pairs of texts the prompt format can hold, else a one-line error."""
+    checked = []
+    for i, pair in enumerate(demos):
+        if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
+            raise TypeError(f"demonstration {i} must be an (input, output) pair, got {pair!r}")
+        checked.append((fmt.check_text(pair[0], f"demonstration {i} input"),
+                        fmt.check_text(pair[1], f"demonstration {i} output")))
+    return checked
+
+
+def _check_fits(model, prompts: Sequence[str]) -> None:
+    """Refuse prompts longer than the model's token limit before any batch is built."""
+    limit = token_limit(model)
+    for i, tokens in enumerate(encode(model, prompts)):
+        if limit and len(tokens) > limit:
+            raise ValueError(f"the prompt of these demonstrations and dummy query {i} has {len(tokens)} tokens, "
+                             f"over this model's limit of {limit}: use fewer or shorter demonstrations")
 
 
 def learn_items(

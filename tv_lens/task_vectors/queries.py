@@ -1,5 +1,5 @@
-"""Queries from users: refused when malformed, never silently truncated, answered one by one
-when some of them are too long for the model."""
+"""Queries from users: refused when malformed (the text rule of the prompt format, `PromptFormat.
+text_problem`), never silently truncated, answered one by one when some of them are too long for the model."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 
 from tv_lens.errors import TvLensError
 from tv_lens.patching.engine import token_limit
+from tv_lens.tasks.prompts import PromptFormat
 
 
 class QueryTooLongError(TvLensError):
@@ -29,20 +30,15 @@ class QueryTooLongError(TvLensError):
         return f"has {n_tokens} tokens (with the prompt{extra}), over this model's limit of {self.limit}"
 
 
-def check_queries(queries: Sequence[str]) -> list[str]:
-    """The queries as a list; a bare string, an empty list, or an empty or whitespace-only query
-    is refused."""
+def check_queries(queries: Sequence[str], fmt: PromptFormat) -> list[str]:
+    """The queries as a list; a bare string, an empty list, an empty or whitespace-only query, or one
+    the prompt format `fmt` cannot hold (a line break where it splits prompts) is refused."""
     if isinstance(queries, str):
         raise TypeError(f"queries must be a list of strings, not one string: write [{queries!r}]")
     queries = list(queries)
     if not queries:
         raise ValueError("no queries: give at least one")
-    for i, q in enumerate(queries):
-        if not isinstance(q, str):
-            raise TypeError(f"query {i} is a {type(q).__name__}, not a string")
-        if not q.strip():
-            raise ValueError(f"query {i} is empty or whitespace only: give the input of the task")
-    return queries
+    return [fmt.check_text(q, f"query {i}") for i, q in enumerate(queries)]
 
 
 def answer_fitting(

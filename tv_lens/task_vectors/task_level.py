@@ -12,7 +12,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.models.provenance import model_provenance, versions
-from tv_lens.patching.engine import Budget
+from tv_lens.patching.engine import Budget, token_limit
 from tv_lens.patching.interventions import check_layer
 from tv_lens.progress import stage
 from tv_lens.settings import PAPER, Settings
@@ -20,7 +20,7 @@ from tv_lens.task_vectors.learning import learn_items
 from tv_lens.task_vectors.sweep import best_layer, layer_sweep
 from tv_lens.task_vectors.vector import TaskVector
 from tv_lens.tasks import Item, Task, get_scorer, sample_contexts, sample_items
-from tv_lens.tasks.prompts import PromptFormat
+from tv_lens.tasks.prompts import PromptFormat, prompt_ready
 
 
 def learn_task(
@@ -49,6 +49,7 @@ def learn_task(
         raise ValueError(f"k (the number of contexts) must be at least 1, got {k}")
     kept = task.filtered(model.tokenizer, single_token_filter)
     fmt = fmt or PromptFormat.for_task(kept)
+    kept = prompt_ready(kept, fmt, model.tokenizer, token_limit(model), settings.n_shots)
     contexts = sample_contexts(kept, k, seed, n_shots=settings.n_shots, n_dummies=settings.n_dummies, exclude=exclude)
     with stage(f"θ of {k} contexts"):
         thetas, _ = learn_items(model, contexts, fmt, budget=budget)

@@ -71,6 +71,15 @@ class TaskVector:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
+        vectors = self.vectors
+        if not isinstance(vectors, Tensor) or vectors.ndim != 2 or 0 in vectors.shape \
+                or not vectors.dtype.is_floating_point:
+            got = (f"a {str(vectors.dtype).removeprefix('torch.')} tensor of shape {list(vectors.shape)}"
+                   if isinstance(vectors, Tensor) else f"a {type(vectors).__name__}")
+            raise ValueError(f"a TaskVector's vectors must be a float tensor [n_layers, d_model] (one row per layer), "
+                             f"got {got}: for one layer's vector use Intervention(layer=L, value=v)")
+        if self.layer is not None and (not _is_int(self.layer) or not 0 <= self.layer < vectors.shape[0]):
+            raise ValueError(f"layer {self.layer!r} is not one of this vector's layers 0..{vectors.shape[0] - 1}")
         kind = FUNCTION_VECTOR if isinstance(self, FunctionVector) else TASK_VECTOR
         if self.kind != kind:
             raise ValueError(f"a {type(self).__name__} has kind {kind!r}, not {self.kind!r}: build a "

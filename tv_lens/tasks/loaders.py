@@ -3,8 +3,10 @@
 Accepted layouts: a JSON object `{input: output or [outputs]}`; a JSON list of
 `{"input": ..., "output": ...}` (output a string or a list of strings; or `"outputs": [...]`); JSONL
 with one such object per line; CSV with `input` and `output` columns (a header row; other columns
-are ignored). Values are stripped. An input given more than once (a repeated JSON key, a repeated
-row) keeps all its outputs as accepted alternatives, the first one canonical, with one warning line.
+are ignored). Values are stripped. A `\n` inside a value loads (the prompt format a task is written in
+judges it: `tv_lens.tasks.texts`); any other line break is refused. An input given more than once (a
+repeated JSON key, a repeated row) keeps all its outputs as accepted alternatives, the first one
+canonical, with one warning line.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from tv_lens.errors import TvLensError
 from tv_lens.tasks.task import Task
+from tv_lens.tasks.texts import escape_controls, foreign_break_problem, shown
 
 FORMATS = (".json", ".jsonl", ".csv")
 
@@ -73,8 +76,9 @@ def _text(path: Path, where: str, field: str, value: Any) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise TaskFileError(f"{path}: {where}: {field} {value!r} is not valid Unicode (a lone surrogate)") from None
-    if "\n" in value or "\r" in value:
-        raise TaskFileError(f"{path}: {where}: {field} {value!r} contains a line break")
+    problem = foreign_break_problem(value, newline_allowed=True)
+    if problem:  # a `\n` is the prompt format's to judge (`PromptFormat.text_problem`)
+        raise TaskFileError(f"{path}: {where}: {field} {shown(value)} {problem}")
     return value
 
 
@@ -206,7 +210,8 @@ def load_task(
     description: str = "",
     single_token_filter: bool | None = None,
 ) -> Task:
-    """Read a task from a .json, .jsonl or .csv file (name defaults to the file's stem).
+    """Read a task from a .json, .jsonl or .csv file (name defaults to the file's stem, its control
+    characters escaped).
 
     With the defaults the task gets the paper's protocol, exactly as a built-in task of the same
     pairs and scoring does; a file that repeats inputs loads with one `TaskFileWarning` line."""
@@ -220,7 +225,7 @@ def load_task(
                       TaskFileWarning, stacklevel=2)
     try:
         return Task(
-            name=name or path.stem,
+            name=name or escape_controls(path.stem),
             category=category,
             description=description or f"loaded from {path.name}",
             pairs=pairs,

@@ -11,6 +11,7 @@ from typing import Any
 
 from tv_lens.tasks.filters import FilterReport, filter_pairs, protocol_problem
 from tv_lens.tasks.scoring import get_scorer
+from tv_lens.tasks.texts import escape_controls, foreign_break_problem
 
 CATEGORIES = ("algorithmic", "translation", "linguistic", "knowledge", "custom")
 UNFILTERED_SCORERS = frozenset({"prefix"})
@@ -25,8 +26,9 @@ def _check_text(value: Any, what: str) -> str:
         raise ValueError(f"{what} is empty")
     if value != value.strip():
         raise ValueError(f"{what} {value!r} has leading or trailing whitespace; strip it")
-    if "\n" in value or "\r" in value:
-        raise ValueError(f"{what} {value!r} contains a line break")
+    problem = foreign_break_problem(value, newline_allowed=True)
+    if problem:  # a `\n` is the prompt format's to judge (`PromptFormat.text_problem`)
+        raise ValueError(f"{what} {value!r} {problem}")
     return value
 
 
@@ -69,6 +71,9 @@ class Task:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or self.name != self.name.strip():
             raise ValueError(f"task name must be a non-empty string without surrounding spaces, got {self.name!r}")
+        if escape_controls(self.name) != self.name:
+            raise ValueError(f"task name {self.name!r} contains control characters: name it in printable "
+                             f"characters (e.g. {escape_controls(self.name)!r})")
         if self.category not in CATEGORIES:
             raise ValueError(f"task {self.name!r}: unknown category {self.category!r}; valid: {', '.join(CATEGORIES)}")
         get_scorer(self.scoring)
