@@ -1,9 +1,11 @@
-"""`tv-lens learn` and `tv-lens apply`: make a task-vector file, and answer queries with one."""
+"""`tv-lens learn` and `tv-lens apply`: make a task-vector file, and answer queries with one (and what
+`tv-lens generate` shares with `apply`: loading a vector with its model, reading and answering queries)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tv_lens.cli.options import add_model_options, placement
@@ -78,9 +80,19 @@ def dev_curve(accuracy: list[float], how: str = "") -> str:
 
 
 def _apply(args: argparse.Namespace) -> None:
-    from tv_lens.models.loading import load_model
-    from tv_lens.task_vectors.queries import QueryTooLongError
     from tv_lens.task_vectors.serving import TaskVectorSolver
+
+    queries = read_queries(args.queries)  # before the model loads: bad input fails in a moment
+    theta, model = load_vector_and_model(args)
+    solver = TaskVectorSolver(model, theta, layer=args.layer, mode=args.mode, strength=args.strength,
+                              positions=args.positions, allow_transfer=args.force)
+    print_answers(queries, lambda: solver.generate(queries, max_new_tokens=args.max_new_tokens))
+
+
+def load_vector_and_model(args: argparse.Namespace):
+    """The vector file `args.vector` and the model it runs on (`--model`, else the vector's own;
+    another model than the vector's only with `--force`)."""
+    from tv_lens.models.loading import load_model
     from tv_lens.task_vectors.vector import TaskVector
 
     theta = TaskVector.load(args.vector)
@@ -90,27 +102,37 @@ def _apply(args: argparse.Namespace) -> None:
     if args.model and args.model != theta.model and not args.force:
         raise ValueError(f"{args.vector} was learned on {theta.model}, not {args.model}: drop --model, "
                          f"or pass --force to apply it anyway")
-    queries = args.queries
-    if queries == ["-"]:
-        try:
-            queries = [line.strip() for line in sys.stdin.buffer.read().decode("utf-8").splitlines() if line.strip()]
-        except UnicodeDecodeError as err:
-            raise ValueError(f"stdin is not UTF-8 text (byte {err.start}): give one UTF-8 query per line") from None
-        if not queries:
-            raise ValueError("no queries on stdin: give one query per line")
-    model = load_model(spec, **placement(args))
-    solver = TaskVectorSolver(model, theta, layer=args.layer, mode=args.mode, strength=args.strength,
-                              positions=args.positions, allow_transfer=args.force)
+    return theta, load_model(spec, **placement(args))
+
+
+def read_queries(queries: list[str]) -> list[str]:
+    """The queries given, or with a single `-` one query per non-empty line of stdin (UTF-8)."""
+    if queries != ["-"]:
+        return queries
     try:
-        answers, too_long = solver.generate(queries, max_new_tokens=args.max_new_tokens), None
+        queries = [line.strip() for line in sys.stdin.buffer.read().decode("utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"stdin is not UTF-8 text (byte {err.start}): give one UTF-8 query per line") from None
+    if not queries:
+        raise ValueError("no queries on stdin: give one query per line")
+    return queries
+
+
+def print_answers(queries: list[str], answer: Callable[[], list[str]]) -> None:
+    """`query -> answer` per query (lines after an answer's first indented); a query too long for the
+    model is one error line on stderr, then the command fails once the others are printed."""
+    from tv_lens.task_vectors.queries import QueryTooLongError
+
+    try:
+        answers, too_long = answer(), None
     except QueryTooLongError as err:
         answers, too_long = err.answers, err
-    for i, (query, answer) in enumerate(zip(queries, answers)):
-        if answer is None:
+    for i, (query, text) in enumerate(zip(queries, answers)):
+        if text is None:
             n_tokens = dict(too_long.too_long)[i]
             print(f"tv-lens: error: query {query[:20]!r}... {too_long.reason(n_tokens)}", file=sys.stderr, flush=True)
         else:
-            print(f"{query} -> {answer}", flush=True)
+            print(f"{query} -> {text}".replace("\n", "\n    "), flush=True)
     if too_long:
         raise ValueError(f"{len(too_long.too_long)} of {len(queries)} queries were too long (reported above); "
                          "the others were answered")
