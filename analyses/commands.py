@@ -50,8 +50,9 @@ def add_commands(commands) -> None:
     p = commands.add_parser(
         "reproduce", help="run every experiment of the paper on one model, then its figures and report",
         description="Run the paper's five experiments on one model (main table, layer sweep, conflicting tasks, "
-                    "top tokens, clusters) and function vectors beside them, resuming what a run directory already "
-                    "holds; print the tables, then write the figures and report.html into RUN_DIR/figures.")
+                    "top tokens, clusters), function vectors beside them and the composition of vectors (compound "
+                    "list tasks), resuming what a run directory already holds; print the tables, then write the "
+                    "figures and report.html into RUN_DIR/figures.")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 5 tasks, 8 items each (the full protocol otherwise)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<model>, runs/<model>-quick with --quick)")

@@ -1,5 +1,5 @@
-"""Every experiment of the paper on one model, and function vectors beside them, resumable, ending with
-a table in the terminal (`tv-lens reproduce`, defined in `analyses/commands.py`)."""
+"""Every experiment of the paper on one model, function vectors beside them and the composition of vectors,
+resumable, ending with a table in the terminal (`tv-lens reproduce`, defined in `analyses/commands.py`)."""
 
 from __future__ import annotations
 
@@ -16,20 +16,31 @@ from tv_lens.report.tables import as_text
 from tv_lens.runs.store import Shard
 from tv_lens.settings import Settings
 
-from . import EXPERIMENTS, clusters, conflicting_tasks, function_vectors, layer_sweep, main_table, top_tokens
+from . import (
+    EXPERIMENTS,
+    clusters,
+    composition,
+    conflicting_tasks,
+    function_vectors,
+    layer_sweep,
+    main_table,
+    top_tokens,
+)
 from .common import Outcome, Progress, check_run_arguments, default_out, resolve_tasks, say, usable_tasks
 
 
 @dataclass(frozen=True)
 class Protocol:
     """Sizes of every experiment (the main table's `Settings`, the others' settings holding one each,
-    the top tokens listed), the function vectors' prompt formats, and the tasks (None: the paper's 18)."""
+    the top tokens listed), the function vectors' prompt formats, and the tasks (None: the paper's 18;
+    the composition has its own)."""
 
     main: Settings = field(default_factory=Settings)
     conflict: conflicting_tasks.ConflictSettings = field(default_factory=conflicting_tasks.ConflictSettings)
     cluster: clusters.ClusterSettings = field(default_factory=clusters.ClusterSettings)
     fv: function_vectors.FVSettings = field(default_factory=function_vectors.FVSettings)
     fv_formats: tuple[str, ...] = FORMATS
+    composition: composition.CompositionSettings = field(default_factory=composition.CompositionSettings)
     k: int = top_tokens.TOP_K
     tasks: tuple[str, ...] | None = None
 
@@ -40,6 +51,7 @@ QUICK = Protocol(
     conflict=conflicting_tasks.ConflictSettings(n_items=8),
     cluster=clusters.ClusterSettings(n_per_task=8),
     fv=function_vectors.FVSettings().but(n_clean=6, n_corrupted=3, n_dev=4, n_test=4, tv_contexts=2),
+    composition=composition.CompositionSettings().but(n_clean=6, n_corrupted=3, n_dev=4, n_test=8, tv_contexts=2),
     k=10,
     tasks=("next_letter", "to_upper", "list_last", "list_first", "antonyms"),
 )
@@ -50,9 +62,10 @@ def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,
               experiments: Sequence[str] = EXPERIMENTS) -> dict[str, Outcome]:
     """The chosen `experiments`, in this order: main table, layer sweep, conflicting tasks (the
     paper's pairs among `tasks`), top tokens and clusters (each reusing the main table's best layers),
-    function vectors. Tasks left without single-token outputs by this model's tokenizer are skipped,
-    each with one line. With a `shard`, only the shard's share of the units of the main table, the
-    conflicting tasks, the clusters and the function vectors."""
+    function vectors, composition (of its own compound list tasks). Tasks left without single-token
+    outputs by this model's tokenizer are skipped, each with one line. With a `shard`, only the shard's
+    share of the units of the main table, the conflicting tasks, the clusters, the function vectors
+    and the composition's vectors."""
     unknown = sorted(set(experiments) - set(EXPERIMENTS))
     if unknown:
         raise ValueError(f"unknown experiments {unknown}: choose from {', '.join(EXPERIMENTS)}")
@@ -61,7 +74,7 @@ def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,
     pairs = [p for p in conflicting_tasks.PAPER_PAIRS if set(p) <= names]
     outcomes = {}
     with counter(len(experiments), "reproduce", unit="experiment") as done:
-        if set(experiments) - {"function_vectors"}:
+        if set(experiments) - {"function_vectors", "composition"}:
             main = main_table.run(model, out, tasks, protocol.main, seed, progress, shard)
             outcomes["main_table"] = main
             layers = None if shard else main_table.layers_of(main.results.tasks)
@@ -95,6 +108,14 @@ def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,
         if "function_vectors" in experiments:
             outcomes["function_vectors"] = function_vectors.run(model, out, tasks, protocol.fv, seed,
                                                                 protocol.fv_formats, progress, shard)
+            done.update()
+        if "composition" in experiments:
+            try:
+                composition.shared_tasks(model, protocol.composition.format)
+            except ValueError as err:
+                progress(f"[composition] skipped: {err}")
+            else:
+                outcomes["composition"] = composition.run(model, out, protocol.composition, seed, progress, shard)
             done.update()
     return outcomes
 

@@ -29,6 +29,7 @@ FIGURES = {
     "top_tokens": plots.top_tokens_table,
     "clusters": plots.tsne_scatter,
     "function_vectors": plots.function_vectors,
+    "composition": plots.composition,
 }
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 

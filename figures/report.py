@@ -17,7 +17,8 @@ TITLES = {"main_table": "1. Main table: baseline, ICL, task vector",
           "conflicting_tasks": "3. Conflicting tasks",
           "top_tokens": "4. Top tokens of θ",
           "clusters": "5. Clustering of θ",
-          "function_vectors": "6. Function vectors (Todd et al. 2024) beside task vectors"}
+          "function_vectors": "6. Function vectors (Todd et al. 2024) beside task vectors",
+          "composition": "7. Composition: compound tasks from the vectors of simpler ones"}
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}td{vertical-align:top}pre{background:#f6f6f6;padding:8px;overflow-x:auto}"""

@@ -7,7 +7,16 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from analyses import clusters, conflicting_tasks, function_vectors, layer_sweep, main_table, reproduce, top_tokens
+from analyses import (
+    clusters,
+    composition,
+    conflicting_tasks,
+    function_vectors,
+    layer_sweep,
+    main_table,
+    reproduce,
+    top_tokens,
+)
 from tv_lens.report.tables import as_text
 from tv_lens.runs.records import SCHEMA_VERSION, results_from_dict
 from tv_lens.runs.store import ResultsError, Store, load_results
@@ -21,6 +30,8 @@ SMALL = Settings(n_baseline=6, n_dev=6, n_test=6)
 SMALL_FV = function_vectors.FVSettings().but(n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2)
 SMALL_PROTOCOL = reproduce.Protocol(main=SMALL, conflict=conflicting_tasks.ConflictSettings(n_items=6),
                                     fv=SMALL_FV, fv_formats=("arrow",),
+                                    composition=composition.CompositionSettings(format="arrow").but(
+                                        n_shots=3, n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2),
                                     cluster=clusters.ClusterSettings(n_per_task=6), k=5)
 QUIET = dict(progress=lambda message: None)
 
@@ -190,12 +201,13 @@ def test_clusters_at_the_median_best_layer_and_another_layer_without_new_vectors
 def test_reproduce_runs_every_analysis(tiny_llama, tmp_path):
     outcomes = reproduce.reproduce(tiny_llama, tmp_path, TASKS, SMALL_PROTOCOL, **QUIET)
     assert list(outcomes) == ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters",
-                              "function_vectors"]
+                              "function_vectors", "composition"]
     for name in outcomes:
         results_from_dict(json.loads((tmp_path / name / "results.json").read_text()))
     assert len(outcomes["conflicting_tasks"].results.pairs) == 2
     report = reproduce.format_report(outcomes)
     assert "== main table ==" in report and "== clusters ==" in report and "== function vectors ==" in report
+    assert "== composition ==" in report
     again = reproduce.reproduce(tiny_llama, tmp_path, TASKS, SMALL_PROTOCOL, **QUIET)
     assert all(o.computed == [] for o in again.values())
 

@@ -68,11 +68,11 @@ def test_the_library_never_imports_its_experiments():
     assert done.stdout.split() == []
 
 
-def test_tasks_lists_all_18_with_counts_after_the_filter(capsys):
+def test_tasks_lists_all_18_and_the_compound_tasks_with_counts_after_the_filter(capsys):
     assert main(["tasks", "--model", "gemma-3-270m"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].split()[:2] == ["task", "category"]
-    assert len(lines) == 19
+    assert len(lines) == 1 + 18 + 4 and lines[-1].startswith("list_last_next")
     antonyms = next(line.split() for line in lines if line.startswith("antonyms"))
     assert int(antonyms[-1]) >= 60
 

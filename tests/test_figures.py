@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import torch
 
-from analyses import clusters, conflicting_tasks, function_vectors, reproduce
+from analyses import clusters, composition, conflicting_tasks, function_vectors, reproduce
 from figures import make as figures
 from tv_lens.analysis.geometry import tsne_2d
 from tv_lens.cli.main import main
@@ -18,12 +18,14 @@ from tv_lens.task_vectors.evaluation import evaluate
 from tv_lens.tasks import get_task
 
 FIGURES_MADE = ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters",
-                "function_vectors_heads_arrow", "function_vectors_layers_arrow"]
+                "function_vectors_heads_arrow", "function_vectors_layers_arrow", "composition"]
 PROTOCOL = reproduce.Protocol(main=Settings(n_baseline=6, n_dev=6, n_test=6),
                               fv=function_vectors.FVSettings().but(n_clean=4, n_corrupted=2, n_dev=3, n_test=3,
                                                                    k=3, tv_contexts=2), fv_formats=("arrow",),
                               conflict=conflicting_tasks.ConflictSettings(n_items=6),
-                              cluster=clusters.ClusterSettings(n_per_task=6), k=5)
+                              cluster=clusters.ClusterSettings(n_per_task=6), k=5,
+                              composition=composition.CompositionSettings(format="arrow").but(
+                                  n_shots=3, n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2))
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

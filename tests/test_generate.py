@@ -6,7 +6,7 @@ import torch
 from tv_lens.patching import hooks
 from tv_lens.patching.engine import Run, encode, predict
 from tv_lens.patching.interventions import RESID_POST, Intervention
-from tv_lens.task_vectors.generation import generate, generate_tokens, score_generation
+from tv_lens.task_vectors.generation import end_tokens, generate, generate_tokens, score_generation
 from tv_lens.task_vectors.learning import learn
 from tv_lens.tasks import Task
 from tv_lens.tasks.prompts import PromptFormat
@@ -26,9 +26,13 @@ def reference(model, prompt, n=N, layer=None, vector=None, positions=(), patch_g
             token = int(model(torch.tensor([tokens], device=model.cfg.device))[0, -1].argmax())
         generated.append(token)
         tokens.append(token)
-        if token == model.tokenizer.eos_token_id or "\n" in model.tokenizer.decode(generated):
+        if token in end_tokens(model) or "\n" in model.tokenizer.decode(generated):
             break
     return model.tokenizer.decode(generated, skip_special_tokens=True).split("\n")[0]
+
+
+def texts(generations):
+    return [g.text for g in generations]
 
 
 def prompts(model):
@@ -39,36 +43,36 @@ def prompts(model):
 def test_cached_batched_generation_equals_full_recomputation(tiny):
     toks = prompts(tiny)
     expected = [reference(tiny, p) for p in toks]
-    assert generate_tokens(tiny, toks, max_new_tokens=N) == expected
-    assert [generate_tokens(tiny, [p], max_new_tokens=N)[0] for p in toks] == expected
+    assert texts(generate_tokens(tiny, toks, max_new_tokens=N)) == expected
+    assert [generate_tokens(tiny, [p], max_new_tokens=N)[0].text for p in toks] == expected
 
 
 def test_theta_from_the_prompt_itself_leaves_generation_unchanged_at_every_layer(tiny):
     toks = prompts(tiny)
-    plain = generate_tokens(tiny, toks, max_new_tokens=N)
+    plain = texts(generate_tokens(tiny, toks, max_new_tokens=N))
     outs = predict(tiny, [Run(t) for t in toks], capture=range(tiny.cfg.n_layers))
     for layer in range(tiny.cfg.n_layers):
         patches = [(Intervention(layer, o.stack()[layer]),) for o in outs]
-        assert generate_tokens(tiny, toks, patches, max_new_tokens=N) == plain
+        assert texts(generate_tokens(tiny, toks, patches, max_new_tokens=N)) == plain
 
 
 def test_generated_tokens_are_patched_only_when_asked(tiny_llama):
     theta = learn(tiny_llama, [("ab", "c"), ("de", "f")], dummies=["gh", "ij"], layer=1)
     toks = prompts(tiny_llama)
     for patch_generated in (False, True):
-        got = generate_tokens(tiny_llama, toks, [(Intervention(1, theta.at(1)),)] * len(toks), max_new_tokens=N,
-                              patch_generated=patch_generated)
+        got = texts(generate_tokens(tiny_llama, toks, [(Intervention(1, theta.at(1)),)] * len(toks),
+                                    max_new_tokens=N, patch_generated=patch_generated))
         want = [reference(tiny_llama, p, layer=1, vector=theta.at(1), positions=[len(p) - 1],
                           patch_generated=patch_generated) for p in toks]
         assert got == want
-    every = generate_tokens(tiny_llama, toks, [(Intervention(1, theta.at(1), positions="all"),)] * len(toks),
-                            max_new_tokens=N)
+    every = texts(generate_tokens(tiny_llama, toks, [(Intervention(1, theta.at(1), positions="all"),)] * len(toks),
+                                  max_new_tokens=N))
     assert every == [reference(tiny_llama, p, layer=1, vector=theta.at(1), positions=range(1, len(p)))
                      for p in toks]
-    unpatched = generate_tokens(tiny_llama, toks, max_new_tokens=N)
-    once = generate_tokens(tiny_llama, toks, [(Intervention(1, theta.at(1)),)] * len(toks), max_new_tokens=N)
-    again = generate_tokens(tiny_llama, toks, [(Intervention(1, theta.at(1)),)] * len(toks), max_new_tokens=N,
-                            patch_generated=True)
+    unpatched = texts(generate_tokens(tiny_llama, toks, max_new_tokens=N))
+    once = texts(generate_tokens(tiny_llama, toks, [(Intervention(1, theta.at(1)),)] * len(toks), max_new_tokens=N))
+    again = texts(generate_tokens(tiny_llama, toks, [(Intervention(1, theta.at(1)),)] * len(toks), max_new_tokens=N,
+                                  patch_generated=True))
     assert len({tuple(unpatched), tuple(once), tuple(again), tuple(every)}) == 4  # each choice changes the text
 
 
@@ -132,12 +136,12 @@ def test_score_generation_exact_and_prefix():
 def test_cached_generation_is_exact_on_the_embedded_model(gemma):
     toks = encode(gemma, [FMT.render([("hot", "cold"), ("big", "small"), ("up", "down")], "fast"),
                           FMT.render([("France", "Paris")], "Italy")])
-    plain = generate_tokens(gemma, toks, max_new_tokens=6)
+    plain = texts(generate_tokens(gemma, toks, max_new_tokens=6))
     assert plain == [reference(gemma, t, n=6) for t in toks]
     outs = predict(gemma, [Run(t) for t in toks], capture=[4, 9])
     for i, layer in enumerate((4, 9)):
         patches = [(Intervention(layer, o.stack()[i]),) for o in outs]
-        assert generate_tokens(gemma, toks, patches, max_new_tokens=6) == plain
+        assert texts(generate_tokens(gemma, toks, patches, max_new_tokens=6)) == plain
 
 
 def test_a_vector_with_more_layers_than_the_model_is_a_clear_error(tiny_llama):

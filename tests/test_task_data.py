@@ -190,3 +190,41 @@ def test_unfiltered_tasks_get_the_variant_the_rule_chooses(tokenizer):
     report = get_task("country_capital").filter_report(tokenizer)
     assert not report.applied and report.single_token_b > 2 * report.single_token_a
     assert report.variant == "B"
+
+
+# --- the compound list tasks of the composition experiment ----------------------------------
+
+COMPOUND = {"list_first_upper": ("list_first", "to_upper"), "list_last_upper": ("list_last", "to_upper"),
+            "list_first_next": ("list_first", "next_letter"), "list_last_next": ("list_last", "next_letter")}
+
+
+@pytest.mark.parametrize("name", COMPOUND)
+def test_a_compound_task_is_its_transform_applied_to_its_copy(name):
+    copy, transform = (get_task(part) for part in COMPOUND[name])
+    task = get_task(name)
+    assert (task.category, task.scoring) == ("algorithmic", "exact") and task.description
+    assert set(task.inputs) <= set(copy.inputs)
+    dropped = [x for x in copy.inputs if x not in task.pairs]
+    assert all(copy.canonical(x) not in transform.pairs for x in dropped)  # only z, which has no next letter
+    assert len(dropped) == (0 if transform.name == "to_upper" else sum(copy.canonical(x) == "z" for x in copy.inputs))
+    for x in task.inputs:
+        assert task.answers(x) == (transform.canonical(copy.canonical(x)),)
+    by_hand = {"list_first_upper": lambda items: items[0].upper(), "list_last_upper": lambda items: items[-1].upper(),
+               "list_first_next": lambda items: chr(ord(items[0]) + 1),
+               "list_last_next": lambda items: chr(ord(items[-1]) + 1)}[name]
+    assert all(task.canonical(x) == by_hand(x.split(",")) for x in task.inputs)
+    assert all(2 <= len(x.split(",")) <= 4 and x.islower() for x in task.inputs)
+
+
+def test_compound_tasks_are_listed_apart_from_the_papers_18():
+    assert not set(COMPOUND) & set(list_tasks())
+    assert list_tasks(composition=True) == [*list_tasks(), *COMPOUND]
+    assert list_tasks("algorithmic", composition=True)[-4:] == list(COMPOUND)
+
+
+@pytest.mark.parametrize("name", COMPOUND)
+def test_compound_tasks_keep_their_pairs_through_the_single_token_filter(name, tokenizer):
+    task = get_task(name)
+    for leading_space in (True, None):  # the FV paper's Q:/A: prompts, and the variant the protocol chooses
+        kept = task.filtered(tokenizer, leading_space=leading_space)
+        assert len(kept) >= 0.95 * len(task), (leading_space, len(kept))

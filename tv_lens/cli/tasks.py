@@ -52,7 +52,7 @@ def task_row(task: Task, tokenizer: Any | None = None, counts: FileCounts | None
 
 def task_table(tokenizer: Any | None = None) -> list[TaskRow]:
     """One row per registered task; with a tokenizer, the single-token filter's counts too."""
-    return [task_row(get_task(name), tokenizer) for name in list_tasks()]
+    return [task_row(get_task(name), tokenizer) for name in list_tasks(composition=True)]
 
 
 def file_table(paths: Sequence[str | PathLike[str]], tokenizer: Any | None = None,

@@ -1,9 +1,11 @@
-"""`tv-lens learn` and `tv-lens apply`: make a task-vector file, and answer queries with one."""
+"""`tv-lens learn` and `tv-lens apply`: make a task-vector file, and answer queries with one (and what
+`tv-lens generate` shares with `apply`: loading a vector with its model, reading and answering queries)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from tv_lens.cli.options import add_model_options, at_least, finite_float, placement
@@ -80,12 +82,23 @@ def dev_curve(accuracy: list[float], how: str = "") -> str:
 
 
 def _apply(args: argparse.Namespace) -> None:
+    from tv_lens.task_vectors.serving import TaskVectorSolver
+
+    queries = read_queries(args.queries)  # before the model loads: bad input fails in a moment
+    theta, model = load_vector_and_model(args, queries)
+    solver = TaskVectorSolver(model, theta, layer=args.layer, mode=args.mode, strength=args.strength,
+                              positions=args.positions, allow_transfer=args.force)
+    print_answers(queries, lambda: solver.generate(queries, max_new_tokens=args.max_new_tokens))
+
+
+def load_vector_and_model(args: argparse.Namespace, queries: list[str]):
+    """The vector file `args.vector` and the model it runs on (`--model`, else the vector's own;
+    another model than the vector's only with `--force`); `queries` are checked by the text rule of
+    the vector's prompt format before the model loads."""
     from tv_lens.models.loading import load_model
     from tv_lens.task_vectors.applying import prompt_format
-    from tv_lens.task_vectors.queries import QueryTooLongError, check_queries
-    from tv_lens.task_vectors.serving import TaskVectorSolver
+    from tv_lens.task_vectors.queries import check_queries
     from tv_lens.task_vectors.vector import TaskVector
-    from tv_lens.tasks.texts import escape_controls, shown, stdin_lines
 
     theta = TaskVector.load(args.vector)
     spec = args.model or theta.model
@@ -94,25 +107,40 @@ def _apply(args: argparse.Namespace) -> None:
     if args.model and args.model != theta.model and not args.force:
         raise ValueError(f"{args.vector} was learned on {theta.model}, not {args.model}: drop --model, "
                          f"or pass --force to apply it anyway")
-    queries = args.queries
-    if queries == ["-"]:
-        queries = stdin_lines(sys.stdin.buffer.read())
-        if not queries:
-            raise ValueError("no queries on stdin: give one query per line")
-    check_queries(queries, prompt_format(theta))  # the text rule of the vector's prompt format, before the model loads
-    model = load_model(spec, **placement(args))
-    solver = TaskVectorSolver(model, theta, layer=args.layer, mode=args.mode, strength=args.strength,
-                              positions=args.positions, allow_transfer=args.force)
+    check_queries(queries, prompt_format(theta))
+    return theta, load_model(spec, **placement(args))
+
+
+def read_queries(queries: list[str]) -> list[str]:
+    """The queries given, or with a single `-` one query per non-empty line of stdin (UTF-8, split at
+    `\n` only, a byte-order mark dropped)."""
+    from tv_lens.tasks.texts import stdin_lines
+
+    if queries != ["-"]:
+        return queries
+    queries = stdin_lines(sys.stdin.buffer.read())
+    if not queries:
+        raise ValueError("no queries on stdin: give one query per line")
+    return queries
+
+
+def print_answers(queries: list[str], answer: Callable[[], list[str]]) -> None:
+    """`query -> answer` per query (lines after an answer's first indented); a query too long for the
+    model is one error line on stderr, then the command fails once the others are printed."""
+    from tv_lens.task_vectors.queries import QueryTooLongError
+    from tv_lens.tasks.texts import escape_controls, shown
+
     try:
-        answers, too_long = solver.generate(queries, max_new_tokens=args.max_new_tokens), None
+        answers, too_long = answer(), None
     except QueryTooLongError as err:
         answers, too_long = err.answers, err
-    for i, (query, answer) in enumerate(zip(queries, answers)):
-        if answer is None:
+    for i, (query, text) in enumerate(zip(queries, answers)):
+        if text is None:
             n_tokens = dict(too_long.too_long)[i]
             print(f"tv-lens: error: query {shown(query, 20)} {too_long.reason(n_tokens)}", file=sys.stderr, flush=True)
         else:
-            print(f"{escape_controls(query)} -> {escape_controls(answer)}", flush=True)
+            lines = [escape_controls(line) for line in text.split("\n")]
+            print(f"{escape_controls(query)} -> " + "\n    ".join(lines), flush=True)
     if too_long:
         raise ValueError(f"{len(too_long.too_long)} of {len(queries)} queries were too long (reported above); "
                          "the others were answered")

@@ -19,6 +19,7 @@ from tv_lens.function_vectors.mediation import HeadEffects
 from tv_lens.report import tables
 from tv_lens.runs.records import (
     Clusters,
+    Composition,
     ConflictingTasks,
     FunctionVectors,
     LayerCurve,
@@ -283,3 +284,25 @@ def function_vectors(results: FunctionVectors) -> dict[str, go.Figure]:
         figures[f"layers_{fmt}"] = fv_layer_curves(
             curves, baselines, title=f"Dev accuracy by layer, mean over {len(runs)} tasks ({fmt} prompts)")
     return figures
+
+
+def composition(results: Composition,
+                title: str = "Composed vectors: v(compound) ≈ v(pick) + v(other pick, transform) − v(other pick)"
+                ) -> go.Figure:
+    """Per compound task: zero-shot, ICL, and its own and composed θ and FV, with 95% CIs; hover gives
+    each vector's recipe and layer."""
+    bars = (("baseline", "Zero-shot", "#9e9e9e"), ("icl", "ICL", "#1f77b4"), ("theta", "θ own", "#d62728"),
+            ("theta_composed", "θ composed", "#ff9896"), ("fv", "FV own", "#2ca02c"),
+            ("fv_composed", "FV composed", "#98df8a"))
+    runs = results.compositions
+    fig = go.Figure()
+    for key, label, colour in bars:
+        accs = [getattr(r, key) if key in ("baseline", "icl") else getattr(r, key).test for r in runs]
+        hovers = [f"<b>{r.target}</b><br>{label}: {a.value:.2f} [{a.ci_low:.2f}, {a.ci_high:.2f}], "
+                  f"{a.correct}/{a.total}"
+                  + ("" if key in ("baseline", "icl") else
+                     f"<br>{getattr(r, key).recipe}, layer {getattr(r, key).layer}") for r, a in zip(runs, accs)]
+        fig.add_bar(x=[r.target for r in runs], y=[a.value for a in accs], error_y=_errors(accs), name=label,
+                    marker_color=colour, hovertext=hovers, hoverinfo="text")
+    fig.update_layout(barmode="group", title=title, yaxis=dict(title="test accuracy", range=[0, 1.05]), **LAYOUT)
+    return fig

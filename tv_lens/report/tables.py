@@ -10,6 +10,7 @@ from html import escape
 from tv_lens.analysis.summary import Estimate
 from tv_lens.runs.records import (
     Clusters,
+    Composition,
     ConflictingTasks,
     FunctionVectors,
     FVRun,
@@ -165,9 +166,31 @@ def function_vectors(results: FunctionVectors) -> list[Table]:
     return tables
 
 
+COMPOSED = ("theta", "theta_composed", "fv", "fv_composed")
+
+
+def composition(results: Composition) -> list[Table]:
+    """Per compound task: zero-shot, ICL, own and composed θ and FV (test accuracy, layer), the cosine
+    of own and composed; then the mean over compound tasks; then each composed vector's recipe."""
+    rows, sums = [], []
+    for r in results.compositions:
+        values = [r.baseline.value, r.icl.value, *(getattr(r, name).test.value for name in COMPOSED)]
+        sums.append(values)
+        rows.append([r.target, f"{values[0]:.2f}", f"{values[1]:.2f}",
+                     *(f"{getattr(r, name).test.value:.2f} ({getattr(r, name).layer})" for name in COMPOSED),
+                     f"{r.cosine['theta']:+.2f}", f"{r.cosine['fv']:+.2f}"])
+    if sums:
+        rows.append([f"mean ({len(sums)} tasks)", *(f"{sum(c) / len(sums):.2f}" for c in zip(*sums)), "", ""])
+    accuracies = Table(["compound task", "zero-shot", "ICL", "θ own (layer)", "θ composed (layer)", "FV own (layer)",
+                        "FV composed (layer)", "cos θ own, composed", "cos FV own, composed"], rows)
+    recipes = Table(["compound task", "composed θ", "composed FV"],
+                    [[r.target, r.theta_composed.recipe, r.fv_composed.recipe] for r in results.compositions])
+    return [accuracies, recipes]
+
+
 TABLES: dict[str, Callable[[Results], list[Table]]] = {
     "main_table": main_table, "layer_sweep": layer_sweep, "conflicting_tasks": conflicting_tasks,
-    "top_tokens": top_tokens, "clusters": clusters, "function_vectors": function_vectors}
+    "top_tokens": top_tokens, "clusters": clusters, "function_vectors": function_vectors, "composition": composition}
 
 
 def as_text(results: Results) -> str:

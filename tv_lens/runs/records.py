@@ -256,9 +256,61 @@ class FunctionVectors(Results):
     UNIT: ClassVar[type[Record]] = FVRun
 
 
+# Composition of vectors (a unit per compound task; each task's θ and FV are units of a sub-store).
+
+@dataclass(frozen=True)
+class ComponentVectors(Record):
+    """One task's θ and FV in the composition experiment: their metadata as a vector file holds it
+    (`TaskVector.metadata()`; the tensors are in the unit's tensor file)."""
+
+    task: str
+    n_pairs: int
+    theta: dict
+    fv: dict
+
+
+@dataclass(frozen=True)
+class VectorOnTask(Record):
+    """A vector on a compound task's zero-shot prompts: what it is (`tv:task`, or the recipe of a
+    composed vector), the layer chosen on the dev items, dev accuracy by layer, test accuracy."""
+
+    recipe: str
+    layer: Layer
+    dev_by_layer: PerLayer[Fraction]
+    test: Accuracy
+
+
+@dataclass(frozen=True)
+class CompositionRun(Record):
+    """One compound task: zero-shot, ICL, its own θ and FV and the composed ones, the cosine of own
+    and composed at the own vector's layer, and the composed vectors' components (recipe terms)."""
+
+    target: str
+    n_pairs: int
+    n_test: int
+    baseline: Accuracy
+    icl: Accuracy
+    theta: VectorOnTask
+    theta_composed: VectorOnTask
+    fv: VectorOnTask
+    fv_composed: VectorOnTask
+    cosine: dict[str, float]
+    components: dict[str, list[dict]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Composition(Results):
+    format: str
+    prompt_format: dict
+    tasks: list[ComponentVectors]
+    compositions: list[CompositionRun]
+    UNIT: ClassVar[type[Record]] = CompositionRun
+
+
 ANALYSES: dict[str, type[Results]] = {
     "main_table": MainTable, "layer_sweep": LayerSweep, "conflicting_tasks": ConflictingTasks,
-    "top_tokens": TopTokensResults, "clusters": Clusters, "function_vectors": FunctionVectors}
+    "top_tokens": TopTokensResults, "clusters": Clusters, "function_vectors": FunctionVectors,
+    "composition": Composition}
 
 
 def results_from_dict(data) -> Results:

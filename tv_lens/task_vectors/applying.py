@@ -39,8 +39,8 @@ def apply(
                              allow_transfer=allow_transfer)
     prompts = encode(model, [fmt.query(q) for q in queries])
     return answer_fitting(model, queries, prompts, 0,
-                          lambda fitting: decode(model, next_tokens(model, fitting, [edits] * len(fitting),
-                                                                    budget=budget)))
+                          lambda fitting: decode(model, next_tokens(model, [prompts[i] for i in fitting],
+                                                                    [edits] * len(fitting), budget=budget)))
 
 
 def next_tokens(

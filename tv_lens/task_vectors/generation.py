@@ -1,23 +1,49 @@
-"""Multi-token answers: greedy generation with θ patched in, through the key/value cache.
+"""Steered generation: the text after each query with a vector written in, greedy or sampled, through the
+key/value cache.
 
-The prompt runs once with the patch (at its last token, or every query token); each generated
-token then runs alone against the cache. By default generated tokens are not patched: that is the
-paper's single patch, and θ reaches later tokens only through the keys and values of the patched
-prompt. `patch_generated=True` writes θ into every generated token as well.
+The prompt runs once (a left-padded batch) with the vector; each new token then runs alone against the
+cache. Where the vector goes (`positions`):
+- "last" (default): the prompt's last token only, the paper's single patch; the vector reaches later
+  tokens through the keys and values of the patched prompt;
+- "generated": the prompt's last token and every generated token;
+- "all": every token, the prompt's (after its BOS) and every generated one;
+- a tuple of token indices of the prompt (negative ones count from its end).
+Temperature 0 is greedy; otherwise tokens are sampled (`tv_lens.decoding`) with a generator per query,
+so the same seed gives the same text, whatever the batch. Only the new text is returned, cut before
+the first stop string (default: the newline that ends an answer in the task format).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
 
 from tv_lens.patching.engine import Budget, encode, prefill, step
-from tv_lens.patching.interventions import Intervention, Mode, Positions
+from tv_lens.patching.interventions import Intervention, Mode
 from tv_lens.task_vectors.applying import Vector, as_interventions, prompt_format
+from tv_lens.task_vectors.decoding import Sampling, generators, row_seeds
 from tv_lens.task_vectors.queries import answer_fitting, check_queries
+from tv_lens.task_vectors.vector import TaskVector
 from tv_lens.tasks import Task
 from tv_lens.tasks.prompts import PromptFormat
 
 STOP = "\n"
+GENERATION_POSITIONS = ("last", "generated", "all")
+
+
+@dataclass
+class Generation:
+    """What one prompt generated: the new text (cut before the first stop string), every token
+    chosen (up to and with the one completing a stop string, or EOS), and with `keep_logits` the
+    logits each token was chosen from ([n_tokens, d_vocab], float32 on the CPU)."""
+
+    text: str
+    tokens: list[int] = field(default_factory=list)
+    logits: Float[Tensor, "n_tokens d_vocab"] | None = None
 
 
 def generate(
@@ -28,29 +54,84 @@ def generate(
     *,
     mode: Mode | None = None,
     strength: float = 1.0,
-    positions: Positions = "last",
+    positions: str | tuple[int, ...] = "last",
     max_new_tokens: int = 16,
-    patch_generated: bool = False,
-    stop: str = STOP,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    seed: int | Sequence[int] | None = None,
+    stop: str | Sequence[str] | None = STOP,
+    chat: bool = False,
     fmt: PromptFormat | None = None,
     allow_transfer: bool = False,
     budget: Budget | None = None,
 ) -> list[str]:
-    """Greedy continuation of each bare query `x ->` with `vector` written in (a `TaskVector`
-    placed by `layer`, `mode`, `strength` and `positions`, as in `apply`, or interventions), cut
-    before the first `stop`.
+    """The new text after each query with `vector` written in, cut before the first `stop` string.
 
-    `vector=None` generates from the bare queries without an edit (the zero-shot baseline).
+    `vector` is a `TaskVector` placed by `layer` (default: its own), `mode` (default: its kind's),
+    `strength` and `positions` (see the module docstring), or interventions of your own (placed as
+    built; `positions="generated"` repeats them at every generated token), or None (no edit). Each
+    query is rendered in the vector's prompt format (`x ->`), or with `chat=True` sent as the user's
+    message through the tokenizer's chat template. `seed`: an integer (query i draws with
+    `tv_lens.decoding.row_seed(seed, i)`), one integer per query, or None (fresh randomness).
     """
     queries = check_queries(queries, prompt_format(vector, fmt))
-    edits = () if vector is None else as_interventions(model, vector, layer, mode=mode, strength=strength,
-                                                       positions=positions, allow_transfer=allow_transfer)
-    prompts = encode(model, [prompt_format(vector, fmt).query(q) for q in queries])
-    return answer_fitting(model, queries, prompts, max_new_tokens,
-                          lambda fitting: generate_tokens(model, fitting, [edits] * len(fitting),
-                                                          max_new_tokens=max_new_tokens,
-                                                          patch_generated=patch_generated, stop=stop,
-                                                          budget=budget))
+    sampling = Sampling(temperature, top_p, top_k)
+    seeds = row_seeds(seed, len(queries))
+    stops = stop_strings(stop)
+    edits, steer_generated = _placed(model, vector, layer, mode, strength, positions, allow_transfer)
+    if chat:
+        if fmt is not None:
+            raise ValueError("chat=True sends each query as the user's message: drop fmt, or drop chat")
+        prompts = chat_prompts(model, queries)
+    else:
+        prompts = encode(model, [prompt_format(vector, fmt).query(q) for q in queries])
+
+    def answer(fitting: list[int]) -> list[str]:
+        done = generate_tokens(model, [prompts[i] for i in fitting], [edits] * len(fitting),
+                               max_new_tokens=max_new_tokens, patch_generated=steer_generated, stop=stops,
+                               sampling=sampling, seeds=[seeds[i] for i in fitting], budget=budget)
+        return [g.text for g in done]
+
+    return answer_fitting(model, queries, prompts, max_new_tokens, answer)
+
+
+def _placed(model, vector: Vector | None, layer, mode, strength, positions, allow_transfer
+            ) -> tuple[tuple[Intervention, ...], bool]:
+    """The interventions of the prompt and whether generated tokens get them too."""
+    if positions not in GENERATION_POSITIONS and not isinstance(positions, tuple):
+        raise ValueError(f"positions must be one of {', '.join(GENERATION_POSITIONS)} or a tuple of prompt token "
+                         f"indices, not {positions!r}")
+    if vector is None:
+        return (), False
+    if isinstance(vector, TaskVector):
+        in_prompt = "last" if positions == "generated" else positions
+        return (as_interventions(model, vector, layer, mode=mode, strength=strength, positions=in_prompt,
+                                 allow_transfer=allow_transfer), positions in ("generated", "all"))
+    if (layer, mode, strength) != (None, None, 1.0) or positions not in ("last", "generated"):
+        raise TypeError("layer, mode, strength and positions 'all' or a tuple place a TaskVector: set them in your "
+                        "own Interventions (positions='generated' repeats those at every generated token)")
+    return as_interventions(model, vector), positions == "generated"
+
+
+def stop_strings(stop: str | Sequence[str] | None) -> tuple[str, ...]:
+    """`stop` as a tuple of non-empty strings (None or () for none: generation ends at EOS or the length)."""
+    stops = () if stop is None else (stop,) if isinstance(stop, str) else tuple(stop)
+    if not all(isinstance(s, str) and s for s in stops):
+        raise ValueError(f"stop strings must be non-empty strings, got {stop!r}")
+    return stops
+
+
+def chat_prompts(model, queries: Sequence[str]) -> list[list[int]]:
+    """Token ids of each query as the user's message in the tokenizer's chat template, ready for the
+    assistant's answer."""
+    tokenizer = model.tokenizer
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError("this model's tokenizer has no chat template: drop chat (--chat), or load an instruction "
+                         "model such as smollm2-135m")
+    texts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
+                                           add_generation_prompt=True) for q in queries]
+    return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
 
 
 def generate_tokens(
@@ -60,38 +141,51 @@ def generate_tokens(
     *,
     max_new_tokens: int = 16,
     patch_generated: bool = False,
-    stop: str = STOP,
+    stop: str | Sequence[str] | None = STOP,
+    sampling: Sampling = Sampling(),
+    seeds: Sequence[int] | None = None,
+    keep_logits: bool = False,
     budget: Budget | None = None,
-) -> list[str]:
-    """Greedy text after each token prompt (with its own interventions), cut before the first `stop`.
+) -> list[Generation]:
+    """A `Generation` after each token prompt (with its own interventions; with `patch_generated` also
+    written into every generated token), prompt i sampling with `seeds[i]` (default: i).
 
     Per batch (as many prompts as `budget` allows for their longest prompt plus `max_new_tokens`):
     one left-padded pass over the prompts, then one token per step for the rows still running (a
-    row stops at `stop`, at EOS, or after `max_new_tokens`).
+    row stops at a stop string, at an end-of-sequence token, or after `max_new_tokens`).
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     budget = budget or Budget()
+    stops = stop_strings(stop)
     interventions = list(interventions) if interventions is not None else [()] * len(prompts)
+    seeds = list(seeds) if seeds is not None else list(range(len(prompts)))
     width = max((len(p) for p in prompts), default=0) + max_new_tokens
     rows = max(1, min(budget.rows, budget.tokens // width))
-    texts: list[str] = []
+    done: list[Generation] = []
     for start in range(0, len(prompts), rows):
-        texts += _generate_batch(model, prompts[start:start + rows], interventions[start:start + rows],
-                                 max_new_tokens, patch_generated, stop)
-    return texts
+        part = slice(start, start + rows)
+        done += _generate_batch(model, prompts[part], interventions[part], seeds[part], max_new_tokens,
+                                patch_generated, stops, sampling, keep_logits)
+    return done
 
 
-def _generate_batch(model, prompts, interventions, max_new_tokens, patch_generated, stop) -> list[str]:
+def _generate_batch(model, prompts, interventions, seeds, max_new_tokens, patch_generated, stops, sampling,
+                    keep_logits) -> list[Generation]:
     state = prefill(model, prompts, interventions, room=max_new_tokens)
+    rngs = generators(seeds)
     generated: list[list[int]] = [[] for _ in prompts]
+    logits: list[list[Tensor]] = [[] for _ in prompts]
+    ends = end_tokens(model)
     active = list(range(len(prompts)))
     for n in range(max_new_tokens):
-        next_tokens = state.logits.argmax(-1)
+        next_tokens = sampling.choose(state.logits, [rngs[row] for row in active])
         still = []
         for i, (row, token) in enumerate(zip(active, next_tokens.tolist())):
             generated[row].append(token)
-            if not finished(model, generated[row], stop):
+            if keep_logits:
+                logits[row].append(state.logits[i].detach().float().cpu())
+            if not finished(model, generated[row], stops, ends):
                 still.append(i)
         if not still or n == max_new_tokens - 1:
             break
@@ -99,12 +193,32 @@ def _generate_batch(model, prompts, interventions, max_new_tokens, patch_generat
         active = [active[i] for i in still]
         edits = [interventions[row] if patch_generated else () for row in active]
         state = step(model, state, next_tokens[still], edits)
-    return [model.tokenizer.decode(g, skip_special_tokens=True).split(stop)[0] for g in generated]
+    return [Generation(cut(model.tokenizer.decode(g, skip_special_tokens=True), stops), g,
+                       torch.stack(rows) if keep_logits else None)
+            for g, rows in zip(generated, logits)]
 
 
-def finished(model, generated: list[int], stop: str) -> bool:
-    """Whether a row's generated tokens end in EOS or contain `stop`."""
-    return generated[-1] == model.tokenizer.eos_token_id or stop in model.tokenizer.decode(generated)
+def end_tokens(model) -> frozenset[int]:
+    """The tokens that end a generation: the tokenizer's EOS and those of the model's generation config
+    (an instruction model's end of turn)."""
+    ids = {model.tokenizer.eos_token_id}
+    config = getattr(getattr(model, "original_model", None), "generation_config", None)
+    extra = getattr(config, "eos_token_id", None)
+    ids |= set(extra) if isinstance(extra, (list, tuple)) else {extra}
+    return frozenset(i for i in ids if i is not None)
+
+
+def finished(model, generated: list[int], stop: str | Sequence[str], ends: frozenset[int] | None = None) -> bool:
+    """Whether a row's generated tokens end in an end token or contain a stop string."""
+    ends = end_tokens(model) if ends is None else ends
+    text = model.tokenizer.decode(generated)
+    return generated[-1] in ends or any(s in text for s in stop_strings(stop))
+
+
+def cut(text: str, stops: Sequence[str]) -> str:
+    """`text` up to the first occurrence of any stop string."""
+    at = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    return text[:at]
 
 
 def score_generation(task: Task, query: str, text: str, scoring: str | None = None) -> bool:

@@ -46,9 +46,9 @@ def answer_fitting(
     queries: Sequence[str],
     prompts: Sequence[Sequence[int]],
     room: int,
-    answer: Callable[[list[Sequence[int]]], list[str]],
+    answer: Callable[[list[int]], list[str]],
 ) -> list[str]:
-    """`answer` applied to the prompts that fit the model's token limit with `room` tokens to
+    """`answer(indices)` of the prompts that fit the model's token limit with `room` tokens to
     spare; if some do not, `QueryTooLongError` (carrying the other answers) after the rest ran."""
     limit = token_limit(model)
     too_long = [(i, len(p)) for i, p in enumerate(prompts) if limit and len(p) + room > limit]
@@ -56,7 +56,7 @@ def answer_fitting(
     fitting = [i for i in range(len(prompts)) if i not in skip]
     answers: list[str | None] = [None] * len(queries)
     if fitting:
-        for i, a in zip(fitting, answer([prompts[i] for i in fitting])):
+        for i, a in zip(fitting, answer(fitting)):
             answers[i] = a
     if too_long:
         raise QueryTooLongError(too_long, limit, room, answers)

@@ -53,9 +53,11 @@ class TaskVectorSolver:
         return _stripped(lambda: apply(self.model, self.interventions, queries, fmt=self.fmt, budget=self.budget))
 
     def generate(self, queries: Sequence[str], max_new_tokens: int = 16, patch_generated: bool = False) -> list[str]:
-        """The stripped greedy answer to each query, up to the first newline."""
+        """The stripped greedy answer to each query, up to the first newline (with `patch_generated`,
+        the vector is written into every generated token as well)."""
         return _stripped(lambda: generate(self.model, self.interventions, queries, max_new_tokens=max_new_tokens,
-                                          patch_generated=patch_generated, fmt=self.fmt, budget=self.budget))
+                                          positions="generated" if patch_generated else "last", fmt=self.fmt,
+                                          budget=self.budget))
 
 
 def _stripped(answer: Callable[[], list[str]]) -> list[str]:

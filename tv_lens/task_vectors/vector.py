@@ -3,31 +3,35 @@
 A saved vector is one self-contained safetensors file: the tensor `vectors` [n_layers, d_model]
 and, in the safetensors string-metadata header under the key `tv_lens`, a JSON object with every
 other field (model, fingerprint, hook, layer, prompt format, shots, contexts, seed, task,
-versions, schema version).
+versions, schema version; for a composed vector, its recipe). Vectors of one model, kind and shape
+add, subtract, scale and average (`tv_lens.task_vectors.algebra`).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import ClassVar
 
+import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.errors import TvLensError
 from tv_lens.files import save_tensors
-from tv_lens.models.provenance import fingerprint
+from tv_lens.models.provenance import fingerprint, versions
 from tv_lens.patching.interventions import RESID_POST, Intervention, Mode, Positions, intervening
+from tv_lens.task_vectors import algebra
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: `recipe` of composed vectors
 METADATA_KEY = "tv_lens"
 TENSOR_KEY = "vectors"
 TASK_VECTOR = "task_vector"
@@ -49,7 +53,8 @@ class TaskVector:
     were averaged (1 per item in the paper; K for a task-level vector); `dev_accuracy` is the dev
     accuracy per layer when the layer was chosen by a sweep. `default_mode` is how it is written in
     when no mode is given: θ replaces the residual stream (the paper's patch). A `FunctionVector` is
-    the other kind.
+    the other kind. A vector made by vector algebra (`a + b - c`, `2 * a`, `TaskVector.mean([...])`)
+    has a `recipe`: its expression and each component's identity (`tv_lens.task_vectors.algebra`).
     """
 
     default_mode: ClassVar[Mode] = "replace"
@@ -68,6 +73,7 @@ class TaskVector:
     dev_accuracy: list[float] = field(default_factory=list)
     kind: str = TASK_VECTOR
     heads: list[list] = field(default_factory=list)
+    recipe: dict | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -92,6 +98,39 @@ class TaskVector:
     @property
     def d_model(self) -> int:
         return self.vectors.shape[1]
+
+    def digest(self) -> str:
+        """16 hex digits of SHA-256 over the tensor's float32 values: the vector's identity in a recipe."""
+        data = self.vectors.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+        return hashlib.sha256(data).hexdigest()[:16]
+
+    def __add__(self, other: TaskVector) -> TaskVector:
+        if not isinstance(other, TaskVector):
+            return NotImplemented
+        return _combined([(1, self), (1, other)])
+
+    def __sub__(self, other: TaskVector) -> TaskVector:
+        if not isinstance(other, TaskVector):
+            return NotImplemented
+        return _combined([(1, self), (-1, other)])
+
+    def __mul__(self, factor: float) -> TaskVector:
+        if isinstance(factor, TaskVector):
+            return NotImplemented
+        return _combined([(factor, self)])
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> TaskVector:
+        return _combined([(-1, self)])
+
+    @classmethod
+    def mean(cls, vectors: Sequence[TaskVector]) -> TaskVector:
+        """The mean of `vectors` (of one model, kind and shape), with its recipe."""
+        vectors = list(vectors)
+        if not vectors or not all(isinstance(v, TaskVector) for v in vectors):
+            raise TypeError("TaskVector.mean takes a non-empty list of TaskVectors")
+        return _combined([(1 / len(vectors), v) for v in vectors])
 
     def at(self, layer: int | None = None) -> Float[Tensor, " d_model"]:
         """θ at `layer` (default: the vector's own layer)."""
@@ -128,7 +167,8 @@ class TaskVector:
 
     def summary(self) -> str:
         """One line saying what this vector is."""
-        return (f"{self.kind.replace('_', ' ')} of task {self.task or '?'} on {self.model or '?'} "
+        what = f"= {self.recipe['expression']}" if self.recipe else f"of task {self.task or '?'}"
+        return (f"{self.kind.replace('_', ' ')} {what} on {self.model or '?'} "
                 f"(weights {self.fingerprint or '?'}), "
                 f"layer {self.layer}, {self.n_contexts} context(s) of {self.n_shots} shots, "
                 f"{self.n_layers}x{self.d_model}")
@@ -188,6 +228,13 @@ class FunctionVector(TaskVector):
 
     default_mode: ClassVar[Mode] = "add"
     kind: str = FUNCTION_VECTOR
+
+
+def _combined(parts: Sequence[tuple[float, TaskVector]]) -> TaskVector:
+    """Σ cᵢ·vᵢ as a vector of the first one's class, with its recipe and the settings its components share."""
+    vectors, recipe, shared = algebra.combination(parts)
+    return replace(parts[0][1], vectors=vectors, task=None, versions=versions(), dev_accuracy=[], heads=[],
+                   recipe=recipe, schema_version=SCHEMA_VERSION, **shared)
 
 
 def check_compatible(model, theta: TaskVector, allow_transfer: bool = False) -> None:
@@ -270,6 +317,8 @@ def _field_problem(name: str, value, n_layers: int) -> str | None:
             isinstance(h, list) and len(h) == 3 and _is_int(h[0]) and 0 <= h[0] < n_layers and _is_int(h[1])
             and h[1] >= 0 and _is_number(h[2]) for h in value)
         return None if ok else f"is not a list of [layer, head, effect] entries with layers below {n_layers}"
+    if name == "recipe":
+        return algebra.recipe_problem(value, n_layers)
     return None
 
 

@@ -1,4 +1,5 @@
-"""The paper's 18 tasks: six generated in code, twelve read from the JSON files in `data/`."""
+"""The built-in tasks: the paper's 18 (six generated in code, twelve read from the JSON files in `data/`)
+and four compound list tasks for vector composition, generated in code."""
 
 from __future__ import annotations
 
@@ -18,6 +19,18 @@ ALGORITHMIC: dict[str, tuple[str, Callable[[], dict[str, str]]]] = {
     "to_lower": ("uppercase letter to lowercase (A->a)", algorithmic.to_lower_pairs),
 }
 
+COMPOSITION: dict[str, tuple[str, Callable[[], dict[str, str]]]] = {
+    "list_first_upper": ("first item of a list of 2-4 letters, capitalised (q,f,a->Q)",
+                         algorithmic.list_first_upper_pairs),
+    "list_last_upper": ("last item of a list of 2-4 letters, capitalised (q,f,a->A)",
+                        algorithmic.list_last_upper_pairs),
+    "list_first_next": ("letter after the first item of a list of 2-4 letters (q,f,a->r)",
+                        algorithmic.list_first_next_pairs),
+    "list_last_next": ("letter after the last item of a list of 2-4 letters (q,f,a->b)",
+                       algorithmic.list_last_next_pairs),
+}
+"""Compound tasks (Todd et al.'s composition experiment): list_first and list_last are the copies."""
+
 DATA_TASKS = (
     "fr_en", "es_en", "en_fr", "en_es",
     "present_gerund", "present_past", "plural_singular", "antonyms",
@@ -25,11 +38,13 @@ DATA_TASKS = (
 )
 
 BUILTIN_TASKS = (*ALGORITHMIC, *DATA_TASKS)
+"""The paper's 18 tasks, in its order."""
+COMPOSITION_TASKS = tuple(COMPOSITION)
 
 
 def algorithmic_task(name: str) -> Task:
-    """Build one of the six generated tasks."""
-    description, generate = ALGORITHMIC[name]
+    """Build one of the generated tasks (the paper's six or a compound one)."""
+    description, generate = {**ALGORITHMIC, **COMPOSITION}[name]
     return Task(name=name, category="algorithmic", description=description, pairs=generate(), scoring="exact")
 
 
@@ -48,4 +63,4 @@ def data_task(name: str) -> Task:
 
 def builtin_task(name: str) -> Task:
     """Build the built-in task `name` (generated or read from data)."""
-    return algorithmic_task(name) if name in ALGORITHMIC else data_task(name)
+    return algorithmic_task(name) if name in ALGORITHMIC or name in COMPOSITION else data_task(name)

@@ -1,4 +1,5 @@
-"""The task registry: the 18 built-in tasks (built lazily, then cached) and user-registered tasks."""
+"""The task registry: the built-in tasks (the paper's 18 and the compound list tasks; built lazily, then
+cached) and user-registered tasks."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from tv_lens.tasks.builtin import BUILTIN_TASKS, builtin_task
+from tv_lens.tasks.builtin import BUILTIN_TASKS, COMPOSITION_TASKS, builtin_task
 from tv_lens.tasks.loaders import FORMATS, load_task
 from tv_lens.tasks.task import Task
 
@@ -14,9 +15,11 @@ _BUILT: dict[str, Task] = {}
 _USER: dict[str, Task] = {}
 
 
-def list_tasks(category: str | None = None) -> list[str]:
-    """Task names: the 18 built-ins in the paper's order, then user tasks in registration order."""
-    names = [*BUILTIN_TASKS, *(name for name in _USER if name not in BUILTIN_TASKS)]
+def list_tasks(category: str | None = None, *, composition: bool = False) -> list[str]:
+    """Task names: the paper's 18 in its order, then (with `composition`) the compound list tasks, then
+    user tasks in registration order."""
+    builtin = [*BUILTIN_TASKS, *(COMPOSITION_TASKS if composition else ())]
+    names = [*builtin, *(name for name in _USER if name not in builtin)]
     if category is None:
         return names
     return [name for name in names if get_task(name).category == category]
@@ -26,13 +29,13 @@ def get_task(name: str) -> Task:
     """The task registered under `name`; ValueError listing the valid names otherwise."""
     if name in _USER:
         return _USER[name]
-    if name in BUILTIN_TASKS:
+    if name in BUILTIN_TASKS or name in COMPOSITION_TASKS:
         if name not in _BUILT:
             _BUILT[name] = builtin_task(name)
         return _BUILT[name]
-    near = difflib.get_close_matches(name, list_tasks(), n=1)
+    near = difflib.get_close_matches(name, list_tasks(composition=True), n=1)
     hint = f"did you mean {near[0]!r}? " if near else ""
-    raise ValueError(f"unknown task {name!r}; {hint}valid tasks: {', '.join(list_tasks())}")
+    raise ValueError(f"unknown task {name!r}; {hint}valid tasks: {', '.join(list_tasks(composition=True))}")
 
 
 def resolve_task(spec: str | Task, scoring: str | None = None) -> Task:
@@ -40,7 +43,7 @@ def resolve_task(spec: str | Task, scoring: str | None = None) -> Task:
     `scoring` is how a file's answers are scored (default exact); a named task has its own. An
     unregistered name with a suffix is read as a file, so `past.txt` says what file types work."""
     if not isinstance(spec, Task) and (Path(spec).suffix.lower() in FORMATS
-                                       or (Path(spec).suffix and spec not in list_tasks())):
+                                       or (Path(spec).suffix and spec not in list_tasks(composition=True))):
         return load_task(spec, scoring=scoring or "exact")
     task = spec if isinstance(spec, Task) else get_task(spec)
     if scoring not in (None, task.scoring):
@@ -75,7 +78,7 @@ def register_task(
             scoring=scoring,
             single_token_filter=single_token_filter,
         )
-    if not overwrite and (task.name in _USER or task.name in BUILTIN_TASKS):
+    if not overwrite and (task.name in _USER or task.name in BUILTIN_TASKS or task.name in COMPOSITION_TASKS):
         raise ValueError(f"task {task.name!r} already exists; pass overwrite=True or choose another name")
     _USER[task.name] = task
     return task
