@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tv_lens.patching.engine import Budget, encode, prefill, step
+from tv_lens.patching.guard import check_model
 from tv_lens.patching.interventions import Intervention, Mode, Positions
 from tv_lens.task_vectors.applying import Vector, as_interventions, prompt_format
 from tv_lens.task_vectors.queries import answer_fitting, check_queries
@@ -42,6 +43,7 @@ def generate(
 
     `vector=None` generates from the bare queries without an edit (the zero-shot baseline).
     """
+    check_model(model)
     queries = check_queries(queries)
     edits = () if vector is None else as_interventions(model, vector, layer, mode=mode, strength=strength,
                                                        positions=positions, allow_transfer=allow_transfer)

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, Run, encode, predict
+from tv_lens.patching.guard import check_model
 from tv_lens.patching.interventions import RESID_POST, check_layer
 from tv_lens.task_vectors.vector import TaskVector
 from tv_lens.tasks import Item, context_item
@@ -29,6 +30,7 @@ def learn(
 ) -> TaskVector:
     """θ learned from `demos` (x, y) pairs: the mean over `dummies` (inputs x' of the task, the
     paper uses 2) of `resid_post` at the arrow, for every layer from one forward pass."""
+    check_model(model)
     if not demos:
         raise ValueError("learn needs at least one demonstration (x, y) pair")
     if not dummies:
