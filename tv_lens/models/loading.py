@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from platformdirs import user_cache_dir
@@ -30,6 +31,9 @@ from tv_lens.models.gguf import GGUFFile, hf_config, hf_model, hf_tokenizer, rea
 from tv_lens.models.kv_cache import patch_kv_cache
 from tv_lens.models.provenance import remember, weights_hash
 from tv_lens.models.tiny import TINY_MODELS, char_tokenizer, tiny_hf_model, tiny_model
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +143,7 @@ def _third_party_bars_off() -> Iterator[None]:
 @torch.no_grad()
 @_third_party_bars_off()
 def load_model(
-    spec="gemma-3-270m",
+    spec: str | PreTrainedModel = "gemma-3-270m",
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
     device_map: str | dict[str, str | int] | None = None,
