@@ -117,3 +117,33 @@ def test_threads_generating_on_one_model_get_their_own_texts():
     for worker in workers:
         worker.join()
     assert got == [[alone[0]] * 3, [alone[1]] * 3]
+
+
+def test_a_block_of_edits_in_one_thread_edits_only_that_threads_passes(tiny_llama):
+    """A user's `with theta.applied(...)` block (positions "all": read from each pass) in one thread while
+    tv.apply runs another vector in a second: each sees its own edit only."""
+    thetas = vectors(tiny_llama)
+    tokens = tiny_llama.to_tokens("m->p\nq->")
+    budget = Budget(rows=2)
+    with thetas[0].applied(tiny_llama, 1, positions="all"), torch.inference_mode():
+        edited = tiny_llama(tokens)
+    with torch.inference_mode():
+        assert not torch.allclose(edited, tiny_llama(tokens), atol=1e-3)
+    alone = tv.apply(tiny_llama, thetas[1], QUERIES, budget=budget)
+    own: list = []
+    answers: list = []
+
+    def user() -> None:
+        with thetas[0].applied(tiny_llama, 1, positions="all"), torch.inference_mode():
+            own.extend(tiny_llama(tokens) for _ in range(8))
+
+    def library() -> None:
+        answers.extend(tv.apply(tiny_llama, thetas[1], QUERIES, budget=budget) for _ in range(4))
+
+    workers = [threading.Thread(target=user), threading.Thread(target=library)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert len(own) == 8 and all(torch.allclose(logits, edited, atol=1e-5) for logits in own)
+    assert answers == [alone] * 4
