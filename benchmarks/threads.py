@@ -6,10 +6,10 @@ Each setting times the README's Python example (learn, apply, evaluate one task 
 model load and a warm-up are not timed). OpenMP reads its wait policy once, when torch loads it, so each
 policy runs in a fresh interpreter: torch's default (one thread per core; OpenMP's threads spin a while
 before they sleep) and one thread; OMP_WAIT_POLICY=passive (waiting threads sleep) with torch's threads and one;
-and what tv_lens ships (nothing set: its threads adapt to the cores other processes leave). The measured
-settings are pinned (`tv_lens.set_threads`) so that they do not adapt; all but the last run MKL in the strict
-reproducible mode that `import tv_lens` asks for (MKL_CBWR=AUTO,STRICT), and the last shows what it costs
-(tv_lens's default with MKL_CBWR=AUTO). "busy" keeps one
+and the `tv-lens` program's default (`tv_lens.set_threads("auto")`: threads that adapt to the cores other
+processes leave). The other settings are pinned (`tv_lens.set_threads(n)`) so that they do not adapt; all but
+the last run MKL in the strict reproducible mode the program sets (MKL_CBWR=AUTO,STRICT), and the last shows
+what it costs (the program's default with MKL_CBWR=AUTO). "busy" keeps one
 `python -c "while True: pass"` running throughout and stops it afterwards. Each setting is timed
 `--repeats` times, interleaved with the other settings of its interpreter, in `--rounds` fresh interpreters
 (the rounds interleaved too: two interpreters of one setting differed by up to 1.2x on the 2-core VM); the
@@ -27,15 +27,17 @@ import subprocess
 import sys
 import time
 
-PROCESSES = {  # process -> (environment, thread counts to time in it: "torch" is torch's default, "" tv_lens's)
-    "default": ({}, ["torch", "1"]),
-    "passive": ({"OMP_WAIT_POLICY": "passive"}, ["torch", "1"]),
-    "tv_lens": ({}, [""]),
-    "not strict": ({"MKL_CBWR": "AUTO"}, [""]),
+STRICT = {"MKL_CBWR": "AUTO,STRICT"}
+PROCESSES = {  # process -> (environment, thread counts to time in it: "torch" is torch's default, "auto" adapts)
+    "default": (STRICT, ["torch", "1"]),
+    "passive": ({**STRICT, "OMP_WAIT_POLICY": "passive"}, ["torch", "1"]),
+    "tv_lens": (STRICT, ["auto"]),
+    "not strict": ({"MKL_CBWR": "AUTO"}, ["auto"]),
 }  # "threads" in the table: the count at the end of the run (tv_lens's own choice for its row)
 LABELS = {("default", "torch"): "torch default", ("default", "1"): "1 thread",
           ("passive", "torch"): "OMP_WAIT_POLICY=passive", ("passive", "1"): "1 thread, passive",
-          ("tv_lens", ""): "tv_lens default (adapts)", ("not strict", ""): "tv_lens default, MKL not strict"}
+          ("tv_lens", "auto"): "tv_lens default (adapts)",
+          ("not strict", "auto"): "tv_lens default, MKL not strict"}
 
 WORKER = """
 import json, sys, time
@@ -48,8 +50,7 @@ n = int(sys.argv[2])
 demos = [("hot", "cold"), ("big", "small"), ("fast", "slow"), ("wet", "dry"), ("old", "young")]
 tv.learn(model, demos, dummies=["up", "happy"])  # warm-up: first-call costs are not timed
 for count in [c for _ in range(int(sys.argv[5])) for c in counts]:  # repeats interleaved: noise hits all alike
-    if count:  # a measured setting, pinned; "" leaves tv_lens's threads to adapt
-        tv.set_threads(default if count == "torch" else int(count))
+    tv.set_threads(default if count == "torch" else count if count == "auto" else int(count))
     start = time.perf_counter()
     theta = tv.learn(model, demos, dummies=["up", "happy"])
     tv.apply(model, theta, ["high", "light"], layer=model.cfg.n_layers // 2)

@@ -26,13 +26,31 @@ install_import_hook("tv_lens", "conftest.check_shapes")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def pinned_threads():
+@pytest.fixture(scope="session")
+def session_threads() -> int:
     """Tests compare results of one process exactly; a thread count that adapted to the machine's load between
     two computations can change their last bits (tests/test_threads.py tests the adapting on its own state)."""
     from tv_lens.threads import set_threads
 
     set_threads(torch.get_num_threads())
+    return torch.get_num_threads()
+
+
+@pytest.fixture(autouse=True)
+def pinned_threads(session_threads):
+    """A `tv-lens` command run inside the test process takes the process over as the program does (threads that
+    adapt, MKL_CBWR): after each test the threads are pinned again and those variables are as they were."""
+    from tv_lens.threads import adapting, set_threads
+
+    env = {name: os.environ.get(name) for name in ("MKL_CBWR", "OMP_WAIT_POLICY")}
+    yield
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    if adapting():
+        set_threads(session_threads)
 
 
 @pytest.fixture(scope="session")

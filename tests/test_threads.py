@@ -1,6 +1,8 @@
-"""The CPU threads: torch's count while the machine is otherwise idle, the cores other processes left while
-they run, never more than torch is set to, exactly N when pinned; the passive fallback without /proc/stat."""
+"""The CPU threads, on request (`set_threads`, and the program's defaults): torch's count while the machine is
+otherwise idle, the cores other processes left while they run, never more than torch is set to, exactly N when
+pinned; the passive fallback without /proc/stat; nothing at all on import."""
 
+import argparse
 import os
 import subprocess
 import sys
@@ -118,25 +120,60 @@ def test_a_real_competitor_is_seen():
 
 
 def run(code: str, **env: str) -> list[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("OMP_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "MKL_"))}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**clean, **env}, capture_output=True,
                           text=True, check=True)
     return done.stdout.split()
 
 
-REPORT = "import os, torch; print(os.environ.get('OMP_WAIT_POLICY'), torch.get_num_threads())"
+REPORT = ("import os, torch; "
+          "print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('MKL_CBWR'), torch.get_num_threads())")
 
 
-def test_import_leaves_torch_its_spinning_threads_where_they_can_adapt():
-    policy, count = run("import tv_lens; " + REPORT)
-    assert policy == ("None" if HAS_PROC_STAT else "passive") and int(count) >= 1
+def test_import_sets_nothing():
+    assert run("import tv_lens; " + REPORT, OMP_NUM_THREADS="2") == ["None", "None", "2"]
+
+
+def test_the_program_takes_its_own_process_over():
+    """MKL's strict mode, threads that adapt, and (only where they cannot adapt) the passive wait policy."""
+    code = "from tv_lens import threads; threads.program_defaults(); print(threads.adapting()); " + REPORT
+    adapting, policy, strict, count = run(code)
+    assert adapting == str(HAS_PROC_STAT) and policy == ("None" if HAS_PROC_STAT else "passive")
+    assert strict == "AUTO,STRICT" and int(count) >= 1
+    assert run(code, MKL_CBWR="COMPATIBLE")[2] == "COMPATIBLE"  # a value already set is kept
+
+
+def test_the_cli_adapts_unless_pinned(adaptive, monkeypatch):
+    from tv_lens.cli.options import apply_run_options
+
+    monkeypatch.delenv("MKL_CBWR", raising=False)  # the program sets it in its process: here, the test's
+    threads.set_threads(2)
+    apply_run_options(argparse.Namespace(threads=None, quiet=False))
+    assert threads.adapting()
+    apply_run_options(argparse.Namespace(threads=1, quiet=False))
+    assert not threads.adapting() and torch.get_num_threads() == 1
 
 
 def test_without_proc_stat_waiting_threads_sleep():
-    code = "from tv_lens import threads; threads.PROC_STAT = '/nonexistent'; threads._STATE = threads._Adaptive(); " \
-           "threads.set_thread_default(); import os; print(os.environ.get('OMP_WAIT_POLICY'))"
-    assert run(code) == ["passive"]
-    assert run(code, OMP_WAIT_POLICY="active") == ["active"]
+    code = "from tv_lens import threads; threads.PROC_STAT = '/nonexistent'; threads.program_defaults(); " \
+           "import os; print(os.environ.get('OMP_WAIT_POLICY'), threads.adapting())"
+    assert run(code) == ["passive", "False"]
+    assert run(code, OMP_WAIT_POLICY="active") == ["active", "False"]
+
+
+def test_python_asks_for_adapting_threads_and_is_told_about_strict_mode(adaptive, monkeypatch):
+    monkeypatch.setenv("MKL_CBWR", "AUTO,STRICT")
+    threads.set_threads(1)
+    assert not threads.adapting()
+    threads.set_threads("auto")
+    assert threads.adapting()
+    monkeypatch.delenv("MKL_CBWR")
+    if torch.backends.mkl.is_available():
+        with pytest.warns(UserWarning, match="MKL_CBWR=AUTO,STRICT in the environment before starting Python"):
+            threads.set_threads("auto")
+    for bad in ("many", 0, 1.5, True):
+        with pytest.raises(ValueError, match="threads must be"):
+            threads.set_threads(bad)
 
 
 GEMM = "import torch; torch.manual_seed(0); a, b = torch.randn(30, 2048), torch.randn(2048, 640); " \
@@ -144,7 +181,6 @@ GEMM = "import torch; torch.manual_seed(0); a, b = torch.randn(30, 2048), torch.
 
 
 @pytest.mark.skipif(len(threads.cores()) < 2 or not torch.backends.mkl.is_available(), reason="needs MKL, 2 cores")
-def test_matrix_products_have_the_same_bits_at_any_thread_count():
+def test_matrix_products_have_the_same_bits_at_any_thread_count_in_the_program():
     """A product whose sums MKL splits by thread on this machine's CPUs unless told to be strict."""
-    assert run("import tv_lens; " + GEMM) == ["True"]
-    assert run("import tv_lens; import os; print(os.environ['MKL_CBWR'])", MKL_CBWR="COMPATIBLE") == ["COMPATIBLE"]
+    assert run("from tv_lens import threads; threads.program_defaults(); " + GEMM) == ["True"]

@@ -6,16 +6,14 @@
 name is imported from its subpackage on first use (PEP 562 `__getattr__`), so `tv-lens --help` never loads torch.
 The subpackages, from the bottom up: `models`, `patching`, `tasks`; `task_vectors`, `function_vectors`,
 `analysis`; `runs`, `report`; `cli`. `tv.hooks` is `tv_lens.patching.hooks`, `tv.plots` is `tv_lens.report.plots`.
+Importing or calling tv_lens changes no environment variable and no global torch setting (threads, default dtype,
+grad mode); `tv.set_threads("auto")` or `tv.set_threads(n)` changes torch's threads when asked.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
-
-from tv_lens.threads import set_thread_default
-
-set_thread_default()  # before anything imports torch: OpenMP reads its wait policy once, when torch loads it
 
 try:
     __version__ = version("tv-lens")

@@ -1,24 +1,30 @@
-"""tv_lens's CPU threads, chosen by measurement (benchmarks/threads.py): torch's spinning threads on every
-core while the machine is otherwise idle, fewer threads as soon as other processes take cores.
+"""CPU threads for torch, on request: `set_threads("auto")` adapts them to the cores other processes leave
+idle (chosen by measurement, benchmarks/threads.py), `set_threads(n)` pins n. The `tv-lens` program does the
+first by default (and asks MKL for its strict mode); a Python process keeps torch's own settings unless asked.
 
 torch runs one OpenMP thread per core and lets a waiting thread spin before it sleeps. On an idle 2-core
 machine that is much faster than one thread (1.35x to 1.6x); beside one CPU-bound job the spinning
 threads fight it and run about 2x slower than one thread. OpenMP's passive wait policy avoids the fight but
-loses the speed. So before each forward pass and model load (`adapt`, at most every `INTERVAL_S`) tv_lens
-measures the cores other processes used since it last looked (/proc/stat less this process's CPU time)
-and gives torch the cores they left. The count torch is set to (its default, OMP_NUM_THREADS,
-`torch.set_num_threads`) is the most tv_lens uses; `set_threads(n)` (`--threads N` on every command) pins
-exactly n. Where /proc/stat does not exist (macOS, Windows) `import tv_lens` sets OMP_WAIT_POLICY=passive
-instead, before torch loads. MKL splits the sums of some matrix products between threads, which changes
-their last bits with the thread count; `import tv_lens` asks MKL for its strict reproducible mode, in which
-float32 results on x86 CPUs do not depend on the count (it must come before the first matrix product).
+loses the speed. So, once asked to adapt, before each forward pass and model load (`adapt`, at most every
+`INTERVAL_S`) tv_lens measures the cores other processes used since it last looked (/proc/stat less this
+process's CPU time) and gives torch the cores they left. The count torch is set to (its default,
+OMP_NUM_THREADS, `torch.set_num_threads`) is the most it uses. Where /proc/stat does not exist (macOS,
+Windows) nothing adapts, and the program sets OMP_WAIT_POLICY=passive instead, before torch loads.
+
+MKL splits the sums of some matrix products between threads, which changes their last bits with the thread
+count. In its strict reproducible mode (MKL_CBWR=AUTO,STRICT) float32 results on x86 CPUs do not depend on
+the count. MKL reads the variable once, at the first matrix product, so the program sets it before it loads
+torch; in Python, set it in the environment before starting Python (`MKL_CBWR=AUTO,STRICT python ...`):
+`set_threads("auto")` warns once where it is not set.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
+import warnings
 from dataclasses import dataclass
 
 PROC_STAT = "/proc/stat"
@@ -71,59 +77,95 @@ def threads_for(others: float, cores: int, limit: int) -> int:
     return max(1, min(limit, round(cores - others)))
 
 
+STRICT_MKL = "AUTO,STRICT"
+
+
 class _Adaptive:
-    """The running choice: the last sample, the most threads allowed and the count last set."""
+    """The running choice: whether to adapt, the last sample, the most threads allowed and the count last set."""
 
     def __init__(self) -> None:
         self.cores = cores()
-        self.last = sample(self.cores)
-        self.on = self.last is not None
+        self.on = False
+        self.last: CpuSample | None = None
         self.limit: int | None = None
         self.chosen: int | None = None
+        self.lock = threading.Lock()  # forward passes in several threads adapt one count
+
+    def start(self) -> None:
+        self.last = sample(self.cores)
+        self.on, self.chosen = self.last is not None, None
 
     def step(self) -> None:
         import torch
 
-        now = time.monotonic()
-        if not self.on or now - self.last.wall_s < INTERVAL_S:
-            return
-        current = torch.get_num_threads()
-        if current != self.chosen:  # first look, or someone set torch's count: that is the new most
-            self.limit = current
-        after = sample(self.cores)
-        count = threads_for(others_cores(self.last, after), len(self.cores), self.limit)
-        self.last = after
-        if count != current:
-            torch.set_num_threads(count)
-        self.chosen = count
+        with self.lock:
+            if not self.on or time.monotonic() - self.last.wall_s < INTERVAL_S:
+                return
+            current = torch.get_num_threads()
+            if current != self.chosen:  # first look, or someone set torch's count: that is the new most
+                self.limit = current
+            after = sample(self.cores)
+            count = threads_for(others_cores(self.last, after), len(self.cores), self.limit)
+            self.last = after
+            if count != current:
+                torch.set_num_threads(count)
+            self.chosen = count
 
     def pin(self, count: int) -> None:
         import torch
 
-        self.on = False
-        torch.set_num_threads(count)
+        with self.lock:
+            self.on = False
+            torch.set_num_threads(count)
 
 
 _STATE = _Adaptive()
 
 
 def adapt() -> None:
-    """Before a forward pass: give torch the cores other processes left free (re-measured every INTERVAL_S)."""
+    """Before a forward pass: where `set_threads("auto")` asked for it, give torch the cores other processes
+    left free (re-measured every INTERVAL_S); otherwise nothing."""
     _STATE.step()
 
 
-def set_threads(count: int) -> None:
-    """Run exactly `count` torch threads from now on (no adapting to other processes)."""
+def adapting() -> bool:
+    """Whether `set_threads("auto")` (or the program) has threads adapt before each forward pass."""
+    return _STATE.on
+
+
+def set_threads(count: int | str) -> None:
+    """`"auto"`: from now on, before each forward pass, run as many torch threads as other processes leave cores
+    idle (at most torch's count when called); a number: run exactly that many (no adapting). Without a call,
+    tv_lens leaves torch's threads alone. For float32 results with the same bits at any count, start Python
+    with MKL_CBWR=AUTO,STRICT in the environment (MKL reads it once)."""
+    if count == "auto":
+        if not strict_mkl():
+            warnings.warn(f"MKL_CBWR is not {STRICT_MKL}: float32 results may change in their last bits as the "
+                          f"thread count adapts; set MKL_CBWR={STRICT_MKL} in the environment before starting "
+                          "Python for results independent of the count", stacklevel=2)
+        with _STATE.lock:
+            _STATE.start()
+        return
+    if isinstance(count, bool) or not isinstance(count, int):
+        raise ValueError(f"threads must be 'auto' or a whole number of threads, got {count!r}")
     if count < 1:
         raise ValueError(f"threads must be at least 1, got {count}")
     _STATE.pin(count)
 
 
-def set_thread_default() -> None:
-    """MKL_CBWR=AUTO,STRICT, which MKL reads at the first matrix product: float32 matrix products with the same
-    bits at any thread count, so that adapting the count never changes a result; and, where threads cannot
-    adapt (no /proc/stat), OMP_WAIT_POLICY=passive unless torch is loaded. Values already set are kept."""
-    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
-    if _STATE.on or "torch" in sys.modules:
-        return
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+def strict_mkl() -> bool:
+    """Whether MKL runs (or will run) in its strict reproducible mode, or torch has no MKL to worry about."""
+    import torch
+
+    return not torch.backends.mkl.is_available() or "STRICT" in os.environ.get("MKL_CBWR", "").upper()
+
+
+def program_defaults() -> None:
+    """The `tv-lens` program's own process settings, before it loads torch: MKL_CBWR=AUTO,STRICT (float32
+    matrix products with the same bits at any thread count), OMP_WAIT_POLICY=passive where threads cannot
+    adapt (no /proc/stat), each unless set already; then threads that adapt. Never called by the library."""
+    os.environ.setdefault("MKL_CBWR", STRICT_MKL)
+    if "torch" not in sys.modules and sample() is None:
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+    with _STATE.lock:
+        _STATE.start()

@@ -10,6 +10,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.codec import Record
+from tv_lens.patching.guard import check_model
 from tv_lens.task_vectors.vector import TaskVector
 
 
@@ -53,6 +54,7 @@ def top_tokens(
 ) -> TopTokens:
     """The `k` tokens with the highest lens logits for θ (minus `centre`, e.g. the mean θ over
     tasks, which removes the component every task shares)."""
+    check_model(model)
     vector = as_vector(theta_or_vector, layer)
     if vector.shape[-1] != model.cfg.d_model:
         raise ValueError(f"vector of size {vector.shape[-1]} does not fit this model's d_model {model.cfg.d_model}")

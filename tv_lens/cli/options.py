@@ -77,15 +77,17 @@ def add_shard_option(parser: argparse.ArgumentParser) -> None:
 
 
 def apply_run_options(args: argparse.Namespace) -> None:
-    """Check and set what the run options ask for; call before the command's work."""
+    """Check and set what the run options ask for, after the program's own process settings (threads that
+    adapt, MKL's strict mode: `tv_lens.threads.program_defaults`); call before the command's work loads torch."""
+    from tv_lens import threads
     from tv_lens.progress import set_quiet
-    from tv_lens.threads import set_threads
 
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be at least 1, got {args.threads}")
     set_quiet(args.quiet)
+    threads.program_defaults()
     if args.threads:
-        set_threads(args.threads)
+        threads.set_threads(args.threads)
 
 
 DTYPES = ("float32", "bfloat16", "float16")

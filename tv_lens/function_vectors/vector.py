@@ -35,6 +35,7 @@ from tv_lens.function_vectors.items import FVItems, fv_items, task_in_format
 from tv_lens.function_vectors.mediation import HeadEffects, head_effects
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, Run, decode, encode, predict
+from tv_lens.patching.guard import check_model
 from tv_lens.patching.heads import head_contributions
 from tv_lens.patching.interventions import Intervention, check_layer
 from tv_lens.progress import stage
@@ -162,6 +163,7 @@ def function_vector(
     Without `layer`, the layer is the first best of a sweep adding the FV to the zero-shot prompts of
     `n_dev` dev items (train queries).
     """
+    check_model(model)
     kept, fmt = task_in_format(model, task, fmt, n_shots)
     items = fv_items(kept, seed, n_shots=n_shots, n_clean=n_clean, n_corrupted=n_corrupted, n_dev=n_dev, n_test=1)
     if effects is None:

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from platformdirs import user_cache_dir
@@ -30,6 +31,9 @@ from tv_lens.models.gguf import GGUFFile, hf_config, hf_model, hf_tokenizer, rea
 from tv_lens.models.kv_cache import patch_kv_cache
 from tv_lens.models.provenance import remember, weights_hash
 from tv_lens.models.tiny import TINY_MODELS, char_tokenizer, tiny_hf_model, tiny_model
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +143,13 @@ def _third_party_bars_off() -> Iterator[None]:
 @torch.no_grad()
 @_third_party_bars_off()
 def load_model(
-    spec: str = "gemma-3-270m",
+    spec: str | PreTrainedModel = "gemma-3-270m",
     device: str | torch.device | None = None,
     dtype: torch.dtype = torch.float32,
     device_map: str | dict[str, str | int] | None = None,
     max_memory: dict[str | int, str | int] | None = None,
     offload_folder: str | Path | None = None,
+    tokenizer=None,
 ):
     """A `TransformerBridge` in compatibility mode (HookedTransformer hook names and weights) for `spec`.
 
@@ -154,8 +159,16 @@ def load_model(
     "cpu" or "disk") has accelerate place the model instead, over several GPUs or offloaded to CPU
     memory and disk, within `max_memory` (e.g. {0: "20GiB", "cpu": "60GiB"}); disk-offloaded
     weights go to `offload_folder`. Weights are folded and centred as in compatibility mode either way.
+
+    `spec` may also be a Hugging Face `PreTrainedModel` already in memory, with its `tokenizer`: the bridge
+    takes that object over, as TransformerLens does (its modules are wrapped and its weights processed in
+    place; pass a copy to keep the original), in `dtype`, on `device` (default: where it is).
     """
     threads.adapt()
+    if not isinstance(spec, str):
+        return _wrap(spec, tokenizer, device, dtype, device_map)
+    if tokenizer is not None:
+        raise ModelLoadError("tokenizer= goes with a Hugging Face model object; a named model brings its own")
     if device_map is None and (max_memory is not None or offload_folder is not None):
         raise ModelLoadError("max_memory and offload_folder need a device_map (e.g. device_map='auto')")
     if device_map is not None and device is not None:
@@ -204,6 +217,37 @@ def layer_device_map(spec: str, device_of_layer: Callable[[int, int], str | int]
 
     place(hf, "")
     return placed
+
+
+def _wrap(hf, tokenizer, device: str | torch.device | None, dtype: torch.dtype, device_map):
+    """The bridge of a Hugging Face model object (taken over in place), in compatibility mode and eval mode."""
+    from transformer_lens.model_bridge import TransformerBridge
+    from transformers import PreTrainedModel
+
+    if isinstance(hf, TransformerBridge):
+        raise ModelLoadError("this is a TransformerBridge already: use it as it is, in compatibility mode "
+                             "(model.enable_compatibility_mode())")
+    if not isinstance(hf, PreTrainedModel):
+        raise ModelLoadError(f"cannot load a {type(hf).__name__}: expected {SPEC_FORMS}, or a Hugging Face "
+                             "PreTrainedModel with its tokenizer=")
+    if tokenizer is None:
+        raise ModelLoadError("a Hugging Face model needs its tokenizer: tv.load_model(hf_model, tokenizer=tokenizer)")
+    if device_map is not None:
+        raise ModelLoadError("device_map places a model tv_lens reads from disk; place your model object before "
+                             "passing it, or pass device=")
+    name = hf.config.name_or_path or type(hf).__name__
+    if not hf.config.architectures:  # the bridge chooses its adapter by it
+        hf.config.architectures = [type(hf).__name__]
+    hf.to(dtype=dtype).eval()
+    try:
+        bridge = TransformerBridge.boot_transformers(name, hf_model=hf, tokenizer=tokenizer)
+    except OSError as err:  # a tokenizer without add_bos_token is re-read by name
+        raise ModelLoadError(f"could not wrap {name}: {err}".splitlines()[0]) from None
+    bridge.eval()
+    bridge.enable_compatibility_mode(disable_warnings=True)
+    patch_kv_cache(bridge)
+    remember(bridge, name)
+    return bridge.to(device or next(hf.parameters()).device, print_details=False)  # also sets cfg.device
 
 
 def _boot(spec: str, source: Path | str, dtype: torch.dtype, placement: dict):

@@ -1,11 +1,11 @@
-"""Tiny random-weight models (Llama-like, Gemma-like) with a character tokenizer: no download, booted in
+"""Tiny random-weight models (Llama-like, Gemma-like, GPT-2-like) with a character tokenizer: no download, booted in
 well under a second, so unit tests exercise the real `TransformerBridge` code paths."""
 
 from __future__ import annotations
 
 import torch
 
-TINY_MODELS = ("tiny-llama", "tiny-gemma")
+TINY_MODELS = ("tiny-llama", "tiny-gemma", "tiny-gpt2")
 
 
 def char_tokenizer():
@@ -44,6 +44,14 @@ def tiny_hf_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, to
         # wider initial weights than HF's 0.02: the model's answers then vary with the prompt and
         # with a patch, so tests that compare answers can fail
         hf = LlamaForCausalLM(LlamaConfig(num_key_value_heads=2, initializer_range=0.2, **common))
+    elif kind == "tiny-gpt2":  # LayerNorm, learned positions, tied embedding: compatibility mode centres weights
+        from transformers import GPT2Config, GPT2LMHeadModel
+
+        hf = GPT2LMHeadModel(GPT2Config(
+            vocab_size=common["vocab_size"], n_embd=64, n_inner=128, n_layer=n_layers, n_head=4,
+            n_positions=512, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, initializer_range=0.2,
+        ))
     else:
         from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
@@ -59,7 +67,7 @@ def tiny_hf_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, to
 @torch.no_grad()
 def tiny_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, compat: bool = True,
                device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, tokenizer=None):
-    """A random-weight `TransformerBridge` of the given kind (`tiny-llama` or `tiny-gemma`) on `device`
+    """A random-weight `TransformerBridge` of the given kind (one of `TINY_MODELS`) on `device`
     in `dtype` (the same weights on every device: they are drawn on the CPU in float32), reading
     with `tokenizer` (default: `char_tokenizer()`; another needs BOS, EOS and pad tokens)."""
     from transformer_lens.model_bridge import TransformerBridge

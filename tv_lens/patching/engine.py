@@ -10,14 +10,15 @@ ids from it), sized by a token `Budget`, and logits are computed at the last pos
 `prefill` / `step` are the same forward pass for token-by-token generation through the cache.
 `with counting() as count:` counts the tokens pushed through the model inside the block. A call
 that runs longer than a second draws a progress bar of its padded tokens (`tv_lens.progress`: on a
-terminal only), labelled by the caller's `progress.stage`.
+terminal only), labelled by the caller's `progress.stage`. Any model is checked and held as
+`tv_lens.patching.guard` says: a bridge in compatibility mode, its key/value cache routed during each pass,
+one pass at a time per model (Python threads that share a model wait for each other).
 """
 
 from __future__ import annotations
 
 import contextvars
 import copy
-import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -27,7 +28,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from tv_lens import threads
-from tv_lens.patching import hooks
+from tv_lens.patching import guard, hooks
 from tv_lens.patching.interventions import RESID_POST, Intervention, batch_hooks, check_intervention, query_positions
 from tv_lens.progress import counter, current_stage
 
@@ -97,7 +98,8 @@ def counting() -> Iterator[TokenCount]:
 
 def encode(model, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of each text as the model reads it (with the tokenizer's default BOS), never
-    truncated (too long a text is refused where it is run)."""
+    truncated (too long a text is refused where it is run); a model the engine cannot run is refused here."""
+    guard.check_model(model)
     return [model.to_tokens(text, truncate=False)[0].tolist() for text in texts]
 
 
@@ -138,6 +140,7 @@ def predict(
     the last position are kept (after the interventions). With `reuse_prefix`, each group's longest
     common token prefix runs once and its key/value cache serves every run of the group.
     """
+    guard.check_model(model)
     if not runs:
         return []
     flat = isinstance(runs[0], Run)
@@ -318,14 +321,13 @@ def _forward(
     store: dict[str, Tensor] = {}
     fwd_hooks += hooks.capture_hooks(capture, store, index=-1)
     extra = {"return_type": "logits_and_cache"} if keep_cache else {}
+    extra["use_cache"] = keep_cache or cache is not None
     if cache is not None:
-        extra["past_key_values"] = cache
-    elif not keep_cache:
-        extra["use_cache"] = False
-    with hooks.hooked(model, fwd_hooks), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*past_key_values.*", category=FutureWarning)
+        extra[guard.cache_keyword(model)] = cache
+    with guard.running(model), hooks.hooked(model, fwd_hooks):
         out = model(tokens, attention_mask=mask, logits_to_keep=1, **extra)
     logits, new_cache = out if keep_cache else (out, None)
+    _check_cache(new_cache if keep_cache else cache, mask.shape[1])
     for count in _COUNTS.get():
         count.forwards += 1
         count.logit_rows += tokens.shape[0]
@@ -334,6 +336,16 @@ def _forward(
     if torch.isnan(logits).any():
         raise FloatingPointError("NaN in the model's activations: load the model in float32 (dtype=torch.float32)")
     return logits[:, -1], store, new_cache
+
+
+def _check_cache(cache, width: int) -> None:
+    """Refuse a key/value cache that does not hold every position of the pass (a model whose attention
+    ignores the cache would otherwise continue from nothing, silently wrong)."""
+    if cache is not None and cache.get_seq_length() != width:
+        raise guard.UnsupportedModelError(
+            f"this model's key/value cache holds {cache.get_seq_length()} of {width} positions after a forward "
+            "pass, so cached prefixes and generation would be wrong: pass reuse_prefix=False where a function "
+            "takes it (generation cannot do without the cache)")
 
 
 @dataclass
@@ -362,6 +374,7 @@ def prefill(
 ) -> Decoding:
     """Run left-padded `prompts` (each with its interventions) once, keeping the cache for `step`;
     `room` is the number of tokens to be generated after them (checked against `token_limit`)."""
+    guard.check_model(model)
     for row, prompt in enumerate(prompts):
         _check_run(model, prompt, interventions[row] if interventions else ())
     tokens, mask = left_pad(model, prompts)

@@ -3,8 +3,9 @@
 Capture, replace, add (times a strength) or scale (by a strength) an activation at a hook name, at
 all positions, one position for every row, or a position per row; at a per-head hook (`attn.hook_z`,
 [batch, pos, n_heads, d_head]) an edit can be limited to one head with `head=h`. Each edit is a hook
-pair for `run_with_hooks(fwd_hooks=[...])` or for `with hooked(model, [...]):`. Nothing here knows
-about tasks; `tv_lens.patching.interventions` builds tv_lens's own edits from these.
+pair for `run_with_hooks(fwd_hooks=[...])` or for `with hooked(model, [...]):`, which acts on the
+forward passes of the Python thread that entered it (another thread's pass on the same model runs
+unhooked). Nothing here knows about tasks; `tv_lens.patching.interventions` builds tv_lens's own edits from these.
 
     with capturing(model, ["blocks.3.hook_resid_post"], index=-1) as acts:
         model(tokens)
@@ -14,6 +15,7 @@ about tasks; `tv_lens.patching.interventions` builds tv_lens's own edits from th
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
@@ -107,17 +109,28 @@ def capture_hooks(
     return [(name, make(name)) for name in names]
 
 
+def _in_thread(hook_fn: Callable, thread: int) -> Callable:
+    """`hook_fn`, acting only in forward passes that run in `thread` (a no-op in any other)."""
+
+    def in_thread(act: Tensor, hook) -> Tensor | None:
+        return hook_fn(act, hook) if threading.get_ident() == thread else None
+
+    return in_thread
+
+
 @contextmanager
 def hooked(model, fwd_hooks: Sequence[HookPair]) -> Iterator[None]:
     """Attach `fwd_hooks` (from `replacing`, `adding`, `scaling`, `capture_hooks`) to `model` for the
-    duration of the block; always removed afterwards."""
-    with model.hooks(fwd_hooks=list(fwd_hooks)):
+    duration of the block, for the forward passes this thread runs (a pass in another Python thread sharing
+    the model runs unhooked); always removed afterwards."""
+    thread = threading.get_ident()
+    with model.hooks(fwd_hooks=[(name, _in_thread(fn, thread)) for name, fn in fwd_hooks]):
         yield
 
 
 @contextmanager
 def capturing(model, names: Sequence[str] | str, index: Index = None) -> Iterator[dict]:
-    """Within the block, every forward of `model` records the activations at `names` in the dict."""
+    """Within the block, every forward of `model` in this thread records the activations at `names` in the dict."""
     names = [names] if isinstance(names, str) else list(names)
     store: dict[str, Tensor] = {}
     with hooked(model, capture_hooks(names, store, index)):

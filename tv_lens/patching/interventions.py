@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -196,8 +197,8 @@ def _edit(iv: Intervention, name: str, value, strength, positions, rows) -> hook
 
 @contextmanager
 def intervening(model, interventions: Intervention | Sequence[Intervention]) -> Iterator[None]:
-    """Within the block, every forward pass of `model` runs with `interventions` (in order) on every
-    row: "last" edits the last position of each pass, "all" every real token after a leading BOS (as
+    """Within the block, every forward pass of `model` in this thread runs with `interventions` (in order)
+    on every row: "last" edits the last position of each pass, "all" every real token after a leading BOS (as
     the engine does: read from the pass's tokens and attention mask), explicit positions those
     positions of each row."""
     interventions = [interventions] if isinstance(interventions, Intervention) else list(interventions)
@@ -211,12 +212,16 @@ def intervening(model, interventions: Intervention | Sequence[Intervention]) -> 
 
 @contextmanager
 def _reading_query(model, seen: dict[str, Tensor], needed: bool) -> Iterator[None]:
-    """While needed, record each forward pass's query positions (its real tokens less a leading BOS) in `seen`."""
+    """While needed, record the query positions (real tokens less a leading BOS) of each forward pass this
+    thread runs in `seen`."""
     if not needed:
         yield
         return
+    thread = threading.get_ident()
 
     def read(module, args, kwargs) -> None:
+        if threading.get_ident() != thread:
+            return
         tokens = args[0] if args else kwargs.get("input")
         if not isinstance(tokens, Tensor):
             tokens = model.to_tokens(tokens)

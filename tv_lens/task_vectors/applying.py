@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tv_lens.patching.engine import Budget, Run, decode, encode, predict
+from tv_lens.patching.guard import check_model
 from tv_lens.patching.interventions import Intervention, Mode, Positions, check_intervention
 from tv_lens.task_vectors.queries import answer_fitting, check_queries
 from tv_lens.task_vectors.vector import TaskVector, check_compatible
@@ -33,6 +34,7 @@ def apply(
     `TaskVector.intervention`) or interventions of your own. A query over the model's token limit
     raises `QueryTooLongError` after the others are answered (in its `answers`).
     """
+    check_model(model)
     fmt = prompt_format(vector, fmt)
     queries = check_queries(queries, fmt)
     edits = as_interventions(model, vector, layer, mode=mode, strength=strength, positions=positions,

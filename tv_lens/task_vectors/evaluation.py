@@ -12,6 +12,7 @@ from torch import Tensor
 from tv_lens.codec import NOT_STORED, Layer, PerLayer, Record
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, Run, counting, decode, encode, predict, token_limit
+from tv_lens.patching.guard import check_model
 from tv_lens.patching.interventions import RESID_POST, Intervention
 from tv_lens.progress import stage
 from tv_lens.settings import PAPER, Settings
@@ -88,6 +89,7 @@ def evaluate(
     θ per item (mean over `n_dummies` dummy queries); task-vector accuracy on `n_dev` dev items
     at every layer; task-vector test accuracy at the best dev layer (first maximum).
     """
+    check_model(model)
     settings = settings.but(**sizes)
     with counting() as count:
         timings: dict[str, float] = {}

@@ -23,6 +23,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.patching.engine import Budget, encode, prefill, step
+from tv_lens.patching.guard import check_model
 from tv_lens.patching.interventions import Intervention, Mode
 from tv_lens.task_vectors.applying import Vector, as_interventions, prompt_format
 from tv_lens.task_vectors.decoding import Sampling, generators, row_seeds
@@ -75,6 +76,7 @@ def generate(
     message through the tokenizer's chat template. `seed`: an integer (query i draws with
     `tv_lens.decoding.row_seed(seed, i)`), one integer per query, or None (fresh randomness).
     """
+    check_model(model)
     queries = check_queries(queries, prompt_format(vector, fmt))
     sampling = Sampling(temperature, top_p, top_k)
     seeds = row_seeds(seed, len(queries))

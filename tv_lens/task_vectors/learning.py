@@ -11,6 +11,7 @@ from torch import Tensor
 
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, Run, encode, predict, token_limit
+from tv_lens.patching.guard import check_model
 from tv_lens.patching.interventions import RESID_POST, check_layer
 from tv_lens.task_vectors.vector import TaskVector
 from tv_lens.tasks import Item, context_item
@@ -29,6 +30,7 @@ def learn(
 ) -> TaskVector:
     """θ learned from `demos` (x, y) pairs: the mean over `dummies` (inputs x' of the task, the
     paper uses 2) of `resid_post` at the arrow, for every layer from one forward pass."""
+    check_model(model)
     if isinstance(demos, str) or isinstance(dummies, str):
         raise TypeError("demos is a list of (x, y) pairs and dummies a list of inputs, not strings")
     if not demos:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Callable, Sequence
 
 from tv_lens.patching.engine import Budget
+from tv_lens.patching.guard import check_model
 from tv_lens.patching.interventions import Mode, Positions
 from tv_lens.task_vectors.applying import Vector, apply, as_interventions, prompt_format
 from tv_lens.task_vectors.generation import generate
@@ -25,6 +26,7 @@ class TaskVectorSolver:
     def __init__(self, model, vector: Vector, layer: int | None = None, *, mode: Mode | None = None,
                  strength: float = 1.0, positions: Positions = "last", allow_transfer: bool = False,
                  budget: Budget | None = None) -> None:
+        check_model(model)
         self.model = model
         self.vector = vector
         self.interventions = as_interventions(model, vector, layer, mode=mode, strength=strength,

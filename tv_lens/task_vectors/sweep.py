@@ -8,6 +8,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.patching.engine import Budget, Run, decode, encode, predict
+from tv_lens.patching.guard import check_model
 from tv_lens.patching.interventions import Intervention, Mode, Positions
 from tv_lens.stats import Accuracy
 
@@ -32,6 +33,7 @@ def layer_sweep(
     item i. With last-token edits each prompt's unedited prefix runs once and per layer only its
     last position is recomputed through the key/value cache.
     """
+    check_model(model)
     layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)
     groups = [[Run(tokens, (Intervention(layer, theta[layer], positions=positions, mode=mode, strength=strength),))
                for layer in layers]

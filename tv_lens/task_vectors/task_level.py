@@ -13,6 +13,7 @@ from torch import Tensor
 
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, token_limit
+from tv_lens.patching.guard import check_model
 from tv_lens.patching.interventions import check_layer
 from tv_lens.progress import stage
 from tv_lens.settings import PAPER, Settings
@@ -44,6 +45,7 @@ def learn_task(
     Without `layer`, the layer is the first best of a sweep on `n_dev` dev queries (or the given
     `dev` items). Inputs in `exclude` never appear in a context (hold out test queries with it).
     """
+    check_model(model)
     settings = settings.but(**sizes)
     if k < 1:
         raise ValueError(f"k (the number of contexts) must be at least 1, got {k}")
