@@ -77,12 +77,12 @@ def _llama_like(config_class: str, **extra) -> Callable[[dict], object]:
 
 _GPT2_SIZES = dict(n_embd=D_MODEL, n_layer=N_LAYERS, n_head=N_HEADS, n_inner=2 * D_MODEL, n_positions=256)
 _NO_DROPOUT = dict(resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
-_SLIDING = dict(sliding_window=128, layer_types=["sliding_attention", "full_attention"])
+_SLIDING = dict(sliding_window=256, layer_types=["sliding_attention", "full_attention"])
 _UNFOLDED = "TransformerLens does not fold this architecture's norm weights into the weights after them"
-_MOE_PROCESSING = ("compatibility mode's weight processing (TransformerLens 4.3's fold_ln) changes this "
+_MOE_PROCESSING = ("refused: compatibility mode's weight processing (TransformerLens 4.3's fold_ln) changes this "
                    "architecture's outputs; the bridge without it matches transformers exactly")
-_LOCAL_ATTENTION = ("θ over dummy queries of different lengths, padded after their shared cached prefix, is off by "
-                    "5e-3 in the local-attention layer (exact one at a time, or with reuse_prefix=False)")
+_LOCAL_ATTENTION = ("runs without shared-prefix reuse: its local attention gave suffixes padded after a cached "
+                    "prefix other activations (5e-3)")
 
 MATRIX: tuple[Architecture, ...] = (
     Architecture("GPT-2", "GPT2LMHeadModel", _config("GPT2Config", **_GPT2_SIZES, **_NO_DROPOUT), "attn.c_proj",
@@ -96,7 +96,7 @@ MATRIX: tuple[Architecture, ...] = (
                  "attention.dense", layer_norm=True, checkpoint="EleutherAI/pythia-2.8b"),
     Architecture("Llama", "LlamaForCausalLM", _llama_like("LlamaConfig"), "self_attn.o_proj",
                  checkpoint="meta-llama/Llama-3.2-1B"),
-    Architecture("Mistral", "MistralForCausalLM", _llama_like("MistralConfig", sliding_window=128), "self_attn.o_proj",
+    Architecture("Mistral", "MistralForCausalLM", _llama_like("MistralConfig", sliding_window=256), "self_attn.o_proj",
                  checkpoint="mistralai/Mistral-7B-v0.1"),
     Architecture("Qwen2", "Qwen2ForCausalLM", _llama_like("Qwen2Config"), "self_attn.o_proj",
                  checkpoint="Qwen/Qwen2.5-0.5B"),
@@ -116,7 +116,7 @@ MATRIX: tuple[Architecture, ...] = (
                  note=_UNFOLDED),
     Architecture("OLMo 2", "Olmo2ForCausalLM", _llama_like("Olmo2Config"), "self_attn.o_proj",
                  checkpoint="allenai/OLMo-2-0425-1B", load_warning="does not support fold_ln", note=_UNFOLDED),
-    Architecture("OLMo 3", "Olmo3ForCausalLM", _llama_like("Olmo3Config", sliding_window=128), "self_attn.o_proj",
+    Architecture("OLMo 3", "Olmo3ForCausalLM", _llama_like("Olmo3Config", sliding_window=256), "self_attn.o_proj",
                  checkpoint="allenai/Olmo-3-1025-7B", load_warning="does not support fold_ln", note=_UNFOLDED),
     Architecture("OLMo", "OlmoForCausalLM", _llama_like("OlmoConfig"), "self_attn.o_proj", layer_norm=True,
                  checkpoint="allenai/OLMo-1B-hf"),
@@ -125,7 +125,7 @@ MATRIX: tuple[Architecture, ...] = (
                          intermediate_size=2 * D_MODEL, attention_types=[[["global", "local"], 1]], window_size=64,
                          max_position_embeddings=256),
                  "attn.attention.out_proj", layer_norm=True, checkpoint="EleutherAI/gpt-neo-125M",
-                 broken={"theta": _LOCAL_ATTENTION}),
+                 note=_LOCAL_ATTENTION),
     Architecture("OPT", "OPTForCausalLM",
                  _config("OPTConfig", hidden_size=D_MODEL, num_hidden_layers=N_LAYERS, num_attention_heads=N_HEADS,
                          ffn_dim=2 * D_MODEL, word_embed_proj_dim=D_MODEL, max_position_embeddings=256, dropout=0.0),
@@ -148,7 +148,7 @@ MATRIX: tuple[Architecture, ...] = (
     Architecture("Cohere", "CohereForCausalLM", _llama_like("CohereConfig"), "self_attn.o_proj", layer_norm=True),
     Architecture("Granite", "GraniteForCausalLM", _llama_like("GraniteConfig"), "self_attn.o_proj"),
     Architecture("SmolLM3", "SmolLM3ForCausalLM", _llama_like("SmolLM3Config"), "self_attn.o_proj"),
-    Architecture("StarCoder2", "Starcoder2ForCausalLM", _llama_like("Starcoder2Config", sliding_window=128),
+    Architecture("StarCoder2", "Starcoder2ForCausalLM", _llama_like("Starcoder2Config", sliding_window=256),
                  "self_attn.o_proj", layer_norm=True),
     Architecture("GPTBigCode", "GPTBigCodeForCausalLM", _config("GPTBigCodeConfig", **_GPT2_SIZES, multi_query=True),
                  "attn.c_proj", layer_norm=True),

@@ -148,6 +148,7 @@ def predict(
     budget = budget or Budget()
     names = [RESID_POST.format(layer=c) if isinstance(c, int) else c for c in capture]
     _check_groups(model, groups)
+    reuse_prefix = reuse_prefix and guard.reuses_prefixes(model)
     prefix_lens = [_shared_prefix_len(g) if reuse_prefix else 0 for g in groups]
     order = sorted(range(len(groups)), key=lambda i: (prefix_lens[i], len(groups[i])))
     results: list[list[Prediction] | None] = [None] * len(groups)

@@ -44,6 +44,26 @@ def check_model(model) -> None:
     if model.training:
         raise UnsupportedModelError("the model is in training mode, where dropout makes results random: "
                                     "call model.eval() first")
+    model_type = getattr(_config(model), "model_type", None)
+    if model_type in BROKEN_BY_PROCESSING:
+        raise UnsupportedModelError(f"compatibility mode's weight processing (TransformerLens's fold_ln) changes the "
+                                    f"outputs of this {model_type} model, so tv_lens's numbers would be wrong: use "
+                                    f"another architecture (the documentation's models page lists those checked)")
+
+
+# architectures whose outputs compatibility mode's weight processing changes (tests/model_matrix.py shows it)
+BROKEN_BY_PROCESSING = frozenset({"qwen2_moe"})
+
+
+def _config(model):
+    """The wrapped Hugging Face model's config (None for another kind of model)."""
+    return getattr(getattr(model, "original_model", None), "config", None)
+
+
+def reuses_prefixes(model) -> bool:
+    """Whether a shared prefix may run once for its group through the key/value cache: not for GPT-Neo's
+    local attention, which gives other activations to suffixes left-padded after a cached prefix."""
+    return "local" not in getattr(_config(model), "attention_layers", ())
 
 
 def cache_keyword(model) -> str:
