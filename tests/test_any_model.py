@@ -42,6 +42,7 @@ def everything(model) -> dict:
     out = {"theta": theta.vectors, "apply": tv.apply(model, theta, QUERIES),
            "generate": tv.generate(model, theta, QUERIES, max_new_tokens=6),
            "generate all": tv.generate(model, theta, QUERIES, max_new_tokens=6, positions="generated"),
+           "generate sampled": tv.generate(model, theta, QUERIES, max_new_tokens=6, temperature=0.8, seed=0),
            "generate bare": tv.generate(model, None, QUERIES, max_new_tokens=6),
            "solver": tv.TaskVectorSolver(model, theta)(QUERIES),
            "sweep": tv.layer_sweep(model, ["m->", "p->"], [theta.vectors] * 2, lambda i, p: p == "n")[1],
