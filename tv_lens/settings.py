@@ -26,7 +26,7 @@ def check_sizes(settings: object, names: list[str]) -> None:
 
 @dataclass(frozen=True)
 class Settings:
-    """The paper's sizes by default (PAPER.md): demonstrations per prompt, dummy queries per θ, bare
+    """The paper's sizes by default (Hendel et al. 2023): demonstrations per prompt, dummy queries per θ, bare
     queries for the zero-shot baseline, dev queries for the layer sweep, test queries."""
 
     n_shots: int = 5
@@ -51,7 +51,7 @@ PAPER = Settings()
 PAPER_4_SHOTS = PAPER.but(n_shots=4)
 """The sizes of the paper's conflicting-task and clustering experiments: 4 demonstrations per prompt."""
 FV_PAPER = PAPER.but(n_shots=10)
-"""The function-vector paper's sizes (FV.md): 10 demonstrations per prompt, 50 dev and 50 test queries."""
+"""The function-vector paper's sizes (Todd et al. 2024): 10 demonstrations per prompt, 50 dev and 50 test queries."""
 FV_CLEAN, FV_CORRUPTED, FV_HEADS = 100, 25, 10
 """The function-vector paper's own sizes: clean prompts averaged for ā, shuffled-label prompts for the
 AIE, heads summed into the function vector."""

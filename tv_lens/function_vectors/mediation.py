@@ -129,10 +129,10 @@ def head_effects(
 ) -> HeadEffects:
     """ā over `n_clean` clean `n_shots`-shot prompts and the AIE of every head over `n_corrupted`
     shuffled-label prompts of `task`, in prompt format `fmt` ("qa", "arrow" or a `PromptFormat`:
-    `fv_prompts.task_in_format`).
+    `tv_lens.function_vectors.items.task_in_format`).
 
-    `items` overrides the sampled items (`fv_prompts.fv_items` of the filtered task, this seed and
-    these sizes).
+    `items` overrides the sampled items (`tv_lens.function_vectors.items.fv_items` of the filtered task,
+    this seed and these sizes).
     """
     check_model(model)
     timings: dict[str, float] = {}

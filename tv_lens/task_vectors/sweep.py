@@ -25,7 +25,7 @@ def layer_sweep(
     positions: Positions = "last",
     budget: Budget | None = None,
 ) -> tuple[list[Accuracy], list[list[str]]]:
-    """Accuracy at each layer of `layers` (default: all), and the predictions [item][layer].
+    """Accuracy at each layer of `layers` (default: all), and the predictions `[item][layer]`.
 
     Item i's prompt runs with `thetas[i][layer]` written at `layer`'s resid_post: by default the
     paper's patch (replace it at the last token); `mode="add", strength=...` sweeps a
