@@ -71,7 +71,9 @@ def api_pages() -> dict[str, str]:
 
 
 def _default(action: argparse.Action) -> str:
-    if action.required or action.default in (None, argparse.SUPPRESS) or action.default is False:
+    if action.required:
+        return "required" if action.option_strings else ""
+    if action.default in (None, argparse.SUPPRESS) or action.default is False:
         return ""
     if isinstance(action.default, list):
         return " ".join(map(str, action.default))
@@ -115,7 +117,8 @@ def render_cli(parser: argparse.ArgumentParser) -> str:
             for action in actions:
                 choices = ", ".join(map(str, action.choices)) if action.choices else ""
                 default = _default(action)
-                lines.append(f"| {_name(action)} | {f'`{default}`' if default else ''} | {choices} | "
+                shown = default if default in ("", "required") else f"`{default}`"
+                lines.append(f"| {_name(action)} | {shown} | {choices} | "
                              f"{_cell(action.help or '')} |")
     return "\n".join(lines) + "\n"
 
