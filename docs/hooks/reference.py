@@ -4,7 +4,9 @@
   command, argument, default and choice);
 - `api/*.md`, one page per group of public names (`tv_lens.__all__`), each name rendered from its
   docstring by mkdocstrings; a public name missing from `API_GROUPS` stops the build;
-- the figures under `figures/<model>/` that the results pages show, served from the repository.
+- the figures under `figures/<model>/` that the pages show, served from the repository: a page links them
+  by their path in the checkout (`../../figures/...` from `docs/results/`, so that they show on GitHub too),
+  and the site by the same path inside the site.
 
 Nothing generated is written into the checkout: the pages exist only in the built site.
 """
@@ -127,6 +129,12 @@ def cli_page() -> str:
     from tv_lens.cli.main import build_parser
 
     return render_cli(build_parser())
+
+
+def on_page_markdown(markdown, page, config, files):
+    """Links to the checkout's figures (out of docs/) become links to the site's copy of them."""
+    depth = page.file.src_uri.count("/")
+    return markdown.replace("](" + "../" * (depth + 1) + "figures/", "](" + "../" * depth + "figures/")
 
 
 def on_files(files, config):

@@ -178,6 +178,23 @@ def sample_splits(
     Baseline items have no demonstrations and no dummies; their queries come from the whole task.
     A task with fewer pairs than queries needed recurs queries (each with fresh demonstrations; test
     and dev still share none), whatever its category, unless `allow_repeats=False`.
+
+    Args:
+        task: the task to sample from (filtered for a tokenizer first, as `evaluate` does).
+        seed: seed of every draw; the same seed gives the same items in every process.
+        n_test: test items, each with `n_shots` demonstrations and `n_dummies` dummy queries.
+        n_dev: dev items for the layer sweep, built like the test items.
+        n_baseline: bare zero-shot queries.
+        n_shots: demonstrations per item, drawn from the task without the item's query.
+        n_dummies: dummy queries per item, distinct from the query and the demonstrations' inputs.
+        allow_repeats: let queries recur when the task is too small; False makes that an error.
+
+    Returns:
+        `Splits(test, dev, baseline)`, lists of `Item`.
+
+    Raises:
+        ValueError: a size the task cannot supply (one line: what is needed, what is available,
+            what to lower).
     """
     _check_counts(task, n_shots, n_dummies, n_test=n_test, n_dev=n_dev, n_baseline=n_baseline)
     rng = random.Random(seed)
