@@ -216,6 +216,13 @@ def test_the_readme_is_a_front_door():
     assert len(readme.encode()) <= 15 * 1024
 
 
+def test_the_readme_cites_the_papers_as_citation_bib_does():
+    bibtex = next(code for language, code in fenced(ROOT / "README.md") if language == "bibtex")
+    entries = (ROOT / "CITATION.bib").read_text(encoding="utf-8").split("\n\n")
+    papers = [entry.strip() for entry in entries if entry.startswith("@inproceedings")]
+    assert len(papers) == 2 and bibtex.strip() == "\n\n".join(papers)
+
+
 @pytest.mark.parametrize("page", PAGES, ids=page_id)
 def test_links_into_the_checkout_hold_on_github_too(page):
     """Relative links to files (the site checks its own links; GitHub shows the pages from the checkout)."""
