@@ -10,6 +10,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.codec import Record
+from tv_lens.models.bridge import Model
 from tv_lens.patching.guard import check_model
 from tv_lens.task_vectors.vector import TaskVector
 
@@ -24,7 +25,7 @@ class TopTokens(Record):
 
 
 @torch.inference_mode()
-def project(model, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
+def project(model: Model, x: Float[Tensor, "... d_model"]) -> Float[Tensor, "... d_vocab"]:
     """Lens logits of `x`: the final norm (fresh statistics per vector), then the unembedding."""
     x = x.to(device=model.cfg.device, dtype=model.W_U.dtype)
     return model.unembed(model.ln_final(x))
@@ -46,7 +47,7 @@ def as_vector(theta_or_vector: TaskVector | Tensor, layer: int | None = None) ->
 
 
 def top_tokens(
-    model,
+    model: Model,
     theta_or_vector: TaskVector | Tensor,
     k: int = 20,
     layer: int | None = None,

@@ -15,6 +15,8 @@ from weakref import WeakKeyDictionary
 
 from transformer_lens.model_bridge.generalized_components.attention import AttentionBridge
 
+from tv_lens.models.bridge import Model
+
 
 def _update_kv_cache(self, k, v, **kwargs):
     if kwargs.get("past_key_values") is None and kwargs.get("cache") is not None:
@@ -25,7 +27,7 @@ def _update_kv_cache(self, k, v, **kwargs):
 _ATTENTION: WeakKeyDictionary = WeakKeyDictionary()
 
 
-def _unrouted(model) -> list[AttentionBridge]:
+def _unrouted(model: Model) -> list[AttentionBridge]:
     """The attention bridges of `model` that do not route the cache yet (the modules are walked once per model:
     1.6 ms on gemma-3-270m's 1678, a pass of the engine in a generation step takes tens)."""
     attention = _ATTENTION.get(model)
@@ -34,14 +36,14 @@ def _unrouted(model) -> list[AttentionBridge]:
     return [m for m in attention if "_update_kv_cache" not in vars(m)]
 
 
-def patch_kv_cache(model) -> None:
+def patch_kv_cache(model: Model) -> None:
     """Route HF's `cache=` argument to every attention bridge of `model` (this model only), for good."""
     for module in _unrouted(model):
         module._update_kv_cache = MethodType(_update_kv_cache, module)
 
 
 @contextmanager
-def kv_cache_routed(model) -> Iterator[None]:
+def kv_cache_routed(model: Model) -> Iterator[None]:
     """Within the block, every attention bridge of `model` routes HF's `cache=`; afterwards those that did
     not before are as they were."""
     added = _unrouted(model)

@@ -14,6 +14,8 @@ from weakref import WeakKeyDictionary
 
 import torch
 
+from tv_lens.models.bridge import Model
+
 
 @dataclass(frozen=True)
 class ModelRecord:
@@ -26,18 +28,18 @@ class ModelRecord:
 _RECORDS: WeakKeyDictionary = WeakKeyDictionary()
 
 
-def remember(model, spec: str, fingerprint: str | None = None) -> None:
+def remember(model: Model, spec: str, fingerprint: str | None = None) -> None:
     """Record that `model` was loaded from `spec` (with its fingerprint when the source file gives it)."""
     _RECORDS[model] = ModelRecord(spec, fingerprint)
 
 
-def model_spec(model) -> str:
+def model_spec(model: Model) -> str:
     """The spec `model` was loaded from, or its config's name for a model tv_lens did not load."""
     record = _RECORDS.get(model)
     return record.spec if record is not None else model.cfg.model_name
 
 
-def fingerprint(model) -> str:
+def fingerprint(model: Model) -> str:
     """A short hash identifying the weights of `model` (the source file's hash where known)."""
     record = _RECORDS.get(model) or ModelRecord(model.cfg.model_name)
     if record.fingerprint is None:
@@ -66,7 +68,7 @@ def versions() -> dict[str, str]:
     return found
 
 
-def model_provenance(model) -> dict:
+def model_provenance(model: Model) -> dict:
     """The model's spec, weights fingerprint and shape."""
     return {
         "model": model_spec(model),

@@ -28,6 +28,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from tv_lens import threads
+from tv_lens.models.bridge import Model
 from tv_lens.patching import guard, hooks
 from tv_lens.patching.interventions import RESID_POST, Intervention, batch_hooks, check_intervention, query_positions
 from tv_lens.progress import counter, current_stage
@@ -96,26 +97,26 @@ def counting() -> Iterator[TokenCount]:
         _COUNTS.reset(token)
 
 
-def encode(model, texts: Sequence[str]) -> list[list[int]]:
+def encode(model: Model, texts: Sequence[str]) -> list[list[int]]:
     """Token ids of each text as the model reads it (with the tokenizer's default BOS), never
     truncated (too long a text is refused where it is run); a model the engine cannot run is refused here."""
     guard.check_model(model)
     return [model.to_tokens(text, truncate=False)[0].tolist() for text in texts]
 
 
-def decode(model, tokens: Sequence[int]) -> list[str]:
+def decode(model: Model, tokens: Sequence[int]) -> list[str]:
     """The text of each single token."""
     return [model.tokenizer.decode([t]) for t in tokens]
 
 
-def token_limit(model) -> int | None:
+def token_limit(model: Model) -> int | None:
     """The longest padded batch the engine runs: the sliding attention window where the model has
     one (padding counts against it), else the model's context length."""
     config = getattr(getattr(model, "original_model", None), "config", None)
     return getattr(config, "sliding_window", None) or getattr(model.cfg, "n_ctx", None)
 
 
-def check_width(model, width: int) -> None:
+def check_width(model: Model, width: int) -> None:
     """Refuse a batch wider than `token_limit` (sliding-window attention counts padded positions)."""
     limit = token_limit(model)
     if limit and width > limit:
@@ -126,7 +127,7 @@ def check_width(model, width: int) -> None:
 
 
 def predict(
-    model,
+    model: Model,
     runs: Sequence[Run] | Sequence[Sequence[Run]],
     *,
     capture: Sequence[str | int] = (),
@@ -164,7 +165,7 @@ def predict(
     return [out[0] for out in results] if flat else results
 
 
-def _check_groups(model, groups: Sequence[Sequence[Run]]) -> None:
+def _check_groups(model: Model, groups: Sequence[Sequence[Run]]) -> None:
     for group in groups:
         if not group:
             raise ValueError("empty group of runs: every group needs at least one sequence")
@@ -172,7 +173,7 @@ def _check_groups(model, groups: Sequence[Sequence[Run]]) -> None:
             _check_run(model, r.tokens, r.interventions)
 
 
-def _check_run(model, tokens: Sequence[int], interventions: Sequence[Intervention]) -> None:
+def _check_run(model: Model, tokens: Sequence[int], interventions: Sequence[Intervention]) -> None:
     """Refuse an empty sequence, or interventions the model or the sequence cannot take."""
     if not tokens:
         raise ValueError("empty token sequence: every prompt needs at least one token")
@@ -243,7 +244,7 @@ def _padded_work(chunk: list[int], groups, prefix_lens: list[int]) -> int:
     return shape.prefix_tokens + shape.suffix_width * shape.rows
 
 
-def left_pad(model, seqs: Sequence[Sequence[int]]) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+def left_pad(model: Model, seqs: Sequence[Sequence[int]]) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
     """Left-padded token ids and their attention mask (1 on real tokens), on the model's device."""
     width = max(len(s) for s in seqs)
     pad = model.tokenizer.pad_token_id
@@ -259,7 +260,7 @@ def left_pad(model, seqs: Sequence[Sequence[int]]) -> tuple[Int[Tensor, "batch p
 
 
 @torch.inference_mode()
-def _run_chunk(model, groups, prefix_lens, names, keep_logits, budget) -> list[list[Prediction]]:
+def _run_chunk(model: Model, groups, prefix_lens, names, keep_logits, budget) -> list[list[Prediction]]:
     runs = [(gi, r) for gi, g in enumerate(groups) for r in g]
     suffixes = [r.tokens[prefix_lens[gi]:] for gi, r in runs]
     check_width(model, max(prefix_lens) + max(len(s) for s in suffixes))
@@ -301,7 +302,7 @@ def _predictions(last: Float[Tensor, "batch d_vocab"], store: dict[str, Tensor],
 
 
 def _forward(
-    model,
+    model: Model,
     tokens: Int[Tensor, "batch pos"],
     mask: Int[Tensor, "batch all_pos"],
     *,
@@ -367,7 +368,7 @@ class Decoding:
 
 @torch.inference_mode()
 def prefill(
-    model,
+    model: Model,
     prompts: Sequence[Sequence[int]],
     interventions: Sequence[Sequence[Intervention]] = (),
     *,
@@ -386,7 +387,7 @@ def prefill(
 
 @torch.inference_mode()
 def step(
-    model,
+    model: Model,
     state: Decoding,
     tokens: Int[Tensor, " batch"],
     interventions: Sequence[Sequence[Intervention]] = (),

@@ -18,6 +18,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.models.bridge import Model
 from tv_lens.patching import hooks
 
 PRE_NORM_HOOK = "blocks.{layer}.attn.hook_out"
@@ -25,13 +26,13 @@ ATTN_OUT_HOOK = "blocks.{layer}.hook_attn_out"
 NORM_SCALE_HOOK = "blocks.{layer}.ln1_post.hook_scale"
 
 
-def has_post_attention_norm(model) -> bool:
+def has_post_attention_norm(model: Model) -> bool:
     """Whether the model normalises the attention output before adding it to the residual stream."""
     return hasattr(model.blocks[0], "ln1_post")
 
 
 def head_contributions(
-    model, layer: int, z: Float[Tensor, "... n_heads d_head"]
+    model: Model, layer: int, z: Float[Tensor, "... n_heads d_head"]
 ) -> Float[Tensor, "... n_heads d_model"]:
     """Each head's output through its slice of layer `layer`'s output projection (before any norm)."""
     w_o = model.blocks[layer].attn.W_O
@@ -41,7 +42,7 @@ def head_contributions(
     return torch.einsum("...hd,hdm->...hm", z.to(w_o), w_o)
 
 
-def attention_bias(model, layer: int) -> Float[Tensor, " d_model"]:
+def attention_bias(model: Model, layer: int) -> Float[Tensor, " d_model"]:
     """The output projection's bias of layer `layer` (zeros for a bias-free projection)."""
     bias = model.blocks[layer].attn.b_O
     if bias is None:
@@ -51,7 +52,7 @@ def attention_bias(model, layer: int) -> Float[Tensor, " d_model"]:
 
 @torch.inference_mode()
 def to_residual(
-    model, layer: int, x: Float[Tensor, "... d_model"], scale: Float[Tensor, "..."]
+    model: Model, layer: int, x: Float[Tensor, "... d_model"], scale: Float[Tensor, "..."]
 ) -> Float[Tensor, "... d_model"]:
     """What `x`, a part of layer `layer`'s pre-norm attention output whose whole has RMS `scale`
     (`blocks.l.ln1_post.hook_scale`), adds to the residual stream: g * x / scale under a

@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from tv_lens.models.bridge import Model
 from tv_lens.patching import hooks
 
 RESID_POST = "blocks.{layer}.hook_resid_post"
@@ -99,7 +100,7 @@ class Intervention:
         return [(self.name, edit_query)]
 
 
-def query_positions(model, tokens: Int[Tensor, "batch pos"], mask: Int[Tensor, "batch pos"]
+def query_positions(model: Model, tokens: Int[Tensor, "batch pos"], mask: Int[Tensor, "batch pos"]
                     ) -> Bool[Tensor, "batch pos"]:
     """The real (unpadded) positions of left-padded `tokens`, less each row's leading BOS."""
     real = mask.bool()
@@ -125,7 +126,7 @@ def _described(value: object) -> str:
     return f"a {type(value).__name__}"
 
 
-def check_layer(model, layer: int) -> None:
+def check_layer(model: Model, layer: int) -> None:
     """Refuse a layer the model lacks (or that is not an integer)."""
     if isinstance(layer, bool) or not isinstance(layer, int):
         raise ValueError(f"layer must be an integer, got {layer!r}")
@@ -133,7 +134,7 @@ def check_layer(model, layer: int) -> None:
         raise ValueError(f"layer {layer} out of range: this model has layers 0..{model.cfg.n_layers - 1}")
 
 
-def check_intervention(model, intervention: Intervention) -> None:
+def check_intervention(model: Model, intervention: Intervention) -> None:
     """Refuse an intervention the model cannot take: a layer, hook or head it lacks, or a value of
     another width (d_model at residual hooks, d_head at one head)."""
     check_layer(model, intervention.layer)
@@ -196,7 +197,7 @@ def _edit(iv: Intervention, name: str, value, strength, positions, rows) -> hook
 
 
 @contextmanager
-def intervening(model, interventions: Intervention | Sequence[Intervention]) -> Iterator[None]:
+def intervening(model: Model, interventions: Intervention | Sequence[Intervention]) -> Iterator[None]:
     """Within the block, every forward pass of `model` in this thread runs with `interventions` (in order)
     on every row: "last" edits the last position of each pass, "all" every real token after a leading BOS (as
     the engine does: read from the pass's tokens and attention mask), explicit positions those
@@ -211,7 +212,7 @@ def intervening(model, interventions: Intervention | Sequence[Intervention]) -> 
 
 
 @contextmanager
-def _reading_query(model, seen: dict[str, Tensor], needed: bool) -> Iterator[None]:
+def _reading_query(model: Model, seen: dict[str, Tensor], needed: bool) -> Iterator[None]:
     """While needed, record the query positions (real tokens less a leading BOS) of each forward pass this
     thread runs in `seen`."""
     if not needed:

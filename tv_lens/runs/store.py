@@ -25,10 +25,10 @@ from pathlib import Path
 
 from torch import Tensor
 
-from tv_lens.runs.claims import claimed
 from tv_lens.codec import Record, ResultsError, decode, encode
 from tv_lens.files import tensor_bytes, write_atomically
 from tv_lens.models.provenance import model_provenance, versions
+from tv_lens.runs.claims import claimed
 from tv_lens.runs.records import ANALYSES, SCHEMA_VERSION, Results, results_from_dict
 
 RESULTS_FILE = "results.json"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tv_lens.models.bridge import Model
 from tv_lens.patching.engine import Budget, Run, decode, encode, predict
 from tv_lens.patching.guard import check_model
 from tv_lens.patching.interventions import Intervention, Mode, Positions, check_intervention
@@ -16,7 +17,7 @@ Vector = TaskVector | Intervention | Sequence[Intervention]
 
 
 def apply(
-    model,
+    model: Model,
     vector: Vector,
     queries: Sequence[str],
     layer: int | None = None,
@@ -46,7 +47,7 @@ def apply(
 
 
 def next_tokens(
-    model,
+    model: Model,
     prompts: Sequence[Sequence[int]],
     interventions: Sequence[Sequence[Intervention]],
     *,
@@ -57,7 +58,7 @@ def next_tokens(
     return [p.token for p in predict(model, runs, budget=budget)]
 
 
-def as_interventions(model, vector: Vector, layer: int | None = None, *, mode: Mode | None = None,
+def as_interventions(model: Model, vector: Vector, layer: int | None = None, *, mode: Mode | None = None,
                      strength: float = 1.0, positions: Positions = "last",
                      allow_transfer: bool = False) -> tuple[Intervention, ...]:
     """`vector` as checked interventions: a `TaskVector` placed by `layer`, `mode`, `strength` and

@@ -22,6 +22,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.models.bridge import Model
 from tv_lens.patching.engine import Budget, encode, prefill, step
 from tv_lens.patching.guard import check_model
 from tv_lens.patching.interventions import Intervention, Mode
@@ -48,7 +49,7 @@ class Generation:
 
 
 def generate(
-    model,
+    model: Model,
     vector: Vector | None,
     queries: Sequence[str],
     layer: int | None = None,
@@ -98,7 +99,7 @@ def generate(
     return answer_fitting(model, queries, prompts, max_new_tokens, answer)
 
 
-def _placed(model, vector: Vector | None, layer, mode, strength, positions, allow_transfer
+def _placed(model: Model, vector: Vector | None, layer, mode, strength, positions, allow_transfer
             ) -> tuple[tuple[Intervention, ...], bool]:
     """The interventions of the prompt and whether generated tokens get them too."""
     if positions not in GENERATION_POSITIONS and not isinstance(positions, tuple):
@@ -124,7 +125,7 @@ def stop_strings(stop: str | Sequence[str] | None) -> tuple[str, ...]:
     return stops
 
 
-def chat_prompts(model, queries: Sequence[str]) -> list[list[int]]:
+def chat_prompts(model: Model, queries: Sequence[str]) -> list[list[int]]:
     """Token ids of each query as the user's message in the tokenizer's chat template, ready for the
     assistant's answer."""
     tokenizer = model.tokenizer
@@ -137,7 +138,7 @@ def chat_prompts(model, queries: Sequence[str]) -> list[list[int]]:
 
 
 def generate_tokens(
-    model,
+    model: Model,
     prompts: Sequence[Sequence[int]],
     interventions: Sequence[Sequence[Intervention]] | None = None,
     *,
@@ -172,7 +173,7 @@ def generate_tokens(
     return done
 
 
-def _generate_batch(model, prompts, interventions, seeds, max_new_tokens, patch_generated, stops, sampling,
+def _generate_batch(model: Model, prompts, interventions, seeds, max_new_tokens, patch_generated, stops, sampling,
                     keep_logits) -> list[Generation]:
     state = prefill(model, prompts, interventions, room=max_new_tokens)
     rngs = generators(seeds)
@@ -200,7 +201,7 @@ def _generate_batch(model, prompts, interventions, seeds, max_new_tokens, patch_
             for g, rows in zip(generated, logits)]
 
 
-def end_tokens(model) -> frozenset[int]:
+def end_tokens(model: Model) -> frozenset[int]:
     """The tokens that end a generation: the tokenizer's EOS and those of the model's generation config
     (an instruction model's end of turn)."""
     ids = {model.tokenizer.eos_token_id}
@@ -210,7 +211,7 @@ def end_tokens(model) -> frozenset[int]:
     return frozenset(i for i in ids if i is not None)
 
 
-def finished(model, generated: list[int], stop: str | Sequence[str], ends: frozenset[int] | None = None) -> bool:
+def finished(model: Model, generated: list[int], stop: str | Sequence[str], ends: frozenset[int] | None = None) -> bool:
     """Whether a row's generated tokens end in an end token or contain a stop string."""
     ends = end_tokens(model) if ends is None else ends
     text = model.tokenizer.decode(generated)

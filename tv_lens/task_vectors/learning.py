@@ -9,6 +9,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, Run, encode, predict, token_limit
 from tv_lens.patching.guard import check_model
@@ -19,7 +20,7 @@ from tv_lens.tasks.prompts import PromptFormat
 
 
 def learn(
-    model,
+    model: Model,
     demos: Sequence[tuple[str, str]],
     dummies: Sequence[str],
     *,
@@ -63,7 +64,7 @@ def _checked_demos(fmt: PromptFormat, demos: Sequence[tuple[str, str]]) -> list[
     return checked
 
 
-def _check_fits(model, prompts: Sequence[str]) -> None:
+def _check_fits(model: Model, prompts: Sequence[str]) -> None:
     """Refuse prompts longer than the model's token limit before any batch is built."""
     limit = token_limit(model)
     for i, tokens in enumerate(encode(model, prompts)):
@@ -73,7 +74,7 @@ def _check_fits(model, prompts: Sequence[str]) -> None:
 
 
 def learn_items(
-    model,
+    model: Model,
     items: Sequence[Item],
     fmt: PromptFormat,
     *,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from tv_lens.errors import TvLensError
+from tv_lens.models.bridge import Model
 from tv_lens.patching.engine import token_limit
 from tv_lens.tasks.prompts import PromptFormat
 
@@ -42,7 +43,7 @@ def check_queries(queries: Sequence[str], fmt: PromptFormat) -> list[str]:
 
 
 def answer_fitting(
-    model,
+    model: Model,
     queries: Sequence[str],
     prompts: Sequence[Sequence[int]],
     room: int,

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.models.bridge import Model
 from tv_lens.patching.engine import Budget, Run, decode, encode, predict
 from tv_lens.patching.guard import check_model
 from tv_lens.patching.interventions import Intervention, Mode, Positions
@@ -14,7 +15,7 @@ from tv_lens.stats import Accuracy
 
 
 def layer_sweep(
-    model,
+    model: Model,
     prompts: Sequence[str],
     thetas: Sequence[Float[Tensor, "n_layers d_model"]],
     correct: Callable[[int, str], bool],

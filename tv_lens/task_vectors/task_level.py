@@ -11,6 +11,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, token_limit
 from tv_lens.patching.guard import check_model
@@ -25,7 +26,7 @@ from tv_lens.tasks.prompts import PromptFormat, prompt_ready
 
 
 def learn_task(
-    model,
+    model: Model,
     task: Task,
     *,
     k: int = 16,
@@ -72,7 +73,7 @@ def learn_task(
 
 
 def choose_layer(
-    model,
+    model: Model,
     task: Task,
     vectors: Float[Tensor, "n_layers d_model"],
     dev: Sequence[Item],
