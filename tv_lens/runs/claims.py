@@ -9,15 +9,19 @@ from __future__ import annotations
 import errno
 import os
 import socket
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import lock_descriptor
 
+from tv_lens.files import kind_of
+
 from tv_lens.errors import TvLensError
 
-_OPEN = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_OPEN = (os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+         | getattr(os, "O_NONBLOCK", 0))  # a FIFO planted as a claim file opens at once, and is refused
 
 
 class ClaimError(TvLensError):
@@ -45,6 +49,9 @@ def claimed(path: str | os.PathLike, on_wait: Callable[[str], None]) -> Iterator
         hint = "it is a symlink; remove it" if err.errno == errno.ELOOP else "check the run directory's permissions"
         raise ClaimError(f"cannot open the claim file {path} ({err.strerror}): {hint}") from None
     try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ClaimError(f"the claim file {path} is {kind_of(mode)}, not a regular file: remove it")
         try:
             if not lock_descriptor(fd, blocking=False):
                 on_wait(_holder(fd))
