@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analyses import main_table, reproduce
+from tv_lens.claims import ClaimError
 from tv_lens.files import check_writable_folder, write_atomically
-from tv_lens.runs.claims import ClaimError
 from tv_lens.runs.records import TaskQueries, results_from_dict
 from tv_lens.runs.store import (
     ResultsError,

@@ -133,7 +133,7 @@ def _flush(path: Path) -> None:
 def replace_directory(finished: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Move the finished directory `finished` (a temporary sibling of `target`) to `target` in one rename; an
     existing target is moved aside first and then deleted, a symlink there removed, never followed. Callers
-    hold the target's claim (`tv_lens.runs.claims`), so no one else renames it meanwhile."""
+    hold the target's claim (`tv_lens.claims`), so no one else renames it meanwhile."""
     finished, target = Path(finished), Path(target)
     aside = None
     try:

@@ -9,7 +9,7 @@ process killed between the two writes leaves the previous unit whole. A unit is 
 header matches the current run, both digests check out and its numbers agree with its per-item records;
 otherwise it is recomputed, with one line saying why when it was damaged. Only regular files of bounded
 size are read (a FIFO, a device, a symlink is recomputed, never read). Several processes may work in one
-run directory: each unit is computed under a claim (`tv_lens.runs.claims`), so no unit is computed twice at
+run directory: each unit is computed under a claim (`tv_lens.claims`), so no unit is computed twice at
 once, and a `Shard` chooses which units a process starts.
 
 The results file names the unit records it was assembled from, with their digests (`sources`), and its
@@ -32,7 +32,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from tv_lens.runs.claims import claimed
+from tv_lens.claims import claimed
 from tv_lens.codec import Record, ResultsError, decode, encode
 from tv_lens.files import FileReadError, read_regular, tensor_bytes, write_atomically
 from tv_lens.models.provenance import model_provenance, versions
@@ -241,7 +241,7 @@ class Store:
         return unit
 
     def claim(self, key: str):
-        """A context holding unit `key`'s claim (see `tv_lens.runs.claims`), saying once if it waits."""
+        """A context holding unit `key`'s claim (see `tv_lens.claims`), saying once if it waits."""
         path = self._record_path(key).with_suffix(".claim")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,9 @@
-"""Claims: an exclusive lock on one claim file per unit of work, so that many processes (shards, or a
-rerun started while another is still going) can share one run directory and never compute the same
-unit at once. The lock is filelock's on a descriptor (`flock` on Unix, `LockFileEx` on Windows): the
-system drops a claim when its holder exits, even when it is killed, so no stale claim ever blocks a
-rerun; on a shared filesystem the lock needs `flock` support (NFSv4, Lustre mounted with `flock`, GPFS)."""
+"""Claims: an exclusive lock on one claim file per unit of work or cache entry, so that many processes
+(shards, or a rerun started while another is still going) can share one run directory or model cache and
+never compute the same unit, or build the same entry, at once. The lock is filelock's on a descriptor
+(`flock` on Unix, `LockFileEx` on Windows): the system drops a claim when its holder exits, even when it is
+killed, so no stale claim ever blocks a rerun; on a shared filesystem the lock needs `flock` support (NFSv4,
+Lustre mounted with `flock`, GPFS)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,8 @@ from pathlib import Path
 
 from filelock import lock_descriptor
 
-from tv_lens.files import kind_of
-
 from tv_lens.errors import TvLensError
+from tv_lens.files import kind_of
 
 _OPEN = (os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
          | getattr(os, "O_NONBLOCK", 0))  # a FIFO planted as a claim file opens at once, and is refused
