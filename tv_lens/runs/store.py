@@ -370,11 +370,10 @@ def load_results(path: str | Path) -> Results:
     if path.is_dir():
         path = path / RESULTS_FILE
     data = read_json(path)
-    try:
-        results = results_from_dict(data)
-    except ResultsError as err:
-        raise ResultsError(f"{path}: {err}") from None
-    if data["digest"] != record_digest(data):
+    if "digest" in data and data["digest"] != record_digest(data):
         raise ResultsError(f"{path}: its digest does not match its contents (damaged or edited): rerun the "
                            f"analysis into its run directory to rewrite it")
-    return results
+    try:
+        return results_from_dict(data)
+    except ResultsError as err:
+        raise ResultsError(f"{path}: {err}") from None
