@@ -47,6 +47,8 @@ def _hint(err: OSError) -> str:
         return "free some space there, or write elsewhere"
     if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
         return "choose a writable place"
+    if err.errno == errno.EISDIR:
+        return "a directory is in the way: move it"
     return "check that folder"
 
 

@@ -148,7 +148,7 @@ def _manifest_of(folder: Path, extra: dict) -> dict:
 
 
 def _rebuilding(what: str, target: Path, problem: str) -> None:
-    warnings.warn(f"the cached {what} in {target} {problem}: rebuilding it", stacklevel=3)
+    warnings.warn(f"the cache entry {target} ({what}) {problem}: rebuilding it", stacklevel=3)
 
 
 def _clear_leftovers(target: Path) -> None:
