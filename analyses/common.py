@@ -4,7 +4,6 @@ progress lines and the outcome of a run."""
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 import warnings

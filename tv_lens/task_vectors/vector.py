@@ -239,6 +239,13 @@ class FunctionVector(TaskVector):
     kind: str = FUNCTION_VECTOR
 
 
+def _combined(parts: Sequence[tuple[float, TaskVector]]) -> TaskVector:
+    """Σ cᵢ·vᵢ as a vector of the first one's class, with its recipe and the settings its components share."""
+    vectors, recipe, shared = algebra.combination(parts)
+    return replace(parts[0][1], vectors=vectors, task=None, versions=versions(), dev_accuracy=[], heads=[],
+                   recipe=recipe, schema_version=SCHEMA_VERSION, **shared)
+
+
 def model_to_load(theta: TaskVector, source: str | os.PathLike) -> str:
     """The model `theta` (read from `source`) names, when tv_lens may load it without being told: an embedded
     or tiny model. A hub id or a path inside a file is loaded only when the user names it (it would fetch
