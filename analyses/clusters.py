@@ -97,6 +97,7 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Cluster
     vectors = torch.cat(vectors)
     points = tsne_2d(vectors, seed=seed, perplexity=perplexity)
     written = store.write_results(
+        units,
         layer=layer, perplexity=perplexity, stats=cluster_stats(vectors, labels),
         stats_centred=cluster_stats(vectors - vectors.mean(0), labels), tasks=rows,
         points=[Point(t, q, float(x), float(y)) for t, q, (x, y) in zip(labels, queries, points)])

@@ -23,9 +23,10 @@ def figures_module():
     return import_module(__package__.replace("analyses", "figures") + ".make")
 
 
-def write_figures(run_dir: Path, out: Path | None, png: bool) -> Path:
-    """Every figure and report.html of a run; prints the files and the report to open."""
-    written = figures_module().make(run_dir, out, png=png)
+def write_figures(run_dir: Path, out: Path | None, png: bool, like=None) -> Path:
+    """Every figure and report.html of a run (of the configuration `like` when given); prints the files and
+    the report to open."""
+    written = figures_module().make(run_dir, out, png=png, like=like)
     for path in written:
         print(f"{path}  ({path.stat().st_size / 1024:.0f} KiB)")
     report = written[-1]
@@ -36,9 +37,10 @@ def write_figures(run_dir: Path, out: Path | None, png: bool) -> Path:
 def _reproduce(args: argparse.Namespace) -> None:
     from .reproduce import run_from_args
 
-    out = run_from_args(args)
-    if out is not None and not args.no_figures:
-        write_figures(out, None, png=True)
+    done = run_from_args(args)
+    if done is not None and not args.no_figures:
+        out, configuration = done
+        write_figures(out, None, png=True, like=configuration)
 
 
 def _figures(args: argparse.Namespace) -> None:

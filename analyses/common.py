@@ -4,7 +4,6 @@ progress lines and the outcome of a run."""
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 import time
 import warnings
@@ -24,7 +23,7 @@ from tv_lens.cli.options import (
     placement,
 )
 from tv_lens.codec import Record
-from tv_lens.files import check_writable_folder
+from tv_lens.files import check_writable_folder, safe_name
 from tv_lens.progress import bar
 from tv_lens.report.tables import as_text
 from tv_lens.runs.records import Results
@@ -81,9 +80,11 @@ def resolve_tasks(specs: Sequence[str | Task] | None) -> list[Task]:
 
 
 def default_out(model_spec: str, quick: bool = False) -> Path:
-    """runs/<model>[-quick]: a run directory named after the model."""
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(model_spec).name or model_spec)
-    return Path("runs") / (name + ("-quick" if quick else ""))
+    """runs/<model>[-quick]: a run directory named after the model (a local path by the name of the folder it
+    resolves to, so `DIR/sub/..` gives runs/DIR), always one folder inside runs/."""
+    path = Path(model_spec).expanduser()
+    name = path.resolve().name if path.exists() else path.name
+    return Path("runs") / (safe_name(name or model_spec) + ("-quick" if quick else ""))
 
 
 def add_run_arguments(p: argparse.ArgumentParser, shards: bool = True) -> None:

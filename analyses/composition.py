@@ -23,7 +23,7 @@ from tv_lens.function_vectors.items import FORMATS, FVItems, fv_items, task_in_f
 from tv_lens.function_vectors.vector import accuracy_with, function_vector
 from tv_lens.patching.engine import Budget
 from tv_lens.progress import bar, stage
-from tv_lens.runs.records import ComponentVectors, CompositionRun, VectorOnTask
+from tv_lens.runs.records import ComponentVectors, CompositionRun, Source, VectorOnTask
 from tv_lens.runs.store import Shard, Store
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER, AnalysisSettings, Settings
 from tv_lens.task_vectors.algebra import short_name
@@ -151,7 +151,7 @@ def run(model, out, settings: CompositionSettings = CompositionSettings(), seed:
     vector_store = Store.open(Path(out) / ANALYSIS, VECTORS, model, settings.record(), seed, progress)
     names = shard.share(list(TASKS)) if shard else list(TASKS)
     vectors: dict[str, tuple[TaskVector, TaskVector]] = {}
-    components = []
+    components, sources = [], []
     for i, name in enumerate(bar(names, "composition: vectors", unit="task"), 1):
 
         def compute(name: str = name, i: int = i) -> tuple[dict, dict]:
@@ -163,6 +163,7 @@ def run(model, out, settings: CompositionSettings = CompositionSettings(), seed:
             return record.to_dict(), {"theta": theta.vectors, "fv": fv.vectors}
 
         unit = vector_store.get(name, compute, needs=["theta", "fv"], identity=tasks[name].digest)
+        sources.append(Source(f"{ANALYSIS}/{VECTORS}", unit.key, unit.digest))  # the sub-store's folder in the run
         record = ComponentVectors.from_dict(unit.result, model.cfg.n_layers, f"{VECTORS}/{name}")
         components.append(record)
         vectors[name] = (saved_vector(unit.tensors["theta"], record.theta), saved_vector(unit.tensors["fv"], record.fv))
@@ -185,9 +186,11 @@ def run(model, out, settings: CompositionSettings = CompositionSettings(), seed:
             return done, None
 
         identity = "-".join(tasks[name].digest for name in (target, *parts))
-        runs.append(store.get(target, compose, identity=identity).result)
+        unit = store.get(target, compose, identity=identity)
+        runs.append(unit.result)
+        sources.append(unit.source)
     report_reused(ANALYSIS, store.reused, progress)
-    written = store.write_results(format=settings.format, prompt_format=asdict(fmt), tasks=components,
+    written = store.write_results(sources, format=settings.format, prompt_format=asdict(fmt), tasks=components,
                                   compositions=runs)
     return Outcome(written, store.results_path, vectors_computed + store.computed, vectors_reused + store.reused)
 

@@ -111,7 +111,7 @@ def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS
         layers = {**layers, **main_table.layers_of([u.result for u in main_units])}
         main_computed = [f"{main_table.ANALYSIS}/{key}" for key in main_store.computed]
     store = Store.open(out, ANALYSIS, model, settings.record(), seed, progress)
-    results = []
+    units = []
     for i, (a, b) in enumerate(bar(resolved, "conflicting tasks", unit="pair"), 1):
         at = layer if layer is not None else layers[b.name]
 
@@ -124,12 +124,12 @@ def run(model, out, pairs: Sequence[tuple[str | Task, str | Task]] = PAPER_PAIRS
             return done, None
 
         unit = store.get(f"{a.name}__{b.name}__layer{at}", compute, identity=f"{a.digest}-{b.digest}")
-        results.append(unit.result)
+        units.append(unit)
     report_reused(ANALYSIS, store.reused, progress)
     if shard:
         return Outcome(None, None, main_computed + store.computed, store.reused)
     layer_choice = f"given: {layer}" if layer is not None else "best layer of task B in the main table"
-    written = store.write_results(layer_choice=layer_choice, pairs=results)
+    written = store.write_results(units, layer_choice=layer_choice, pairs=[u.result for u in units])
     return Outcome(written, store.results_path, main_computed + store.computed, store.reused)
 
 

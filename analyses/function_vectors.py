@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from scipy.stats import t as student_t
 
 from tv_lens.analysis.lens import top_tokens
 from tv_lens.cli.options import at_least
@@ -98,14 +97,7 @@ def task_result(model, task: Task, fmt_name: str, settings: FVSettings, seed: in
 
 def mean_aie(rows: Sequence[FVRun]) -> MeanAIE:
     """The AIE averaged over tasks, with a 95% Student-t interval over tasks."""
-    aie = torch.tensor([r.aie for r in rows])
-    mean = aie.mean(0)
-    if len(rows) < 2:
-        low = high = torch.full_like(mean, float("nan"))
-    else:
-        half = float(student_t.ppf(0.975, len(rows) - 1)) * aie.std(0) / len(rows) ** 0.5
-        low, high = mean - half, mean + half
-    return MeanAIE(f"mean over {len(rows)} tasks", len(rows), mean.tolist(), low.tolist(), high.tolist())
+    return MeanAIE.of(rows)
 
 
 def run(model, out, tasks: Sequence[str | Task] | None = None, settings: FVSettings = FVSettings(), seed: int = 0,
@@ -131,7 +123,7 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: FVSetti
     mine = set(shard.share(list(keys.values())) if shard else keys.values())
     todo = [(fmt_name, i, task) for fmt_name in formats for i, task in enumerate(tasks, 1)
             if keys.get((fmt_name, task.name)) in mine]
-    rows = []
+    units = []
     for fmt_name, i, task in bar(todo, "function vectors", unit="task"):
 
         def compute(task: Task = task, fmt_name: str = fmt_name, i: int = i) -> tuple[FVRun, dict]:
@@ -145,15 +137,16 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: FVSetti
                      f"in {time.perf_counter() - start:.1f} s")
             return result, effects.tensors()
 
-        rows.append(store.get(keys[fmt_name, task.name], compute, needs=["effects"], identity=task.digest).result)
+        units.append(store.get(keys[fmt_name, task.name], compute, needs=["effects"], identity=task.digest))
     report_reused(ANALYSIS, store.reused, progress)
     if shard:
         return Outcome(None, None, store.computed, store.reused)
+    rows = [u.result for u in units]
     formats = [f for f in formats if any(r.format == f for r in rows)]
     if not formats:
         raise ValueError("no task could be read in any of the prompt formats asked for (see the lines above)")
     means = {f: mean_aie([r for r in rows if r.format == f]) for f in formats}
-    written = store.write_results(k=settings.k, formats=formats, formulations=list(settings.formulations),
+    written = store.write_results(units, k=settings.k, formats=formats, formulations=list(settings.formulations),
                                   runs=rows, mean_aie=means)
     return Outcome(written, store.results_path, store.computed, store.reused)
 

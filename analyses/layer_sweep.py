@@ -10,9 +10,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 
-import numpy as np
-
-from tv_lens.runs.records import LayerCurve, MainTable
+from tv_lens.runs.records import LayerCurve, MainTable, sweep_statistics
 from tv_lens.runs.store import Store
 from tv_lens.settings import PAPER, Settings
 from tv_lens.tasks import Task
@@ -27,10 +25,7 @@ def curves(main_results: MainTable) -> dict:
     """The body of the layer sweep: per-task dev accuracy by layer and, per layer, its mean,
     standard deviation, min and max over tasks."""
     tasks = [LayerCurve.of(r) for r in main_results.tasks]
-    table = np.array([t.accuracy for t in tasks], dtype=float)
-    return {"n_layers": table.shape[1], "tasks": tasks,
-            "mean": table.mean(0).tolist(), "std": table.std(0).tolist(),
-            "min": table.min(0).tolist(), "max": table.max(0).tolist()}
+    return {"n_layers": main_results.model.n_layers, "tasks": tasks, **sweep_statistics(tasks)}
 
 
 def run(model, out, tasks: Sequence[str | Task] | None = None,
@@ -40,7 +35,7 @@ def run(model, out, tasks: Sequence[str | Task] | None = None,
     if main_results is None:
         main_results = main_table.run(model, out, tasks, settings, seed, progress).results
     store = Store.open(out, ANALYSIS, model, asdict(settings), seed)
-    written = store.write_results(**curves(main_results))
+    written = store.write_results(main_results.sources, **curves(main_results))
     return Outcome(written, store.results_path)
 
 

@@ -13,7 +13,6 @@ from dataclasses import asdict
 
 from torch import Tensor
 
-from tv_lens.analysis.summary import TaskHits, summarize
 from tv_lens.cli.options import at_least
 from tv_lens.runs.records import Summary
 from tv_lens.runs.store import Shard, Store, Unit
@@ -65,20 +64,9 @@ def layers_of(results: Sequence[EvalResult]) -> dict[str, int]:
     return {r.task: r.best_layer for r in results}
 
 
-def hits(result: EvalResult) -> TaskHits:
-    """Per-item correctness of one task result (baseline items from their counts)."""
-    base = result.baseline
-    return TaskHits(baseline=[True] * base.correct + [False] * (base.total - base.correct),
-                    icl=result.hits.icl, tv=result.hits.tv)
-
-
 def summary(results: Sequence[EvalResult], seed: int = 0) -> Summary:
     """Means over all tasks and per category (in order of first appearance)."""
-    categories: dict[str, list[EvalResult]] = {}
-    for r in results:
-        categories.setdefault(r.category, []).append(r)
-    return Summary(overall=summarize([hits(r) for r in results], seed=seed),
-                   categories={c: summarize([hits(r) for r in rs], seed=seed) for c, rs in categories.items()})
+    return Summary.of(results, seed)
 
 
 def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Settings = PAPER,
@@ -90,7 +78,7 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: Setting
     if shard:
         return Outcome(None, None, store.computed, store.reused)
     results = [u.result for u in units]
-    written = store.write_results(tasks=results, summary=summary(results, seed))
+    written = store.write_results(units, tasks=results, summary=summary(results, seed))
     return Outcome(written, store.results_path, store.computed, store.reused)
 
 

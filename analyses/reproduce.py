@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tv_lens.runs.reading import Configuration
+
 from tv_lens.cli.options import placement
 from tv_lens.function_vectors.items import FORMATS
 from tv_lens.progress import counter
@@ -128,9 +130,10 @@ def format_report(outcomes: dict[str, Outcome]) -> str:
     return "\n".join(parts)
 
 
-def run_from_args(args: argparse.Namespace) -> Path | None:
+def run_from_args(args: argparse.Namespace) -> tuple[Path, Configuration] | None:
     """Check the arguments, load the model, reproduce, print the tables and where the results are;
-    the run directory (None for a shard, which only computes its share of the units)."""
+    the run directory and the configuration of its results (None for a shard, which only computes its
+    share of the units)."""
     from tv_lens.models.loading import load_model
 
     start = time.perf_counter()
@@ -149,4 +152,4 @@ def run_from_args(args: argparse.Namespace) -> Path | None:
     say("")
     say(format_report(outcomes))
     say(f"results in {out}/ ({time.perf_counter() - start:.0f} s)")
-    return out
+    return out, Configuration.of_model(model, args.seed)

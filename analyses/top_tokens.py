@@ -42,7 +42,7 @@ def run(model, out, tasks: Sequence[str | Task] | None = None,
                                raw=top_tokens(model, theta, k, layer=r.best_layer),
                                centred=top_tokens(model, theta, k, layer=r.best_layer, centre=centre[r.best_layer])))
     store = Store.open(out, ANALYSIS, model, {"main_table": asdict(settings)}, seed, progress)
-    written = store.write_results(k=k, tasks=rows)
+    written = store.write_results(units, k=k, tasks=rows)
     return Outcome(written, store.results_path)
 
 

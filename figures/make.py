@@ -1,6 +1,9 @@
 """Figures of a run directory: interactive HTML (plotly.js inlined, works offline), static PNG
 (kaleido, the extra `tv-lens[png]`, which needs Chrome or Chromium), one report.html with every figure
-and table, and every table in Markdown (tables.md).
+and table, and every table in Markdown (tables.md). Only the run's own results are shown
+(`tv_lens.runs.reading`: results of another model or seed, copied in or left behind, are left out with one
+line each), and every file is written atomically: a kill or a full disk never leaves a half-written page,
+and a symlink in the output folder is replaced, never followed.
 
     tv-lens figures runs/gemma --out figures/gemma-3-270m
 """
@@ -15,10 +18,11 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 import plotly.io as pio
+from tv_lens.runs.reading import Configuration, read_run
 
+from tv_lens.files import FileWriteError, check_writable_folder, write_atomically, writing_atomically
 from tv_lens.report import plots
 from tv_lens.runs.records import Results
-from tv_lens.runs.store import RESULTS_FILE, load_results
 
 from .report import report_html, tables_markdown
 
@@ -34,12 +38,18 @@ FIGURES = {
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 
 
-def load_run(run_dir: Path) -> dict[str, Results]:
-    """The checked results of every analysis found in `run_dir`, in the paper's order."""
-    found = {name: load_results(run_dir / name) for name in FIGURES if (run_dir / name / RESULTS_FILE).exists()}
-    if not found:
+def load_run(run_dir: Path, like: Configuration | None = None) -> dict[str, Results]:
+    """The checked results of every analysis of `run_dir` that are this run's (of `like`'s configuration when
+    given), in the paper's order; each one left out is said in one line on stderr."""
+    run = read_run(run_dir, tuple(FIGURES), like)
+    for reason in run.left_out.values():
+        print(f"left out: {reason}", file=sys.stderr)
+    if not run.results:
+        if run.left_out:
+            raise ValueError(f"no results of {run_dir} can be shown (each is left out, as said above): rerun "
+                             f"`tv-lens reproduce --out {run_dir}`")
         raise FileNotFoundError(f"no results in {run_dir}: run `tv-lens reproduce --out {run_dir}` first")
-    return found
+    return run.results
 
 
 def kaleido_installed() -> bool:
@@ -70,28 +80,33 @@ def write_pngs(figures: dict[str, go.Figure], out: Path) -> list[Path]:
     paths = [out / f"{name}.png" for name in figures]
     figs = list(figures.values())
     try:
-        pio.write_images(figs, paths, width=[f.layout.width for f in figs], height=[f.layout.height for f in figs])
+        with writing_atomically(paths) as temporaries:  # kaleido writes the files itself: to temporary names
+            pio.write_images(figs, temporaries, width=[f.layout.width for f in figs],
+                             height=[f.layout.height for f in figs])
+    except FileWriteError:
+        raise
     except Exception as err:  # kaleido reports a browser that fails to start in many ways
         print(f"PNGs skipped: kaleido could not render with {find_browser()}: {err}".splitlines()[0], file=sys.stderr)
         return []
     return paths
 
 
-def make(run_dir: str | Path, out: str | Path | None = None, png: bool = True) -> list[Path]:
+def make(run_dir: str | Path, out: str | Path | None = None, png: bool = True,
+         like: Configuration | None = None) -> list[Path]:
     """Write `<name>.html` (and `<name>.png`) per analysis, `tables.md` and `report.html` into `out`
-    (default `<run_dir>/figures`); returns the files written, the report last."""
+    (default `<run_dir>/figures`), each atomically; returns the files written, the report last. `like`: the
+    configuration of the run just made (default: the main table's)."""
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "figures"
-    out.mkdir(parents=True, exist_ok=True)
-    results = load_run(run_dir)
+    results = load_run(run_dir, like)
+    check_writable_folder(out)
     by_analysis = {name: named_figures(name, data) for name, data in results.items()}
     figures = {stem: fig for named in by_analysis.values() for stem, fig in named.items()}
     written = []
     for name, fig in figures.items():
-        fig.write_html(out / f"{name}.html", include_plotlyjs=True)
-        written.append(out / f"{name}.html")
+        written.append(write_atomically(out / f"{name}.html", fig.to_html(include_plotlyjs=True).encode()))
     if png:
         written += write_pngs(figures, out)
-    (out / "tables.md").write_text(tables_markdown(results))
-    (out / "report.html").write_text(report_html(results, by_analysis))
-    return written + [out / "tables.md", out / "report.html"]
+    written.append(write_atomically(out / "tables.md", tables_markdown(results).encode()))
+    written.append(write_atomically(out / "report.html", report_html(results, by_analysis).encode()))
+    return written

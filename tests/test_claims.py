@@ -1,4 +1,4 @@
-"""Claims (tv_lens.runs.claims, on filelock): a second process waits for the holder, learns who it is, and gets the
+"""Claims (tv_lens.claims, on filelock): a second process waits for the holder, learns who it is, and gets the
 claim once the holder is gone, even killed."""
 
 import os
@@ -8,11 +8,11 @@ import sys
 import threading
 import time
 
-from tv_lens.runs.claims import claimed
+from tv_lens.claims import claimed
 
 HOLD = """
 import sys, time
-from tv_lens.runs.claims import claimed
+from tv_lens.claims import claimed
 with claimed(sys.argv[1], print):
     print("held", flush=True)
     time.sleep(120)

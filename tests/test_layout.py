@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "tv_lens"
 # the layers, from the bottom up: a module may import its own layer's or lower layers' modules only
 LAYERS = [
-    {"errors", "settings", "threads", "progress", "files", "codec", "stats"},
+    {"errors", "settings", "threads", "progress", "files", "claims", "codec", "stats"},
     {"models", "patching", "tasks"},
     {"task_vectors", "function_vectors", "analysis"},
     {"runs", "report"},

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from analyses import clusters, conflicting_tasks, reproduce
-from tv_lens.runs.records import ANALYSES, results_from_dict
+from tv_lens.runs.records import ANALYSES, SCHEMA_VERSION, results_from_dict
 from tv_lens.runs.store import RESULTS_FILE, strict
 from tv_lens.settings import Settings
 
@@ -78,7 +78,7 @@ def test_results_files_keep_their_exact_format(tiny_llama, tmp_path):
     assert sorted(written) == sorted(golden)
     for name, data in written.items():
         assert (tmp_path / name).read_bytes() == layout(data), f"{name}: not in the results file layout"
-        assert data["schema_version"] == 2
+        assert data["schema_version"] == SCHEMA_VERSION
         expected = golden[name]
         if name == TSNE_FILE:
             coordinates = [point[c] for point in data["points"] for c in TSNE_COORDINATES]

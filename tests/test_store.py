@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analyses import main_table, reproduce
+from tv_lens.claims import ClaimError
 from tv_lens.files import check_writable_folder, write_atomically
-from tv_lens.runs.claims import ClaimError
 from tv_lens.runs.records import TaskQueries, results_from_dict
 from tv_lens.runs.store import (
+    JSON_LIMIT,
     ResultsError,
     Shard,
     Store,
@@ -48,10 +49,10 @@ def run_main(model, out, seed=0, lines=None):
 
 
 def comparable(path: Path):
-    """A results file without the time it was written and the timings of its work."""
+    """A results file without the time it was written, the timings of its work and the digests covering them."""
     def strip(value):
         if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in ("written_at", "timings")}
+            return {k: strip(v) for k, v in value.items() if k not in ("written_at", "timings", "digest")}
         return [strip(v) for v in value] if isinstance(value, list) else value
 
     return strip(json.loads(path.read_text()))
@@ -135,6 +136,15 @@ def test_writes_never_follow_a_planted_symlink(tmp_path, monkeypatch):
     assert outside.read_text() == "keep" and not (folder / "target").is_symlink()
 
 
+def test_a_fifo_planted_as_a_claim_file_is_a_one_line_error_not_a_hang(tmp_path):
+    store = fake_store(tmp_path)
+    (tmp_path / "a" / "units").mkdir(parents=True)
+    os.mkfifo(tmp_path / "a" / "units" / "t.claim")
+    with pytest.raises(ClaimError, match="is a FIFO, not a regular file: remove it") as info:
+        store.get("t", lambda: ({}, None))
+    assert "\n" not in str(info.value)
+
+
 def test_a_symlink_planted_as_a_claim_file_is_a_one_line_error(tmp_path):
     store = fake_store(tmp_path)
     (tmp_path / "a" / "units").mkdir(parents=True)
@@ -178,10 +188,44 @@ def damage_record_edited(folder):
     path.write_text(path.read_text().replace('"best_layer": ', '"best_layer": 1'))
 
 
+def damage_record_icl_edited(folder):
+    """The tester's edit: ICL counts changed (their digest recomputed) while the per-item hits stay as they were."""
+    path = units(folder) / f"{TASKS[0]}.json"
+    record = json.loads(path.read_text())
+    icl = record["result"]["icl"]
+    icl["correct"] = (icl["correct"] + 1) % (icl["total"] + 1)
+    record["digest"] = record_digest(record)
+    path.write_text(json.dumps(record))
+
+
+def damage_record_fifo(folder):
+    (units(folder) / f"{TASKS[0]}.json").unlink()
+    os.mkfifo(units(folder) / f"{TASKS[0]}.json")
+
+
+def damage_record_endless(folder):
+    (units(folder) / f"{TASKS[0]}.json").unlink()
+    (units(folder) / f"{TASKS[0]}.json").symlink_to("/dev/zero")
+
+
+def damage_record_oversized(folder):
+    with open(units(folder) / f"{TASKS[0]}.json", "r+b") as f:
+        f.truncate(JSON_LIMIT + 1)  # sparse: no disk used
+
+
+def damage_tensor_fifo(folder):
+    path = next(units(folder).glob(f"{TASKS[0]}~*.safetensors"))
+    path.unlink()
+    os.mkfifo(path)
+
+
 @pytest.mark.parametrize("damage, says", [
     (damage_tensor_truncated, "does not match the digest"), (damage_tensor_random, "does not match the digest"),
     (damage_tensor_missing, "cannot be read"), (damage_record_not_utf8, "not a strict UTF-8 JSON record"),
     (damage_record_bad_result, "1000 correct out of 4 is impossible"), (damage_record_edited, "digest does not match"),
+    (damage_record_icl_edited, "differs from its per-item hits"), (damage_record_fifo, "a FIFO, not a regular file"),
+    (damage_record_endless, "is a symlink, not a regular file"), (damage_record_oversized, "is larger"),
+    (damage_tensor_fifo, "a FIFO, not a regular file"),
 ])
 def test_a_damaged_unit_is_recomputed_with_one_line(tiny_llama, tmp_path, damage, says):
     run_main(tiny_llama, tmp_path)

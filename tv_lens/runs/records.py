@@ -1,21 +1,53 @@
 """The results of each analysis as typed records: one dataclass per results file (its header, then
 its body, in the order written) and one per unit of work. `to_dict` gives the JSON written,
-`from_dict` reads it back checked against the field types (see `tv_lens.codec`)."""
+`from_dict` reads it back checked against the field types (see `tv_lens.codec`).
+
+Numbers that follow from others in the same file (an accuracy from its per-item hits, the means over
+tasks from the tasks, a layer sweep's statistics from its curves) are recomputed whenever a record is
+made, read back included, and a record whose stored numbers differ is refused: a file is never trusted
+for what it can be checked against."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
 from tv_lens.analysis.geometry import ClusterStats
 from tv_lens.analysis.lens import TopTokens
-from tv_lens.analysis.summary import GroupSummary
+from tv_lens.analysis.summary import GroupSummary, TaskHits, summarize
 from tv_lens.codec import Fraction, Layer, PerLayer, Record, ResultsError, stored_fields
 from tv_lens.function_vectors.vector import FVEvaluation
 from tv_lens.stats import Accuracy
 from tv_lens.task_vectors.evaluation import EvalResult
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+"""Version 3 added each results file's `sources` and `digest`; unit records are unchanged since version 2."""
+UNIT_SCHEMA_VERSIONS = (2, 3)
+"""The versions of unit records this tv_lens reuses (their format is the same)."""
+
+
+def same_numbers(a, b, rel: float = 1e-9, abs_: float = 1e-12) -> bool:
+    """Whether two JSON-like values are equal, floats within round-off (NaN equal to NaN)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_numbers(a[k], b[k], rel, abs_) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_numbers(x, y, rel, abs_) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b)):
+            return False
+        return (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=rel, abs_tol=abs_)
+    return a == b
+
+
+def _recomputed(name: str, stored, expected, what: str, rel: float = 1e-9) -> None:
+    """Refuse `stored` (field `name`) when it differs from `expected`, recomputed from `what`."""
+    if not same_numbers(stored.to_dict() if isinstance(stored, Record) else stored,
+                        expected.to_dict() if isinstance(expected, Record) else expected, rel):
+        raise ValueError(f"{name} differs from what its {what} give: the file was edited or damaged")
 
 
 @dataclass(frozen=True)
@@ -28,10 +60,21 @@ class ModelInfo(Record):
     d_model: int
 
 
+@dataclass(frozen=True)
+class Source(Record):
+    """A unit record that results were assembled from: its analysis, its key and its digest then."""
+
+    analysis: str
+    key: str
+    digest: str
+
+
 @dataclass(frozen=True, kw_only=True)
 class Results(Record):
-    """What every results file starts with; each analysis's results add their body. `UNIT` is the
-    type of the analysis's units of work (None: it has none)."""
+    """What every results file starts with: what made it (schema, analysis, model and its weights'
+    fingerprint, settings, seed, library versions), the unit records it was assembled from (`sources`) and
+    the SHA-256 of the file without this field (`digest`); each analysis's results add their body. `UNIT`
+    is the type of the analysis's units of work (None: it has none)."""
 
     schema_version: int
     analysis: str
@@ -40,6 +83,8 @@ class Results(Record):
     seed: int
     versions: dict
     written_at: str
+    sources: list[Source]
+    digest: str
     UNIT: ClassVar[type[Record] | None] = None
 
 
@@ -52,12 +97,32 @@ class Summary(Record):
     overall: GroupSummary
     categories: dict[str, GroupSummary]
 
+    @classmethod
+    def of(cls, results: Sequence[EvalResult], seed: int = 0) -> Summary:
+        """The means of `results` over all tasks and per category, from each task's per-item hits."""
+        categories: dict[str, list[EvalResult]] = {}
+        for r in results:
+            categories.setdefault(r.category, []).append(r)
+        return cls(overall=summarize([task_hits(r) for r in results], seed=seed),
+                   categories={c: summarize([task_hits(r) for r in rs], seed=seed) for c, rs in categories.items()})
+
+
+def task_hits(result: EvalResult) -> TaskHits:
+    """Per-item correctness of one task result (baseline items from their counts)."""
+    base = result.baseline
+    return TaskHits(baseline=[True] * base.correct + [False] * (base.total - base.correct),
+                    icl=result.hits.icl, tv=result.hits.tv)
+
 
 @dataclass(frozen=True, kw_only=True)
 class MainTable(Results):
     tasks: list[EvalResult]
     summary: Summary
     UNIT: ClassVar[type[Record]] = EvalResult
+
+    def __post_init__(self) -> None:
+        if self.tasks:
+            _recomputed("summary", self.summary, Summary.of(self.tasks, self.seed), "tasks' per-item hits")
 
 
 # Experiment 2: the layer sweep, read from the main table.
@@ -73,11 +138,24 @@ class LayerCurve(Record):
     correct: list[int]
     total: list[int]
 
+    def __post_init__(self) -> None:
+        if not len(self.accuracy) == len(self.correct) == len(self.total):
+            raise ValueError(f"{self.task}: accuracy, correct and total differ in length")
+        _recomputed("accuracy", self.accuracy, [Accuracy(c, t).value for c, t in zip(self.correct, self.total)],
+                    "counts")
+
     @classmethod
     def of(cls, result: EvalResult) -> LayerCurve:
         by_layer = result.dev_accuracy_by_layer
         return cls(result.task, result.category, result.best_layer, [a.value for a in by_layer],
                    [a.correct for a in by_layer], [a.total for a in by_layer])
+
+
+def sweep_statistics(curves: Sequence[LayerCurve]) -> dict[str, list[float]]:
+    """Per layer, the mean, standard deviation, min and max over tasks of the curves' accuracies."""
+    table = np.array([c.accuracy for c in curves], dtype=float)
+    return {"mean": table.mean(0).tolist(), "std": table.std(0).tolist(),
+            "min": table.min(0).tolist(), "max": table.max(0).tolist()}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,6 +166,11 @@ class LayerSweep(Results):
     std: PerLayer[float]
     min: PerLayer[float]
     max: PerLayer[float]
+
+    def __post_init__(self) -> None:
+        if self.tasks:
+            stored = {"mean": self.mean, "std": self.std, "min": self.min, "max": self.max}
+            _recomputed("the statistics over tasks", stored, sweep_statistics(self.tasks), "tasks' curves")
 
 
 # Experiment 3: conflicting tasks (a unit per pair).
@@ -116,6 +199,12 @@ class ConflictPair(Record):
     patched_vs_a: Accuracy
     patched_vs_b: Accuracy
     items: list[ConflictItem]
+
+    def __post_init__(self) -> None:
+        totals = {a.total for a in (self.icl_vs_a, self.icl_vs_b, self.patched_vs_a, self.patched_vs_b)}
+        if totals != {self.n_items} or len(self.items) != self.n_items:
+            raise ValueError(f"{self.task_a} -> {self.task_b}: n_items {self.n_items}, {len(self.items)} items and "
+                             f"accuracies out of {sorted(totals)} disagree: the file was edited or damaged")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +273,14 @@ class Clusters(Results):
     points: list[Point]
     UNIT: ClassVar[type[Record]] = TaskQueries
 
+    def __post_init__(self) -> None:
+        counts: dict[str, int] = {}
+        for p in self.points:
+            counts[p.task] = counts.get(p.task, 0) + 1
+        if counts != {t.task: t.n_items for t in self.tasks if t.n_items}:
+            raise ValueError("points: the points of each task differ from its count of vectors: the file was "
+                             "edited or damaged")
+
 
 # Function vectors beside task vectors (a unit per prompt format and task).
 
@@ -245,6 +342,21 @@ class MeanAIE(Record):
     aie_low: PerLayer[list[float]]
     aie_high: PerLayer[list[float]]
 
+    @classmethod
+    def of(cls, rows: Sequence[FVRun]) -> MeanAIE:
+        """The AIE of `rows` averaged over tasks, with a 95% Student-t interval over tasks."""
+        import torch
+        from scipy.stats import t as student_t
+
+        aie = torch.tensor([r.aie for r in rows])
+        mean = aie.mean(0)
+        if len(rows) < 2:
+            low = high = torch.full_like(mean, float("nan"))
+        else:
+            half = float(student_t.ppf(0.975, len(rows) - 1)) * aie.std(0) / len(rows) ** 0.5
+            low, high = mean - half, mean + half
+        return cls(f"mean over {len(rows)} tasks", len(rows), mean.tolist(), low.tolist(), high.tolist())
+
 
 @dataclass(frozen=True, kw_only=True)
 class FunctionVectors(Results):
@@ -254,6 +366,13 @@ class FunctionVectors(Results):
     runs: list[FVRun]
     mean_aie: dict[str, MeanAIE]
     UNIT: ClassVar[type[Record]] = FVRun
+
+    def __post_init__(self) -> None:
+        for fmt, stored in self.mean_aie.items():
+            rows = [r for r in self.runs if r.format == fmt]
+            if not rows:
+                raise ValueError(f"mean_aie.{fmt}: no run of that format: the file was edited or damaged")
+            _recomputed(f"mean_aie.{fmt}", stored, MeanAIE.of(rows), "runs' effects", rel=1e-5)
 
 
 # Composition of vectors (a unit per compound task; each task's θ and FV are units of a sub-store).
@@ -319,6 +438,10 @@ def results_from_dict(data) -> Results:
     ResultsError naming the offending field otherwise."""
     if not isinstance(data, dict):
         raise ResultsError(f"top level: expected an object, got {type(data).__name__}")
+    version = data.get("schema_version")
+    if isinstance(version, int) and not isinstance(version, bool) and 1 <= version < SCHEMA_VERSION:
+        raise ResultsError(f"schema version {version} results lack the identity this tv_lens checks: rerun the "
+                           f"analysis into the same run directory (it reuses every finished unit) to rewrite them")
     Results.from_dict({name: data[name] for name in stored_fields(Results) if name in data})
     if data["schema_version"] > SCHEMA_VERSION:
         raise ResultsError(f"schema version {data['schema_version']} is newer than this tv_lens "

@@ -6,10 +6,17 @@ settings, seed), the unit's result, the name and SHA-256 of its tensor file
 (`units/<key>~<digest>.safetensors`, named by its own digest and written first) and the digest of
 the record itself. The record's atomic rename is the one step that makes a unit finished, so a
 process killed between the two writes leaves the previous unit whole. A unit is reused only when its
-header matches the current run and both digests check out; otherwise it is recomputed, with one
-line saying why when it was damaged. Several processes may work in one run directory: each unit is
-computed under a claim (`tv_lens.runs.claims`), so no unit is computed twice at once, and a `Shard`
-chooses which units a process starts.
+header matches the current run, both digests check out and its numbers agree with its per-item records;
+otherwise it is recomputed, with one line saying why when it was damaged. Only regular files of bounded
+size are read (a FIFO, a device, a symlink is recomputed, never read). Several processes may work in one
+run directory: each unit is computed under a claim (`tv_lens.claims`), so no unit is computed twice at
+once, and a `Shard` chooses which units a process starts.
+
+The results file names the unit records it was assembled from, with their digests (`sources`), and its
+own digest, so a reader can tell results of this run directory from results copied in or left from
+another configuration (`tv_lens.runs.reading`). The digests guard against accidents (a damaged file, a
+file copied from another run, an editor's slip), not against someone who can write the directory: they
+can recompute a digest as well as tv_lens.
 """
 
 from __future__ import annotations
@@ -25,14 +32,25 @@ from pathlib import Path
 
 from torch import Tensor
 
+from tv_lens.claims import claimed
 from tv_lens.codec import Record, ResultsError, decode, encode
-from tv_lens.files import tensor_bytes, write_atomically
+from tv_lens.files import FileReadError, read_regular, tensor_bytes, write_atomically
 from tv_lens.models.provenance import model_provenance, versions
-from tv_lens.runs.claims import claimed
-from tv_lens.runs.records import ANALYSES, SCHEMA_VERSION, Results, results_from_dict
+from tv_lens.runs.records import (
+    ANALYSES,
+    SCHEMA_VERSION,
+    UNIT_SCHEMA_VERSIONS,
+    Results,
+    Source,
+    results_from_dict,
+)
 
 RESULTS_FILE = "results.json"
 UNITS = "units"
+JSON_LIMIT = 256 << 20
+"""The largest unit record or results file read (bytes): far above any written (a few MB at most)."""
+TENSORS_LIMIT = 2 << 30
+"""The largest tensor file of a unit read (bytes): far above any written (tens of MB for a 7B model)."""
 
 
 def strict(data):
@@ -61,11 +79,13 @@ def parse_json(data: bytes):
 
 
 def read_json(path: Path) -> dict:
-    """The JSON object in `path`, or a one-line ResultsError."""
+    """The JSON object in the regular file `path` (of at most JSON_LIMIT bytes), or a one-line ResultsError."""
     try:
-        data = parse_json(Path(path).read_bytes())
+        data = parse_json(read_regular(path, JSON_LIMIT))
     except FileNotFoundError:
         raise ResultsError(f"{path} does not exist: run the analysis first") from None
+    except FileReadError as err:
+        raise ResultsError(f"{err}: delete it and rerun") from None
     except (OSError, ValueError, RecursionError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ResultsError(f"{path} is not a readable JSON file ({reason}): delete it and rerun") from None
@@ -75,11 +95,8 @@ def read_json(path: Path) -> dict:
 
 
 def write_json(path: Path, data: dict) -> None:
-    """Write `data` to `path` as strict JSON, atomically; a one-line ResultsError if the folder is not writable."""
-    try:
-        write_atomically(path, to_json(data))
-    except OSError as err:
-        raise ResultsError(f"cannot write {path} ({err.strerror or err}): choose a writable --out") from None
+    """Write `data` to `path` as strict JSON, atomically; a one-line FileWriteError if it cannot be written."""
+    write_atomically(path, to_json(data))
 
 
 def plain(data):
@@ -95,7 +112,7 @@ def unit_filename(key: str) -> str:
 
 
 def record_digest(record: dict) -> str:
-    """SHA-256 of a unit record without its own `digest` field, in a canonical JSON form."""
+    """SHA-256 of a unit record or results file without its own `digest` field, in a canonical JSON form."""
     body = {k: v for k, v in record.items() if k != "digest"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).hexdigest()
 
@@ -137,6 +154,13 @@ class Unit:
     key: str
     result: Record | dict
     tensors: dict[str, Tensor] = field(default_factory=dict)
+    analysis: str = ""
+    digest: str = ""
+
+    @property
+    def source(self) -> Source:
+        """This unit as a source of results: its analysis, key and record digest."""
+        return Source(self.analysis, self.key, self.digest)
 
 
 @dataclass
@@ -172,12 +196,12 @@ class Store:
                 "written_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
     def _record_path(self, key: str) -> Path:
-        return self.folder / UNITS / (unit_filename(key) + ".json")
+        return unit_record_path(self.run_dir, self.analysis, key)
 
     def matches(self, header: dict) -> bool:
         """Whether a saved header was written by this model with these settings and seed."""
         model = header.get("model")
-        return (header.get("schema_version") == SCHEMA_VERSION and header.get("analysis") == self.analysis
+        return (header.get("schema_version") in UNIT_SCHEMA_VERSIONS and header.get("analysis") == self.analysis
                 and isinstance(model, dict) and model.get("fingerprint") == self.model["fingerprint"]
                 and header.get("settings") == self.settings and header.get("seed") == self.seed)
 
@@ -217,7 +241,7 @@ class Store:
         return unit
 
     def claim(self, key: str):
-        """A context holding unit `key`'s claim (see `tv_lens.runs.claims`), saying once if it waits."""
+        """A context holding unit `key`'s claim (see `tv_lens.claims`), saying once if it waits."""
         path = self._record_path(key).with_suffix(".claim")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -235,11 +259,7 @@ class Store:
             digest = hashlib.sha256(data).hexdigest()
             kept = f"{path.stem}~{digest[:16]}.safetensors"
             reference = {"file": kept, "sha256": digest, "names": sorted(tensors)}
-            try:
-                write_atomically(path.parent / kept, data)
-            except OSError as err:
-                raise ResultsError(f"cannot write {path.parent / kept} ({err.strerror or err}): "
-                                   f"choose a writable --out") from None
+            write_atomically(path.parent / kept, data)
         record = {**self.header(), "key": key, "identity": identity, "tensors": reference,
                   "result": strict(encode(result))}
         record["digest"] = record_digest(record)
@@ -248,15 +268,17 @@ class Store:
             if old.name != kept:
                 old.unlink(missing_ok=True)
         return Unit(key, self._decoded(record["result"], key),
-                    {name: t.detach().cpu() for name, t in (tensors or {}).items()})
+                    {name: t.detach().cpu() for name, t in (tensors or {}).items()}, self.analysis, record["digest"])
 
     def _read(self, key: str, needs: Sequence[str], identity: str | None) -> tuple[Unit | None, str | None]:
         """(the unit, None) when usable; (None, why) when present but not usable; (None, None) when absent."""
         path = self._record_path(key)
         try:
-            raw = path.read_bytes()
+            raw = read_regular(path, JSON_LIMIT)
         except FileNotFoundError:
             return None, None
+        except FileReadError as err:
+            return None, f"could not be read ({err})"
         except OSError as err:
             return None, f"could not be read ({err.strerror})"
         try:
@@ -280,7 +302,7 @@ class Store:
             tensors = self._read_tensors(path.parent, reference) if reference is not None else {}
         except ResultsError as err:
             return None, f"failed its check ({err})"
-        return Unit(key, result, tensors), None
+        return Unit(key, result, tensors, self.analysis, record["digest"]), None
 
     def _read_tensors(self, folder: Path, reference) -> dict[str, Tensor]:
         """The tensors of a record's reference, after checking the file against its SHA-256."""
@@ -291,7 +313,9 @@ class Store:
                 and "/" not in reference["file"] and isinstance(reference.get("sha256"), str)):
             raise ResultsError("its tensor reference is malformed")
         try:
-            data = (folder / reference["file"]).read_bytes()
+            data = read_regular(folder / reference["file"], TENSORS_LIMIT)
+        except FileReadError as err:
+            raise ResultsError(f"its tensor file cannot be read: {err}") from None
         except OSError as err:
             raise ResultsError(f"its tensor file {reference['file']} cannot be read: {err.strerror}") from None
         if hashlib.sha256(data).hexdigest() != reference["sha256"]:
@@ -309,23 +333,46 @@ class Store:
         unit_type = getattr(ANALYSES.get(self.analysis), "UNIT", None) or dict
         return decode(unit_type, result, key, self.model["n_layers"])
 
-    def write_results(self, **body) -> Results:
-        """Check and write the final results file of this analysis from the fields of its body;
+    def write_results(self, sources: Sequence[Unit | Source], **body) -> Results:
+        """Check and write the final results file of this analysis from the fields of its body and the
+        units it was assembled from (`sources`: units of this store or another, e.g. the main table's);
         returns what was written (undefined numbers as NaN, like `load_results` reads it back)."""
-        data = strict(encode({**self.header(), **body}))
+        named = [s.source if isinstance(s, Unit) else s for s in sources]
+        data = strict(encode({**self.header(), "sources": named, "digest": "", **body}))
+        data["digest"] = record_digest(data)
         results = results_from_dict(data)
         write_json(self.results_path, data)
         return results
 
 
+def unit_record_path(run_dir: str | Path, analysis: str, key: str) -> Path:
+    """Where the record of unit `key` of `analysis` lives in `run_dir`."""
+    return Path(run_dir) / analysis / UNITS / (unit_filename(key) + ".json")
+
+
+def recorded_digest(run_dir: str | Path, analysis: str, key: str) -> str | None:
+    """The digest of the record of unit `key` of `analysis` in `run_dir`, when it is there, readable and
+    whole (its digest matches its contents); None otherwise."""
+    try:
+        record = parse_json(read_regular(unit_record_path(run_dir, analysis, key), JSON_LIMIT))
+    except (OSError, FileReadError, ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or record.get("digest") != record_digest(record) or record.get("key") != key:
+        return None
+    return record["digest"]
+
+
 def load_results(path: str | Path) -> Results:
     """The results in a `results.json` path (or an analysis folder holding one), read back as the
-    analysis's record and checked; numbers written as null (undefined, e.g. TV/ICL when ICL is 0)
-    come back as NaN."""
+    analysis's record and checked (its digest, its schema, the numbers that follow from others);
+    numbers written as null (undefined, e.g. TV/ICL when ICL is 0) come back as NaN."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS_FILE
     data = read_json(path)
+    if "digest" in data and data["digest"] != record_digest(data):
+        raise ResultsError(f"{path}: its digest does not match its contents (damaged or edited): rerun the "
+                           f"analysis into its run directory to rewrite it")
     try:
         return results_from_dict(data)
     except ResultsError as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -68,6 +69,22 @@ class EvalResult(Record):
     hits: Hits = field(default_factory=Hits)
     mean_theta: Float[Tensor, "n_layers d_model"] | None = field(default=None, repr=False, compare=False,
                                                                   metadata=NOT_STORED)
+
+    def __post_init__(self) -> None:
+        """Refuse counts that differ from the per-item records they come from (ICL and task-vector hits, one
+        per test item) and a best layer that is not the first best of the dev curve: a record read back
+        is checked against itself, not trusted."""
+        n = len(self.test_items)
+        for name, hits in (("icl", self.hits.icl), ("tv", self.hits.tv)):
+            stored = getattr(self, name)
+            if len(hits) != n or Accuracy.of(hits) != stored:
+                raise ValueError(f"{self.task}: {name} {stored.correct}/{stored.total} differs from its per-item hits "
+                                 f"({sum(map(bool, hits))}/{len(hits)}, {n} test items): the record was edited or "
+                                 f"damaged")
+        dev = [a.value for a in self.dev_accuracy_by_layer]
+        if dev and all(math.isfinite(v) for v in dev) and best_layer(dev) != self.best_layer:
+            raise ValueError(f"{self.task}: best_layer {self.best_layer} is not the first best layer of its dev "
+                             f"accuracies ({best_layer(dev)}): the record was edited or damaged")
 
 
 def evaluate(

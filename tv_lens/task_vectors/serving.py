@@ -11,7 +11,7 @@ from tv_lens.patching.interventions import Mode, Positions
 from tv_lens.task_vectors.applying import Vector, apply, as_interventions, prompt_format
 from tv_lens.task_vectors.generation import generate
 from tv_lens.task_vectors.queries import QueryTooLongError
-from tv_lens.task_vectors.vector import TaskVector
+from tv_lens.task_vectors.vector import TaskVector, model_to_load
 
 
 class TaskVectorSolver:
@@ -44,9 +44,7 @@ class TaskVectorSolver:
 
         theta = TaskVector.load(path)
         if model is None:
-            if not theta.model:
-                raise ValueError(f"{path} does not name its model: pass model=load_model(...)")
-            model = load_model(theta.model)
+            model = load_model(model_to_load(theta, path))
         return cls(model, theta, layer, mode=mode, strength=strength, positions=positions,
                    allow_transfer=allow_transfer, budget=budget)
 

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import struct
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields, replace
@@ -26,7 +27,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.errors import TvLensError
-from tv_lens.files import save_tensors
+from tv_lens.files import FileReadError, read_regular, save_tensors
 from tv_lens.models.provenance import fingerprint, versions
 from tv_lens.patching.interventions import RESID_POST, Intervention, Mode, Positions, intervening
 from tv_lens.task_vectors import algebra
@@ -37,6 +38,8 @@ TENSOR_KEY = "vectors"
 TASK_VECTOR = "task_vector"
 FUNCTION_VECTOR = "function_vector"
 KINDS = (TASK_VECTOR, FUNCTION_VECTOR)
+VECTOR_LIMIT = 256 << 20
+"""The largest vector file read (bytes): a [n_layers, d_model] float32 tensor of the largest models is ~8 MB."""
 VECTOR_HOOK = re.compile(r"blocks\.\{layer\}\.hook_(resid_pre|resid_mid|resid_post|attn_out|mlp_out)")
 
 
@@ -183,10 +186,16 @@ class TaskVector:
         """Read a file written by `save` (a `FunctionVector` where the file holds one); a missing, damaged,
         foreign or too-new file is a `VectorFileError`."""
         path = Path(path)
-        if not path.is_file():
+        try:
+            data = read_regular(path, VECTOR_LIMIT, follow=True)
+        except (FileNotFoundError, IsADirectoryError):
             raise VectorFileError(f"no task vector file at {path}: check the path, or make one with "
-                                  f"`tv-lens learn` or TaskVector.save")
-        header, tensors = _read_safetensors(path)
+                                  f"`tv-lens learn` or TaskVector.save") from None
+        except FileReadError as err:
+            raise VectorFileError(f"{err}: give the path of a task vector file") from None
+        except OSError as err:
+            raise VectorFileError(f"cannot read {path} ({err.strerror or err})") from None
+        header, tensors = _read_safetensors(path, data)
         if METADATA_KEY not in header:
             raise VectorFileError(f"{path} is a safetensors file without tv_lens metadata: it is not a "
                                   f"task vector saved by tv_lens")
@@ -235,6 +244,21 @@ def _combined(parts: Sequence[tuple[float, TaskVector]]) -> TaskVector:
     vectors, recipe, shared = algebra.combination(parts)
     return replace(parts[0][1], vectors=vectors, task=None, versions=versions(), dev_accuracy=[], heads=[],
                    recipe=recipe, schema_version=SCHEMA_VERSION, **shared)
+
+
+def model_to_load(theta: TaskVector, source: str | os.PathLike) -> str:
+    """The model `theta` (read from `source`) names, when tv_lens may load it without being told: an embedded
+    or tiny model. A hub id or a path inside a file is loaded only when the user names it (it would fetch
+    from the hub, or read any folder, on the file's word); a one-line error says how."""
+    from tv_lens.models.loading import EMBEDDED
+    from tv_lens.models.tiny import TINY_MODELS
+
+    if not theta.model:
+        raise ValueError(f"{source} does not name its model: pass the model (--model, or model=load_model(...))")
+    if theta.model not in EMBEDDED and theta.model not in TINY_MODELS:
+        raise ValueError(f"{source} was learned on {theta.model!r}, which is not an embedded model: tv_lens loads "
+                         f"it only when you name it (--model, or model=load_model(...))")
+    return theta.model
 
 
 def check_compatible(model, theta: TaskVector, allow_transfer: bool = False) -> None:
@@ -341,15 +365,19 @@ def _prompt_format_problem(value) -> str | None:
     return None
 
 
-def _read_safetensors(path: Path) -> tuple[dict, dict[str, Tensor]]:
-    """The string-metadata header and the tensors of a safetensors file, or a one-line error."""
-    from safetensors import SafetensorError, safe_open
+def _read_safetensors(path: Path, data: bytes) -> tuple[dict, dict[str, Tensor]]:
+    """The string-metadata header and the tensors of the safetensors file `path` whose bytes are `data`, or a
+    one-line error."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
 
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}
-    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        tensors = load(data)  # checks the header, its offsets and the data's length
+        (size,) = struct.unpack_from("<Q", data)
+        header = json.loads(data[8:8 + size]).get("__metadata__") or {}
+        if not isinstance(header, dict):
+            raise ValueError("its metadata is not an object")
+    except (SafetensorError, OSError, RuntimeError, ValueError, struct.error) as err:
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise VectorFileError(f"{path} is not a readable task vector file (damaged, truncated or not "
                               f"safetensors: {reason}); re-create it with `tv-lens learn`") from None

@@ -1,14 +1,16 @@
-"""Claims: an exclusive lock on one claim file per unit of work, so that many processes (shards, or a
-rerun started while another is still going) can share one run directory and never compute the same
-unit at once. The lock is filelock's on a descriptor (`flock` on Unix, `LockFileEx` on Windows): the
-system drops a claim when its holder exits, even when it is killed, so no stale claim ever blocks a
-rerun; on a shared filesystem the lock needs `flock` support (NFSv4, Lustre mounted with `flock`, GPFS)."""
+"""Claims: an exclusive lock on one claim file per unit of work or cache entry, so that many processes
+(shards, or a rerun started while another is still going) can share one run directory or model cache and
+never compute the same unit, or build the same entry, at once. The lock is filelock's on a descriptor
+(`flock` on Unix, `LockFileEx` on Windows): the system drops a claim when its holder exits, even when it is
+killed, so no stale claim ever blocks a rerun; on a shared filesystem the lock needs `flock` support (NFSv4,
+Lustre mounted with `flock`, GPFS)."""
 
 from __future__ import annotations
 
 import errno
 import os
 import socket
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +18,10 @@ from pathlib import Path
 from filelock import lock_descriptor
 
 from tv_lens.errors import TvLensError
+from tv_lens.files import kind_of
 
-_OPEN = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_OPEN = (os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+         | getattr(os, "O_NONBLOCK", 0))  # a FIFO planted as a claim file opens at once, and is refused
 
 
 class ClaimError(TvLensError):
@@ -45,6 +49,9 @@ def claimed(path: str | os.PathLike, on_wait: Callable[[str], None]) -> Iterator
         hint = "it is a symlink; remove it" if err.errno == errno.ELOOP else "check the run directory's permissions"
         raise ClaimError(f"cannot open the claim file {path} ({err.strerror}): {hint}") from None
     try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ClaimError(f"the claim file {path} is {kind_of(mode)}, not a regular file: remove it")
         try:
             if not lock_descriptor(fd, blocking=False):
                 on_wait(_holder(fd))
