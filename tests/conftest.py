@@ -24,6 +24,9 @@ def check_shapes(function):
 install_import_hook("tv_lens", "conftest.check_shapes")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# MKL's strict mode, as the CLI runs (tv_lens.threads.program_defaults): tests compare this process's numbers with
+# those of `tv-lens` subprocesses bit for bit, and MKL reads the mode once, at its first matrix product
+os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 
 
 @pytest.fixture(scope="session")

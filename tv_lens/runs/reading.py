@@ -90,8 +90,10 @@ def read_run(run_dir: str | Path, analyses: Sequence[str] = tuple(ANALYSES),
         (Configuration.of(r) for r in found.values()), None)
     for name, results in list(found.items()):
         if Configuration.of(results) != reference:
-            left_out[name] = (f"{run_dir / name / RESULTS_FILE} is of {Configuration.of(results)}, not of this run's "
-                              f"{reference}: move it out, or rerun the analysis into {run_dir} with that model and seed")
+            left_out[name] = (f"{run_dir / name / RESULTS_FILE} is of {Configuration.of(results)}, not of this "
+                              f"run's {reference}: move it out, or rerun the analysis into {run_dir} with that "
+                              f"model and seed")
             del found[name]
     order = list(analyses)
-    return RunResults(found, reference if found else None, dict(sorted(left_out.items(), key=lambda i: order.index(i[0]))))
+    left_out = dict(sorted(left_out.items(), key=lambda item: order.index(item[0])))
+    return RunResults(found, reference if found else None, left_out)
