@@ -86,6 +86,15 @@ def test_a_copied_entry_is_verified_once_then_trusted_by_its_new_stamps(tmp_path
     assert check_directory(tmp_path / "copy")[0] is not None and digests == []
 
 
+def test_a_kill_while_restamping_the_manifest_costs_no_rebuild(tmp_path):
+    import shutil
+
+    cached_directory(tmp_path / "entry", build_into(FILES), "test entry")
+    shutil.copytree(tmp_path / "entry", tmp_path / "copy")
+    (tmp_path / "copy" / ".tv_lens.json.0123456789abcdef.tmp").write_text("{")  # the restamp's temporary, killed
+    assert rebuilt(lambda: cached_directory(tmp_path / "copy", lambda f: pytest.fail("rebuilt"), "test entry")) == []
+
+
 def test_a_kill_at_any_point_of_a_first_build_leaves_no_entry_and_the_next_build_cleans_up(tmp_path):
     target = tmp_path / "entry"
 

@@ -84,6 +84,11 @@ def read_manifest(folder: Path) -> dict:
     return manifest
 
 
+def _manifest_leftover(name: str) -> bool:
+    """Whether `name` is what a process killed while rewriting the manifest left (never read by anyone)."""
+    return name.startswith(f".{MANIFEST}.") and name.endswith(".tmp")
+
+
 def _files_problem(folder: Path, files) -> tuple[str | None, bool]:
     """Why the files of `folder` are not those `files` (the manifest's) describes, or None; and whether a
     file was verified anew (its stamp changed, its SHA-256 did not), so the manifest needs its new stamp."""
@@ -91,7 +96,7 @@ def _files_problem(folder: Path, files) -> tuple[str | None, bool]:
             isinstance(e, dict) and isinstance(e.get("size"), int) and isinstance(e.get("sha256"), str)
             for e in files.values()):
         return "has a manifest without its file list (an older tv_lens wrote it)", False
-    present = set(os.listdir(folder)) - {MANIFEST}
+    present = {name for name in os.listdir(folder) if not _manifest_leftover(name)} - {MANIFEST}
     if present != set(files):
         extra, lacking = sorted(present - set(files)), sorted(set(files) - present)
         return (f"holds {extra[0]!r}, which it was not built with" if extra else f"lacks {lacking[0]!r}"), False
