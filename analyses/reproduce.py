@@ -9,12 +9,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tv_lens.runs.reading import Configuration
-
 from tv_lens.cli.options import placement
 from tv_lens.function_vectors.items import FORMATS
 from tv_lens.progress import counter
 from tv_lens.report.tables import as_text
+from tv_lens.runs.reading import Configuration
 from tv_lens.runs.store import Shard
 from tv_lens.settings import Settings
 

@@ -59,7 +59,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the experiments (analyses/) of this checkout
 
 import torch  # noqa: E402
-from tv_lens.runs.reading import read_run  # noqa: E402
 
 from analyses import EXPERIMENTS, clusters, conflicting_tasks, reproduce  # noqa: E402
 from analyses.common import default_out  # noqa: E402
@@ -70,6 +69,7 @@ from tv_lens.files import FileWriteError  # noqa: E402
 from tv_lens.models import cache  # noqa: E402
 from tv_lens.models.loading import EMBEDDED, load_model, load_tokenizer  # noqa: E402
 from tv_lens.models.provenance import fingerprint  # noqa: E402
+from tv_lens.runs.reading import read_run  # noqa: E402
 from tv_lens.runs.store import JSON_LIMIT, TENSORS_LIMIT, Shard, record_digest  # noqa: E402
 from tv_lens.settings import Settings  # noqa: E402
 from tv_lens.task_vectors.learning import learn  # noqa: E402

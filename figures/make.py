@@ -18,10 +18,10 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 import plotly.io as pio
-from tv_lens.runs.reading import Configuration, read_run
 
 from tv_lens.files import FileWriteError, check_writable_folder, write_atomically, writing_atomically
 from tv_lens.report import plots
+from tv_lens.runs.reading import Configuration, read_run
 from tv_lens.runs.records import Results
 
 from .report import report_html, tables_markdown

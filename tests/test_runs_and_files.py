@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from tv_lens.runs.reading import Configuration, read_run
 
 from analyses import reproduce
 from analyses.common import default_out
@@ -25,6 +24,7 @@ from tv_lens.files import (
     write_atomically,
     writing_atomically,
 )
+from tv_lens.runs.reading import Configuration, read_run
 from tv_lens.runs.store import ResultsError, load_results, record_digest
 from tv_lens.settings import Settings
 
