@@ -5,8 +5,8 @@ are made (a whole number, at least 1), so a bad one fails in one line before any
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
-from typing import ClassVar
+from dataclasses import Field, dataclass, fields, replace
+from typing import Any, ClassVar
 
 
 def check_size(name: str, value: object, minimum: int = 1) -> int:
@@ -63,6 +63,7 @@ class AnalysisSettings:
 
     USES: ClassVar[tuple[str, ...]]
     sizes: Settings
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # set by @dataclass on each subclass
 
     def __post_init__(self) -> None:
         if not isinstance(self.sizes, Settings):

@@ -99,13 +99,17 @@ class _Adaptive:
         import torch
 
         with self.lock:
-            if not self.on or time.monotonic() - self.last.wall_s < INTERVAL_S:
+            last = self.last
+            if not self.on or last is None or time.monotonic() - last.wall_s < INTERVAL_S:
                 return
             current = torch.get_num_threads()
-            if current != self.chosen:  # first look, or someone set torch's count: that is the new most
+            if current != self.chosen or self.limit is None:  # first look, or someone set torch's count: the new most
                 self.limit = current
             after = sample(self.cores)
-            count = threads_for(others_cores(self.last, after), len(self.cores), self.limit)
+            if after is None:  # /proc/stat no longer readable: stop adapting
+                self.on = False
+                return
+            count = threads_for(others_cores(last, after), len(self.cores), self.limit)
             self.last = after
             if count != current:
                 torch.set_num_threads(count)

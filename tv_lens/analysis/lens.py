@@ -63,5 +63,5 @@ def top_tokens(
         vector = vector - centre.to(vector)
     logits = project(model, vector).float().cpu()
     scores, ids = torch.topk(logits, min(k, logits.shape[-1]))
-    ids = ids.tolist()
-    return TopTokens(tokens=[model.tokenizer.decode([i]) for i in ids], ids=ids, scores=scores.tolist())
+    top: list[int] = ids.tolist()
+    return TopTokens(tokens=[model.tokenizer.decode([i]) for i in top], ids=top, scores=scores.tolist())

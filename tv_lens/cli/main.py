@@ -24,6 +24,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
+from typing import TextIO
 
 from tv_lens import __version__
 from tv_lens.cli import evaluate as cli_evaluate
@@ -60,7 +61,8 @@ def _tasks(args: argparse.Namespace) -> None:
     print(format_task_table(rows))
 
 
-def _show_warning(message, *_) -> None:
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: TextIO | None = None, line: str | None = None) -> None:
     """Warnings in one line, as errors are (not Python's two, with a line of our source)."""
     print(f"tv-lens: warning: {escape_controls(str(message))}", file=sys.stderr)
 
@@ -92,7 +94,7 @@ def registered_commands() -> list[AddCommands]:
     return [entry.load() for entry in sorted(entry_points(group="tv_lens.commands"), key=lambda e: e.name)]
 
 
-def build_parser(extra: Sequence[AddCommands] | None = None) -> argparse.ArgumentParser:
+def build_parser(extra: Sequence[AddCommands] | None = None) -> Parser:
     """The parser of the library's commands and of `extra` ones (default: the registered ones); every command gets
     the run options."""
     extra = registered_commands() if extra is None else extra

@@ -76,8 +76,9 @@ def format_task_table(rows: list[TaskRow]) -> str:
         cells = [row.name, row.category, row.scoring, *([str(row.read), str(row.merged)] if files else []),
                  str(row.pairs)]
         if with_counts:
+            dropped = "" if row.kept is None else str(row.pairs - row.kept)
             cells += [str(row.single_token_a), str(row.single_token_b), "yes" if row.filtered else "no",
-                      row.variant or "", str(row.kept), *([str(row.pairs - row.kept)] if files else [])]
+                      row.variant or "", str(row.kept), *([dropped] if files else [])]
         elif not files:
             cells.append(row.description)
         lines.append(cells)

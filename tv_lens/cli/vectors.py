@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tv_lens.cli.options import add_model_options, at_least, finite_float, placement
@@ -128,17 +128,19 @@ def print_answers(queries: list[str], answer: Callable[[], list[str]]) -> None:
     from tv_lens.task_vectors.queries import QueryTooLongError
     from tv_lens.tasks.texts import escape_controls, shown
 
+    answers: Sequence[str | None]
+    too_long: QueryTooLongError | None
     try:
         answers, too_long = answer(), None
     except QueryTooLongError as err:
         answers, too_long = err.answers, err
     for i, (query, text) in enumerate(zip(queries, answers)):
-        if text is None:
-            n_tokens = dict(too_long.too_long)[i]
-            print(f"tv-lens: error: query {shown(query, 20)} {too_long.reason(n_tokens)}", file=sys.stderr, flush=True)
-        else:
+        if text is not None:
             lines = [escape_controls(line) for line in text.split("\n")]
             print(f"{escape_controls(query)} -> " + "\n    ".join(lines), flush=True)
+        elif too_long is not None:  # only a query too long has no answer
+            n_tokens = dict(too_long.too_long)[i]
+            print(f"tv-lens: error: query {shown(query, 20)} {too_long.reason(n_tokens)}", file=sys.stderr, flush=True)
     if too_long:
         raise ValueError(f"{len(too_long.too_long)} of {len(queries)} queries were too long (reported above); "
                          "the others were answered")

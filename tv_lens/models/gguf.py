@@ -18,6 +18,7 @@ import mmap
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -115,16 +116,20 @@ def hf_config(gguf: GGUFFile):
     if gguf.architecture in FAST_CONFIGS and metadata.get("general.name") != "mistral":  # transformers renames it
         from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
 
-        settings: dict[str, object] = {"tie_word_embeddings": "output.weight" not in gguf.tensors}
+        # {section: {gguf field: config name, or None or -1 (by transformers version) for a field it drops}}; a
+        # literal that mypy infers as dict[str, object]
+        mapping = cast(dict[str, dict[str, str | int | None]], GGUF_CONFIG_MAPPING)
+        settings: dict[str, Any] = {"tie_word_embeddings": "output.weight" not in gguf.tensors}
         for key, value in metadata.items():
             prefix, _, field = key.partition(".")
-            name = GGUF_CONFIG_MAPPING.get(prefix, {}).get(field)
-            if name not in (None, -1):
+            name = mapping.get(prefix, {}).get(field)
+            if isinstance(name, str):
                 settings[name] = value[0] if isinstance(value, list) and len(value) == 1 else value
         if settings["model_type"] == "gemma3":
             settings["model_type"] = "gemma3_text"  # the file holds the text model only
-        if "vocab_size" not in settings and "tokenizer.ggml.tokens" in metadata:
-            settings["vocab_size"] = len(metadata["tokenizer.ggml.tokens"])
+        tokens = metadata.get("tokenizer.ggml.tokens")
+        if "vocab_size" not in settings and isinstance(tokens, list):
+            settings["vocab_size"] = len(tokens)
     else:
         settings = AutoConfig.from_pretrained(str(gguf.path.parent), gguf_file=gguf.path.name).to_dict()
     settings.pop("_model_name_or_path", None)  # the file's model name, not a path
@@ -136,7 +141,7 @@ def hf_model(gguf: GGUFFile, config):
     and transformed (Gemma's norms stored as w + 1, Llama's permuted q/k rows) by transformers' GGUF tensor
     processor of the architecture, and loaded as transformers loads a GGUF's tensors."""
     import torch
-    from gguf import dequantize
+    from gguf import GGMLQuantizationType, dequantize
     from transformers import AutoModelForCausalLM
     from transformers.modeling_gguf_pytorch_utils import TENSOR_PROCESSORS, TensorProcessor, get_gguf_hf_weights_map
 
@@ -147,8 +152,8 @@ def hf_model(gguf: GGUFFile, config):
     names = get_gguf_hf_weights_map(skeleton, processor)
     parsed: dict[str, dict] = {"config": settings, "tensors": {}}  # processors of some architectures add to it
     for name, (data, kind) in gguf.tensors.items():
-        result = processor.process(weights=dequantize(data, kind), name=name, tensor_key_mapping=names,
-                                   parsed_parameters=parsed)
+        result = processor.process(weights=dequantize(data, GGMLQuantizationType(kind)), name=name,
+                                   tensor_key_mapping=names, parsed_parameters=parsed)
         if result.name in names:
             parsed["tensors"][names[result.name]] = torch.from_numpy(np.copy(result.weights))
     return type(skeleton).from_pretrained(None, config=config, state_dict=parsed["tensors"], dtype=torch.float32)

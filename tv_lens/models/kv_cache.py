@@ -39,7 +39,8 @@ def _unrouted(model: Model) -> list[AttentionBridge]:
 def patch_kv_cache(model: Model) -> None:
     """Route HF's `cache=` argument to every attention bridge of `model` (this model only), for good."""
     for module in _unrouted(model):
-        module._update_kv_cache = MethodType(_update_kv_cache, module)
+        # an instance attribute over AttentionBridge's method, on this module only
+        module._update_kv_cache = MethodType(_update_kv_cache, module)  # type: ignore[method-assign]
 
 
 @contextmanager
@@ -48,7 +49,8 @@ def kv_cache_routed(model: Model) -> Iterator[None]:
     not before are as they were."""
     added = _unrouted(model)
     for module in added:
-        module._update_kv_cache = MethodType(_update_kv_cache, module)
+        # an instance attribute over AttentionBridge's method, on this module only
+        module._update_kv_cache = MethodType(_update_kv_cache, module)  # type: ignore[method-assign]
     try:
         yield
     finally:

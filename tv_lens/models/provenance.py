@@ -42,10 +42,11 @@ def model_spec(model: Model) -> str:
 def fingerprint(model: Model) -> str:
     """A short hash identifying the weights of `model` (the source file's hash where known)."""
     record = _RECORDS.get(model) or ModelRecord(model.cfg.model_name)
-    if record.fingerprint is None:
-        record = replace(record, fingerprint=weights_hash(model.state_dict()))
-        _RECORDS[model] = record
-    return record.fingerprint
+    if record.fingerprint is not None:
+        return record.fingerprint
+    digest = weights_hash(model.state_dict())
+    _RECORDS[model] = replace(record, fingerprint=digest)
+    return digest
 
 
 def weights_hash(state_dict: dict[str, torch.Tensor]) -> str:

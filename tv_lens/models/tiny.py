@@ -3,7 +3,12 @@ well under a second, so unit tests exercise the real `TransformerBridge` code pa
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 TINY_MODELS = ("tiny-llama", "tiny-gemma", "tiny-gpt2")
 
@@ -38,6 +43,7 @@ def tiny_hf_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, to
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
     torch.manual_seed(seed)
+    hf: PreTrainedModel
     if kind == "tiny-llama":
         from transformers import LlamaConfig, LlamaForCausalLM
 

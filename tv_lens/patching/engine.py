@@ -22,10 +22,12 @@ import copy
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from typing import Literal, overload
 
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+from transformers.cache_utils import Cache
 
 from tv_lens import threads
 from tv_lens.models.bridge import Model
@@ -126,6 +128,12 @@ def check_width(model: Model, width: int) -> None:
         )
 
 
+@overload
+def predict(model: Model, runs: Sequence[Run], *, capture: Sequence[str | int] = (), logits: bool = False,
+            reuse_prefix: bool = True, budget: Budget | None = None) -> list[Prediction]: ...
+@overload
+def predict(model: Model, runs: Sequence[Sequence[Run]], *, capture: Sequence[str | int] = (), logits: bool = False,
+            reuse_prefix: bool = True, budget: Budget | None = None) -> list[list[Prediction]]: ...
 def predict(
     model: Model,
     runs: Sequence[Run] | Sequence[Sequence[Run]],
@@ -145,14 +153,16 @@ def predict(
     if not runs:
         return []
     flat = isinstance(runs[0], Run)
-    groups = [[r] for r in runs] if flat else [list(g) for g in runs]
+    if any(isinstance(r, Run) != flat for r in runs):
+        raise TypeError("runs must be all Runs or all groups (sequences) of Runs, not a mix of both")
+    groups = [[r] if isinstance(r, Run) else list(r) for r in runs]
     budget = budget or Budget()
     names = [RESID_POST.format(layer=c) if isinstance(c, int) else c for c in capture]
     _check_groups(model, groups)
     reuse_prefix = reuse_prefix and guard.reuses_prefixes(model)
     prefix_lens = [_shared_prefix_len(g) if reuse_prefix else 0 for g in groups]
     order = sorted(range(len(groups)), key=lambda i: (prefix_lens[i], len(groups[i])))
-    results: list[list[Prediction] | None] = [None] * len(groups)
+    results: list[list[Prediction]] = [[] for _ in groups]
     chunks = [(chunk, _padded_work(chunk, groups, prefix_lens))
               for chunk in _chunks(order, groups, prefix_lens, budget, token_limit(model))]
     with counter(sum(work for _, work in chunks), current_stage(), unit="tok", scale=True, delay=BAR_DELAY) as done:
@@ -264,7 +274,8 @@ def _run_chunk(model: Model, groups, prefix_lens, names, keep_logits, budget) ->
     runs = [(gi, r) for gi, g in enumerate(groups) for r in g]
     suffixes = [r.tokens[prefix_lens[gi]:] for gi, r in runs]
     check_width(model, max(prefix_lens) + max(len(s) for s in suffixes))
-    cache = prefix_mask = None
+    cache: Cache | None = None
+    prefix_mask: Tensor | None = None
     if max(prefix_lens) > 0:
         prefix_tokens, prefix_mask = left_pad(model, [g[0].tokens[:n] for g, n in zip(groups, prefix_lens)])
         _, _, cache = _forward(model, prefix_tokens, prefix_mask, keep_cache=True)
@@ -273,7 +284,7 @@ def _run_chunk(model: Model, groups, prefix_lens, names, keep_logits, budget) ->
         part = [runs[i][1] for i in range(start, min(start + budget.rows, len(runs)))]
         tokens, mask = left_pad(model, suffixes[start:start + len(part)])
         rows_cache = None
-        if cache is not None:
+        if cache is not None and prefix_mask is not None:
             # indices on the CPU index tensors on any device (a model over several GPUs keeps its cache there)
             owners = torch.tensor([runs[i][0] for i in range(start, start + len(part))])
             rows_cache = copy.deepcopy(cache)
@@ -296,21 +307,31 @@ def _predictions(last: Float[Tensor, "batch d_vocab"], store: dict[str, Tensor],
     return [
         Prediction(token=top[i], logits=last[i].cpu() if keep_logits else None,
                    captured={n: captured[n][i] for n in names},
-                   target_probs=probs[i, list(r.targets)].cpu() if r.targets else None)
+                   target_probs=probs[i, list(r.targets)].cpu() if probs is not None and r.targets else None)
         for i, r in enumerate(runs)
     ]
 
 
+@overload
+def _forward(model: Model, tokens: Int[Tensor, "batch pos"], mask: Int[Tensor, "batch all_pos"], *,
+             cache: Cache | None = None, interventions: Sequence[Sequence[Intervention]] = (),
+             capture: Sequence[str] = (), keep_cache: Literal[True]
+             ) -> tuple[Float[Tensor, "batch d_vocab"], dict[str, Tensor], Cache]: ...
+@overload
+def _forward(model: Model, tokens: Int[Tensor, "batch pos"], mask: Int[Tensor, "batch all_pos"], *,
+             cache: Cache | None = None, interventions: Sequence[Sequence[Intervention]] = (),
+             capture: Sequence[str] = (), keep_cache: Literal[False] = False
+             ) -> tuple[Float[Tensor, "batch d_vocab"], dict[str, Tensor], None]: ...
 def _forward(
     model: Model,
     tokens: Int[Tensor, "batch pos"],
     mask: Int[Tensor, "batch all_pos"],
     *,
-    cache=None,
+    cache: Cache | None = None,
     interventions: Sequence[Sequence[Intervention]] = (),
     capture: Sequence[str] = (),
     keep_cache: bool = False,
-) -> tuple[Float[Tensor, "batch d_vocab"], dict[str, Tensor], object]:
+) -> tuple[Float[Tensor, "batch d_vocab"], dict[str, Tensor], Cache | None]:
     """The one forward pass: `tokens` after `cache` (None: from scratch) under `mask` (cached and
     new positions), with each row's interventions and last-position captures; returns the
     last-position logits, the captures and (with `keep_cache` or a cache given) the cache."""
@@ -322,7 +343,7 @@ def _forward(
         fwd_hooks += batch_hooks(interventions, own_mask.bool(), query_positions(model, tokens, own_mask))
     store: dict[str, Tensor] = {}
     fwd_hooks += hooks.capture_hooks(capture, store, index=-1)
-    extra = {"return_type": "logits_and_cache"} if keep_cache else {}
+    extra: dict[str, object] = {"return_type": "logits_and_cache"} if keep_cache else {}
     extra["use_cache"] = keep_cache or cache is not None
     if cache is not None:
         extra[guard.cache_keyword(model)] = cache
@@ -340,7 +361,7 @@ def _forward(
     return logits[:, -1], store, new_cache
 
 
-def _check_cache(cache, width: int) -> None:
+def _check_cache(cache: Cache | None, width: int) -> None:
     """Refuse a key/value cache that does not hold every position of the pass (a model whose attention
     ignores the cache would otherwise continue from nothing, silently wrong)."""
     if cache is not None and cache.get_seq_length() != width:
@@ -354,7 +375,7 @@ def _check_cache(cache, width: int) -> None:
 class Decoding:
     """A batch being decoded: its key/value cache, attention mask and last-position logits."""
 
-    cache: object
+    cache: Cache
     mask: Int[Tensor, "batch pos"]
     logits: Float[Tensor, "batch d_vocab"]
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from typing import Protocol, runtime_checkable
 
 import torch
 from jaxtyping import Float, Int
@@ -28,9 +29,17 @@ Index = int | Sequence[int] | Int[Tensor, " batch"] | None
 HookPair = tuple[str, Callable]
 
 
+@runtime_checkable
+class Hookable(Protocol):
+    """A TransformerLens-style hooked module: `hooks(fwd_hooks=...)` attaches hook pairs for a `with` block."""
+
+    def hooks(self, fwd_hooks: list[HookPair]) -> AbstractContextManager[object]: ...
+
+
 def _select(act: Tensor, index: Index, rows: Tensor | None = None, head: int | None = None):
     """An index into `act` ([batch, pos, ...]) choosing the given rows, positions and head."""
     batch = torch.arange(act.shape[0], device=act.device) if rows is None else rows.to(act.device)
+    pos: slice | int | Tensor
     if index is None:
         pos = slice(None)
     elif isinstance(index, int):
@@ -119,7 +128,7 @@ def _in_thread(hook_fn: Callable, thread: int) -> Callable:
 
 
 @contextmanager
-def hooked(model, fwd_hooks: Sequence[HookPair]) -> Iterator[None]:
+def hooked(model: Hookable, fwd_hooks: Sequence[HookPair]) -> Iterator[None]:
     """Attach `fwd_hooks` (from `replacing`, `adding`, `scaling`, `capture_hooks`) to `model` for the
     duration of the block, for the forward passes this thread runs (a pass in another Python thread sharing
     the model runs unhooked); always removed afterwards."""
@@ -129,7 +138,7 @@ def hooked(model, fwd_hooks: Sequence[HookPair]) -> Iterator[None]:
 
 
 @contextmanager
-def capturing(model, names: Sequence[str] | str, index: Index = None) -> Iterator[dict]:
+def capturing(model: Hookable, names: Sequence[str] | str, index: Index = None) -> Iterator[dict]:
     """Within the block, every forward of `model` in this thread records the activations at `names` in the dict."""
     names = [names] if isinstance(names, str) else list(names)
     store: dict[str, Tensor] = {}

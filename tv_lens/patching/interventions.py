@@ -64,7 +64,7 @@ class Intervention:
                              f"tensor, give one layer's row (theta.at(layer))")
         if self.mode not in get_args(Mode):
             raise ValueError(f"intervention mode must be one of {get_args(Mode)}, not {self.mode!r}")
-        positions = self.positions
+        positions: object = self.positions  # any sequence of indices is taken, as a tuple
         if not isinstance(positions, str) and isinstance(positions, Sequence):
             positions = tuple(positions)
             object.__setattr__(self, "positions", positions)
@@ -177,13 +177,14 @@ def batch_hooks(
             points[(k, iv.name, iv.head, iv.mode)] += [(row, c, iv) for c in columns]
     pairs = []
     for (_, name, _, _), group in sorted(points.items(), key=lambda item: item[0][0]):
-        rows = torch.tensor([row for row, _, _ in group])
-        columns = torch.tensor([c for _, c, _ in group])
         first = group[0][2]
-        values = None if first.mode == "scale" else torch.stack([iv.value for _, _, iv in group])
+        # every intervention of a group has the group's mode, and one not scaling has a value (__post_init__)
+        values = None if first.mode == "scale" else torch.stack(
+            [iv.value for _, _, iv in group if iv.value is not None])
         strengths = torch.tensor([iv.strength for _, _, iv in group],
                                  dtype=values.dtype if values is not None else torch.float32)
-        pairs.append(_edit(first, name, values, strengths[:, None], columns, rows))
+        pairs.append(_edit(first, name, values, strengths[:, None], torch.tensor([c for _, c, _ in group]),
+                           torch.tensor([row for row, _, _ in group])))
     return pairs
 
 

@@ -63,6 +63,7 @@ def as_interventions(model: Model, vector: Vector, layer: int | None = None, *, 
                      allow_transfer: bool = False) -> tuple[Intervention, ...]:
     """`vector` as checked interventions: a `TaskVector` placed by `layer`, `mode`, `strength` and
     `positions` (refused if learned on another model, unless `allow_transfer`), or the given interventions."""
+    edits: tuple[Intervention, ...]
     if isinstance(vector, TaskVector):
         check_compatible(model, vector, allow_transfer)
         edits = (vector.intervention(layer, mode=mode, strength=strength, positions=positions),)

@@ -25,7 +25,7 @@ from torch import Tensor
 from tv_lens.models.bridge import Model
 from tv_lens.patching.engine import Budget, encode, prefill, step
 from tv_lens.patching.guard import check_model
-from tv_lens.patching.interventions import Intervention, Mode
+from tv_lens.patching.interventions import Intervention, Mode, Where
 from tv_lens.task_vectors.applying import Vector, as_interventions, prompt_format
 from tv_lens.task_vectors.decoding import Sampling, generators, row_seeds
 from tv_lens.task_vectors.queries import answer_fitting, check_queries
@@ -35,6 +35,7 @@ from tv_lens.tasks.prompts import PromptFormat
 
 STOP = "\n"
 GENERATION_POSITIONS = ("last", "generated", "all")
+IN_PROMPT: dict[str, Where] = {"last": "last", "generated": "last", "all": "all"}  # where each puts θ in the prompt
 
 
 @dataclass
@@ -99,8 +100,8 @@ def generate(
     return answer_fitting(model, queries, prompts, max_new_tokens, answer)
 
 
-def _placed(model: Model, vector: Vector | None, layer, mode, strength, positions, allow_transfer
-            ) -> tuple[tuple[Intervention, ...], bool]:
+def _placed(model: Model, vector: Vector | None, layer: int | None, mode: Mode | None, strength: float,
+            positions: str | tuple[int, ...], allow_transfer: bool) -> tuple[tuple[Intervention, ...], bool]:
     """The interventions of the prompt and whether generated tokens get them too."""
     if positions not in GENERATION_POSITIONS and not isinstance(positions, tuple):
         raise ValueError(f"positions must be one of {', '.join(GENERATION_POSITIONS)} or a tuple of prompt token "
@@ -108,7 +109,7 @@ def _placed(model: Model, vector: Vector | None, layer, mode, strength, position
     if vector is None:
         return (), False
     if isinstance(vector, TaskVector):
-        in_prompt = "last" if positions == "generated" else positions
+        in_prompt = positions if isinstance(positions, tuple) else IN_PROMPT[positions]
         return (as_interventions(model, vector, layer, mode=mode, strength=strength, positions=in_prompt,
                                  allow_transfer=allow_transfer), positions in ("generated", "all"))
     if (layer, mode, strength) != (None, None, 1.0) or positions not in ("last", "generated"):

@@ -59,6 +59,6 @@ def answer_fitting(
     if fitting:
         for i, a in zip(fitting, answer(fitting)):
             answers[i] = a
-    if too_long:
+    if too_long and limit:  # only a limit makes a query too long
         raise QueryTooLongError(too_long, limit, room, answers)
-    return answers
+    return [a for a in answers if a is not None]  # every query fitted, so each has its answer

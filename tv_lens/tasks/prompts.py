@@ -52,7 +52,7 @@ class PromptFormat:
             raise ValueError(f"query_template must contain {{x}} and not {{y}}, got {self.query_template!r}")
 
     @classmethod
-    def for_task(cls, task: Task, **changes: object) -> PromptFormat:
+    def for_task(cls, task: Task, **changes: str) -> PromptFormat:
         """The default format in the variant (leading space or not) that `task.filtered()` chose."""
         if task.leading_space is None:
             raise ValueError(f"task {task.name!r} has no prompt variant yet: pass task.filtered(model.tokenizer), "

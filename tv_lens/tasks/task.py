@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tv_lens.tasks.filters import FilterReport, filter_pairs, protocol_problem
 from tv_lens.tasks.scoring import get_scorer
@@ -68,6 +68,11 @@ class Task:
     single_token_filter: bool | None = None
     leading_space: bool | None = None
 
+    if TYPE_CHECKING:  # the constructor takes outputs as a string or a list; __post_init__ normalizes them
+        def __init__(self, name: str, category: str, description: str, pairs: Mapping[str, str | Sequence[str]],
+                     scoring: str = "exact", single_token_filter: bool | None = None,
+                     leading_space: bool | None = None) -> None: ...
+
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or self.name != self.name.strip():
             raise ValueError(f"task name must be a non-empty string without surrounding spaces, got {self.name!r}")
@@ -118,7 +123,8 @@ class Task:
 
     def with_pairs(self, pairs: Mapping[str, str | Sequence[str]], **changes: Any) -> Task:
         """A copy of this task with other pairs (and optionally other fields)."""
-        return replace(self, pairs=pairs, **changes)
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        return type(self)(**{**current, "pairs": pairs, **changes})  # not replace(), which types pairs as normalized
 
     def filtered(self, tokenizer: Any, single_token_filter: bool | None = None,
                  leading_space: bool | None = None) -> Task:
@@ -139,5 +145,6 @@ class Task:
 
     def _filter(self, tokenizer: Any, single_token_filter: bool | None) -> tuple[FilterReport, dict]:
         use_filter = self.single_token_filter if single_token_filter is None else single_token_filter
+        assert use_filter is not None, "__post_init__ sets the scorer's default"
         return filter_pairs(self.name, self.pairs, tokenizer, leading_space=self.leading_space,
                             single_token_filter=use_filter)
