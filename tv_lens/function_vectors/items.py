@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
+from tv_lens.models.bridge import Model
 from tv_lens.patching.engine import token_limit
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_PAPER
 from tv_lens.tasks import Item, Task, draw_queries, items_for, shuffle_labels
@@ -22,7 +23,7 @@ TRAIN_FRACTION = 0.7
 FORMATS = ("qa", "arrow")
 
 
-def task_in_format(model, task: Task, fmt: str | PromptFormat = "qa",
+def task_in_format(model: Model, task: Task, fmt: str | PromptFormat = "qa",
                    n_shots: int = FV_PAPER.n_shots) -> tuple[Task, PromptFormat]:
     """The task filtered for the model's tokenizer in a prompt format, and that format: "qa" (the
     FV paper's `Q: {x}\nA: {y}`, answers after a space), "arrow" (the task-vector paper's, in the

@@ -21,6 +21,7 @@ from scipy.stats import t as student_t
 from torch import Tensor
 
 from tv_lens.function_vectors.items import FVItems, fv_items, task_in_format
+from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, Run, counting, encode, predict
 from tv_lens.patching.guard import check_model
@@ -104,7 +105,7 @@ class HeadEffects:
         return cls(**plain, **accuracies, **{name: tensors[name] for name in TENSORS})
 
 
-def answer_token(model, fmt: PromptFormat, item: Item) -> int:
+def answer_token(model: Model, fmt: PromptFormat, item: Item) -> int:
     """The first token of the item's canonical answer as it follows the query in `fmt`."""
     query = fmt.query(item.query)
     prompt, full = encode(model, [query, fmt.demo(item.query, item.answers[0])])
@@ -115,7 +116,7 @@ def answer_token(model, fmt: PromptFormat, item: Item) -> int:
 
 
 def head_effects(
-    model,
+    model: Model,
     task: Task,
     *,
     fmt: str | PromptFormat = "qa",
@@ -159,7 +160,7 @@ def head_effects(
     )
 
 
-def _clean_pass(model, items: list[Item], fmt: PromptFormat, budget: Budget | None) -> dict:
+def _clean_pass(model: Model, items: list[Item], fmt: PromptFormat, budget: Budget | None) -> dict:
     """Each head's output (ā), its write to the residual stream and the residual norm, averaged over
     the last token of the clean prompts; and the clean prompts' accuracy on the first answer token."""
     n_layers = model.cfg.n_layers
@@ -182,7 +183,7 @@ def _clean_pass(model, items: list[Item], fmt: PromptFormat, budget: Budget | No
             "accuracy": Accuracy.of(p.token == t for p, t in zip(predictions, targets))}
 
 
-def _patched_pass(model, items: list[Item], fmt: PromptFormat, mean_z: Tensor, reuse_prefix: bool,
+def _patched_pass(model: Model, items: list[Item], fmt: PromptFormat, mean_z: Tensor, reuse_prefix: bool,
                   budget: Budget | None) -> tuple[Tensor, Tensor, list[bool]]:
     """Indirect effects [item, layer, head], unpatched P(correct) per item, and unpatched hits."""
     n_layers, n_heads = mean_z.shape[:2]

@@ -33,6 +33,7 @@ from torch import Tensor
 from tv_lens.codec import Layer, PerLayer, Record
 from tv_lens.function_vectors.items import FVItems, fv_items, task_in_format
 from tv_lens.function_vectors.mediation import HeadEffects, head_effects
+from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, Run, decode, encode, predict
 from tv_lens.patching.guard import check_model
@@ -49,7 +50,7 @@ from tv_lens.tasks.prompts import PromptFormat
 FORMULATIONS = ("residual", "out_proj", "scaled")
 
 
-def fv_vectors(model, effects: HeadEffects, k: int = FV_HEADS, formulation: str = "residual"
+def fv_vectors(model: Model, effects: HeadEffects, k: int = FV_HEADS, formulation: str = "residual"
                ) -> Float[Tensor, "n_layers d_model"]:
     """The FV of the top-`k` heads of `effects` in `formulation`, as the vector to add at each layer."""
     if formulation not in FORMULATIONS:
@@ -81,7 +82,7 @@ class FVEvaluation(Record):
 
 
 def accuracy_with(
-    model,
+    model: Model,
     task: Task,
     prompts: Sequence[str],
     items: Sequence[Item],
@@ -107,7 +108,7 @@ def added(vectors: Float[Tensor, "n_layers d_model"], layers: Sequence[int]) -> 
 
 
 def evaluate_fvs(
-    model,
+    model: Model,
     task: Task,
     vectors: Mapping[str, Float[Tensor, "n_layers d_model"]],
     items: FVItems,
@@ -142,7 +143,7 @@ def evaluate_fvs(
 
 
 def function_vector(
-    model,
+    model: Model,
     task: Task,
     k: int = FV_HEADS,
     *,

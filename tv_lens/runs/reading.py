@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tv_lens.codec import ResultsError
+from tv_lens.models.bridge import Model
 from tv_lens.runs.records import ANALYSES, Results
 from tv_lens.runs.store import RESULTS_FILE, load_results, recorded_digest
 
@@ -36,7 +37,7 @@ class Configuration:
         return cls(results.model.model, results.model.fingerprint, results.seed)
 
     @classmethod
-    def of_model(cls, model, seed: int) -> Configuration:
+    def of_model(cls, model: Model, seed: int) -> Configuration:
         """The configuration of results `model` makes with `seed`."""
         from tv_lens.models.provenance import fingerprint, model_spec
 

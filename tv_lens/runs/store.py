@@ -35,6 +35,7 @@ from torch import Tensor
 from tv_lens.claims import claimed
 from tv_lens.codec import Record, ResultsError, decode, encode
 from tv_lens.files import FileReadError, read_regular, tensor_bytes, write_atomically
+from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.runs.records import (
     ANALYSES,
@@ -178,7 +179,7 @@ class Store:
     reused: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, run_dir: str | Path, analysis: str, model, settings: dict, seed: int,
+    def open(cls, run_dir: str | Path, analysis: str, model: Model, settings: dict, seed: int,
              progress: Callable[[str], None] = print) -> Store:
         return cls(Path(run_dir), analysis, model_provenance(model), plain(settings), seed, progress)
 

@@ -11,6 +11,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.codec import NOT_STORED, Layer, PerLayer, Record
+from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, Run, counting, decode, encode, predict, token_limit
 from tv_lens.patching.guard import check_model
@@ -88,7 +89,7 @@ class EvalResult(Record):
 
 
 def evaluate(
-    model,
+    model: Model,
     task: Task,
     *,
     seed: int = 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 
+from tv_lens.models.bridge import Model
 from tv_lens.patching.engine import Budget
 from tv_lens.patching.guard import check_model
 from tv_lens.patching.interventions import Mode, Positions
@@ -23,7 +24,7 @@ class TaskVectorSolver:
     `TaskVector.intervention`), or interventions of your own.
     """
 
-    def __init__(self, model, vector: Vector, layer: int | None = None, *, mode: Mode | None = None,
+    def __init__(self, model: Model, vector: Vector, layer: int | None = None, *, mode: Mode | None = None,
                  strength: float = 1.0, positions: Positions = "last", allow_transfer: bool = False,
                  budget: Budget | None = None) -> None:
         check_model(model)
@@ -35,9 +36,9 @@ class TaskVectorSolver:
         self.budget = budget
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike, model=None, layer: int | None = None, *, mode: Mode | None = None,
-                  strength: float = 1.0, positions: Positions = "last", allow_transfer: bool = False,
-                  budget: Budget | None = None) -> TaskVectorSolver:
+    def from_file(cls, path: str | os.PathLike, model: Model | None = None, layer: int | None = None, *,
+                  mode: Mode | None = None, strength: float = 1.0, positions: Positions = "last",
+                  allow_transfer: bool = False, budget: Budget | None = None) -> TaskVectorSolver:
         """A solver for the vector saved at `path`, on `model` (default: load the vector's own model),
         placed as in `__init__`."""
         from tv_lens.models.loading import load_model

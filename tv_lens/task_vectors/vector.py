@@ -28,6 +28,7 @@ from torch import Tensor
 
 from tv_lens.errors import TvLensError
 from tv_lens.files import FileReadError, read_regular, save_tensors
+from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import fingerprint, versions
 from tv_lens.patching.interventions import RESID_POST, Intervention, Mode, Positions, intervening
 from tv_lens.task_vectors import algebra
@@ -154,7 +155,7 @@ class TaskVector:
                             mode=mode or self.default_mode, strength=strength)
 
     @contextmanager
-    def applied(self, model, layer: int | None = None, *, mode: Mode | None = None, strength: float = 1.0,
+    def applied(self, model: Model, layer: int | None = None, *, mode: Mode | None = None, strength: float = 1.0,
                 positions: Positions = "last", allow_transfer: bool = False) -> Iterator[Intervention]:
         """Within the block, every forward pass of `model` runs with this vector written in, placed as in
         `intervention`, so tv_lens vectors mix with your own TransformerLens code; refused if it was
@@ -261,7 +262,7 @@ def model_to_load(theta: TaskVector, source: str | os.PathLike) -> str:
     return theta.model
 
 
-def check_compatible(model, theta: TaskVector, allow_transfer: bool = False) -> None:
+def check_compatible(model: Model, theta: TaskVector, allow_transfer: bool = False) -> None:
     """Refuse a vector learned on another model (another d_model always; another depth or
     fingerprint unless `allow_transfer`)."""
     if theta.d_model != model.cfg.d_model:
