@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import types
+from collections.abc import Sequence
 from dataclasses import fields, is_dataclass
 from functools import cache
 from typing import Annotated, Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -38,7 +39,8 @@ class Record:
 
     def to_dict(self) -> dict:
         """The fields in order (records nested as dicts, tuples as lists), then the derived values."""
-        return {**{name: encode(getattr(self, name)) for name in stored_fields(type(self))},
+        cls: type = type(self)  # as `type`: mypy takes type[Record] for unhashable (a dataclass's instances are)
+        return {**{name: encode(getattr(self, name)) for name in stored_fields(cls)},
                 **{name: getattr(self, name) for name in self.DERIVED}}
 
     @classmethod
@@ -77,13 +79,13 @@ def _path(where: str, key: str) -> str:
 def decode(type_, value, where: str, n_layers: int | None):
     """`value` read as `type_` (a Record dataclass, list/tuple/dict/optional of types, or a plain
     type, possibly `Layer` / `PerLayer` / `Fraction`), or a one-line ResultsError."""
-    marks = ()
+    marks: Sequence[object] = ()
     if get_origin(type_) is Annotated:
         type_, *marks = get_args(type_)
     origin, args = get_origin(type_), get_args(type_)
     if PER_LAYER in marks and n_layers is not None and isinstance(value, list) and len(value) != n_layers:
         raise ResultsError(f"{where}: expected one entry per layer ({n_layers}), got {len(value)}")
-    if is_dataclass(type_):
+    if isinstance(type_, type) and is_dataclass(type_):
         return _record(type_, value, where, n_layers)
     if origin in (Union, types.UnionType):
         if value is None and type(None) in args:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -23,7 +24,7 @@ from torch import Tensor
 from tv_lens.function_vectors.items import FVItems, fv_items, task_in_format
 from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import model_provenance, versions
-from tv_lens.patching.engine import Budget, Run, counting, encode, predict
+from tv_lens.patching.engine import Budget, Prediction, Run, counting, encode, predict
 from tv_lens.patching.guard import check_model
 from tv_lens.patching.heads import NORM_SCALE_HOOK, has_post_attention_norm, head_contributions, to_residual
 from tv_lens.patching.interventions import HOOK_Z, RESID_POST, Intervention
@@ -102,7 +103,8 @@ class HeadEffects:
         accuracies = {k: Accuracy(data[k]["correct"], data[k]["total"])
                       for k in ("clean_accuracy", "corrupted_accuracy")}
         plain = {k: data[k] for k in ("task", "corrupted_prob", "settings", "model", "timings", "tokens", "versions")}
-        return cls(**plain, **accuracies, **{name: tensors[name] for name in TENSORS})
+        parts: dict[str, Any] = {**plain, **accuracies, **{name: tensors[name] for name in TENSORS}}
+        return cls(**parts)
 
 
 def answer_token(model: Model, fmt: PromptFormat, item: Item) -> int:
@@ -183,6 +185,12 @@ def _clean_pass(model: Model, items: list[Item], fmt: PromptFormat, budget: Budg
             "accuracy": Accuracy.of(p.token == t for p, t in zip(predictions, targets))}
 
 
+def _answer_prob(prediction: Prediction) -> Tensor:
+    """P(answer) of a run whose one target is the item's answer token."""
+    assert prediction.target_probs is not None, "every run of the patched pass has the answer as its target"
+    return prediction.target_probs[0]
+
+
 def _patched_pass(model: Model, items: list[Item], fmt: PromptFormat, mean_z: Tensor, reuse_prefix: bool,
                   budget: Budget | None) -> tuple[Tensor, Tensor, list[bool]]:
     """Indirect effects [item, layer, head], unpatched P(correct) per item, and unpatched hits."""
@@ -195,8 +203,8 @@ def _patched_pass(model: Model, items: list[Item], fmt: PromptFormat, mean_z: Te
                    for layer, head in heads]
         groups.append([Run(tokens, (), target), *patches])
     outputs = predict(model, groups, reuse_prefix=reuse_prefix, budget=budget)
-    unpatched = torch.stack([out[0].target_probs[0] for out in outputs]).float()
-    patched = torch.stack([torch.stack([p.target_probs[0] for p in out[1:]]) for out in outputs]).float()
+    unpatched = torch.stack([_answer_prob(out[0]) for out in outputs]).float()
+    patched = torch.stack([torch.stack([_answer_prob(p) for p in out[1:]]) for out in outputs]).float()
     effects = (patched - unpatched[:, None]).reshape(len(items), n_layers, n_heads)
     hits = [out[0].token == run.targets[0] for out, run in zip(outputs, (g[0] for g in groups))]
     return effects, unpatched, hits

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -69,8 +69,10 @@ class EmbeddedModel:
                 raise ModelLoadError(f"{err}: reinstall {self.package} ({self.install})") from None
             return assembled_file(cache_dir() / "gguf" / self.gguf_name, chunks.chunk_paths(), chunks.EXPECTED_SHA256,
                                   f"GGUF of {self.name}")
-        package_dir = Path(importlib.util.find_spec(self.module).submodule_search_locations[0])
-        return package_dir / self.gguf_name
+        found = importlib.util.find_spec(self.module)
+        if found is None or not found.submodule_search_locations:
+            raise ModelLoadError(f"embedded model {self.name!r} needs the package {self.package}: {self.install}")
+        return Path(found.submodule_search_locations[0]) / self.gguf_name
 
     def size_bytes(self) -> int | None:
         """Size of the shipped GGUF, or None when the package is not installed."""
@@ -172,7 +174,7 @@ def load_model(
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if spec in TINY_MODELS:
             return tiny_model(spec, device=device, dtype=dtype)
-        placement = {"device": device}
+        placement: dict[str, object] = {"device": device}
     else:
         placement = {"device_map": device_map, "max_memory": max_memory,
                      "offload_folder": None if offload_folder is None else str(offload_folder)}
@@ -233,7 +235,8 @@ def _wrap(hf, tokenizer, device: str | torch.device | None, dtype: torch.dtype, 
     name = hf.config.name_or_path or type(hf).__name__
     if not hf.config.architectures:  # the bridge chooses its adapter by it
         hf.config.architectures = [type(hf).__name__]
-    hf.to(dtype=dtype).eval()
+    # transformers wraps `to` in functools.wraps(torch.nn.Module.to), which mypy reads as needing `self` again
+    hf.to(dtype=dtype).eval()  # type: ignore[call-arg]
     try:
         bridge = TransformerBridge.boot_transformers(name, hf_model=hf, tokenizer=tokenizer)
     except OSError as err:  # a tokenizer without add_bos_token is re-read by name
@@ -306,7 +309,7 @@ def _processed(spec: str, source: Path | str) -> Path:
         folder, read = _converted_dir(spec).name, lambda: (_read_gguf(_gguf_for(spec)), load_tokenizer(spec))
     elif Path(source).is_dir():
         folder = f"{safe_name(Path(source).resolve().name)}-{_files_stamp(Path(source))[:12]}"
-        read = lambda: _read_hf_dir(source)  # noqa: E731
+        read = lambda: _read_hf_dir(Path(source))  # noqa: E731
     else:
         raise ModelLoadError(f"a device_map needs the model on disk: download {spec!r} "
                              "(huggingface-cli download ID --local-dir DIR) and pass its directory")
@@ -329,7 +332,7 @@ def _remove_older_layouts(folder: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def _save_processed(read: Callable, folder: Path, known_fingerprint: str | None) -> str:
+def _save_processed(read: Callable[[], tuple[Any, Any]], folder: Path, known_fingerprint: str | None) -> str:
     """Process the float32 model that `read()` gives as compatibility mode does and save it with its tokenizer
     as a Hugging Face checkpoint (unembedding untied from the embedding: centring changes only it); the weights'
     fingerprint (`known_fingerprint`, else computed)."""

@@ -7,7 +7,7 @@ task, item, prediction and layer where they apply.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -240,7 +240,7 @@ def head_effects(effects: HeadEffects | MeanAIE, top: int = 10, title: str | Non
     return fig
 
 
-def fv_layer_curves(curves: dict[str, Sequence[float]], baselines: dict[str, float] | None = None,
+def fv_layer_curves(curves: Mapping[str, Sequence[float]], baselines: dict[str, float] | None = None,
                     title: str = "Accuracy by layer: function vector and task vector") -> go.Figure:
     """Accuracy by layer of each named curve (e.g. FV added on zero-shot and shuffled prompts, θ
     written in), with horizontal lines for `baselines` (e.g. zero-shot, ICL)."""

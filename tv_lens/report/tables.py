@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from html import escape
+from typing import Any
 
 from tv_lens.analysis.summary import Estimate
 from tv_lens.runs.records import (
@@ -188,7 +189,8 @@ def composition(results: Composition) -> list[Table]:
     return [accuracies, recipes]
 
 
-TABLES: dict[str, Callable[[Results], list[Table]]] = {
+# each takes the results of its own analysis (a subclass of Results)
+TABLES: dict[str, Callable[[Any], list[Table]]] = {
     "main_table": main_table, "layer_sweep": layer_sweep, "conflicting_tasks": conflicting_tasks,
     "top_tokens": top_tokens, "clusters": clusters, "function_vectors": function_vectors, "composition": composition}
 

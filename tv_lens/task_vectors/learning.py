@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
+from typing import Literal, overload
 
 import torch
 from jaxtyping import Float
@@ -73,6 +74,14 @@ def _check_fits(model: Model, prompts: Sequence[str]) -> None:
                              f"over this model's limit of {limit}: use fewer or shorter demonstrations")
 
 
+@overload
+def learn_items(model: Model, items: Sequence[Item], fmt: PromptFormat, *, icl: Literal[True],
+                reuse_prefix: bool = True, budget: Budget | None = None
+                ) -> tuple[list[Float[Tensor, "n_layers d_model"]], list[int]]: ...
+@overload
+def learn_items(model: Model, items: Sequence[Item], fmt: PromptFormat, *, icl: Literal[False] = False,
+                reuse_prefix: bool = True, budget: Budget | None = None
+                ) -> tuple[list[Float[Tensor, "n_layers d_model"]], None]: ...
 def learn_items(
     model: Model,
     items: Sequence[Item],

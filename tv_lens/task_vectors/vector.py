@@ -138,19 +138,23 @@ class TaskVector:
 
     def at(self, layer: int | None = None) -> Float[Tensor, " d_model"]:
         """θ at `layer` (default: the vector's own layer)."""
+        return self.vectors[self._chosen_layer(layer)]
+
+    def _chosen_layer(self, layer: int | None) -> int:
+        """`layer`, else the vector's own; refused where there is none or it is out of range."""
         layer = self.layer if layer is None else layer
         if layer is None:
             raise ValueError("this task vector has no default layer: pass layer=L")
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} out of range: this vector has layers 0..{self.n_layers - 1}")
-        return self.vectors[layer]
+        return layer
 
     def intervention(self, layer: int | None = None, *, mode: Mode | None = None, strength: float = 1.0,
                      positions: Positions = "last") -> Intervention:
         """The vector at `layer` (default: its own) as an edit of its hook: `mode` (default
         `default_mode`) "replace", "add" (`strength` x the vector: steering) or "scale", at `positions`
         ("last" token by default, "all" tokens after a leading BOS, or token indices)."""
-        layer = self.layer if layer is None else layer
+        layer = self._chosen_layer(layer)
         return Intervention(layer=layer, value=self.at(layer), hook=self.hook, positions=positions,
                             mode=mode or self.default_mode, strength=strength)
 
