@@ -48,21 +48,24 @@ class Protocol:
 
 PAPER = Protocol()
 QUICK = Protocol(
-    main=Settings(n_baseline=4, n_dev=4, n_test=4),
-    conflict=conflicting_tasks.ConflictSettings(n_items=4),
-    cluster=clusters.ClusterSettings(n_per_task=4),
-    fv=function_vectors.FVSettings().but(n_shots=5, n_clean=4, n_corrupted=2, n_dev=2, n_test=2, tv_contexts=2),
+    main=Settings(n_baseline=2, n_dev=1, n_test=2),
+    conflict=conflicting_tasks.ConflictSettings(n_items=2),
+    cluster=clusters.ClusterSettings(n_per_task=2),
+    fv=function_vectors.FVSettings(formulations=("residual",)).but(n_shots=3, n_clean=1, n_corrupted=2, n_dev=1,
+                                                                   n_test=2, tv_contexts=1),
     fv_formats=("arrow",),
     fv_n_tasks=2,
-    composition=composition.CompositionSettings().but(n_clean=6, n_corrupted=3, n_dev=4, n_test=8, tv_contexts=2),
+    composition=composition.CompositionSettings().but(n_shots=2, n_clean=1, n_corrupted=1, n_dev=1, n_test=1,
+                                                      tv_contexts=1, format="arrow"),
     k=10,
     tasks=("antonyms", "next_letter", "to_upper"),
 )
-"""A smoke run: every experiment, figure and table end to end at the smallest sizes that still give each
-statistic (two items where one would leave an interval undefined), on two categories and one of the
-paper's conflicting pairs; function vectors on the first two tasks in the arrow format, which reads every
-task the main table reads (Q:/A: needs one-token answers after a space). Where the time goes:
-`benchmarks/quick.py` times every step."""
+"""A smoke run: every experiment, figure and table end to end with the least work, in about a minute on a
+2-core CPU: three tasks (two categories, one of the paper's conflicting pairs), function vectors on the
+first two, one prompt format (the arrow, which reads every task the main table reads; Q:/A: needs one-token
+answers after a space), one item or prompt wherever one gives every statistic and two where one would leave
+an interval or a mean over tasks undefined. Patching every head on each shuffled-label prompt costs the
+most; `benchmarks/quick.py` times every step."""
 
 
 def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,

@@ -8,8 +8,8 @@ table the first computed, as the command does), print the report, write the figu
 step is timed in wall-clock seconds and in CPU seconds (user + system of every thread of the process); the
 total also counts the interpreter's start and imports. On a machine shared with other jobs the wall time
 says little: with `--threads 1` the CPU time is close to what the wall time would be on an idle machine
-with one thread, the honest proxy there. Without `--threads`, tv_lens's default (threads adapted to the
-cores other processes leave). The model's processed-weight cache is filled by the first load ever; run
+with one thread, the honest proxy there. Without `--threads`, the program's default (threads adapted to
+the cores other processes leave). The model's processed-weight cache is filled by the first load ever; run
 once more if the load step says it was cold. The run directory is a fresh temporary one unless `--out`.
 """
 
@@ -39,11 +39,14 @@ def step(name, work):
     return value
 
 model_spec, out, threads = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
-import tv_lens as tv
-from analyses.cli import EXPERIMENTS, write_figures
-from analyses.reproduce import QUICK, format_report, reproduce
+from tv_lens import threads as program
+program.program_defaults()  # what the tv-lens program sets before torch loads (threads that adapt, ...)
 if threads:
-    tv.set_threads(threads)
+    program.set_threads(threads)
+import tv_lens as tv
+from analyses import EXPERIMENTS
+from analyses.commands import write_figures
+from analyses.reproduce import QUICK, format_report, reproduce
 model = step("load model", lambda: tv.load_model(model_spec))
 quiet = lambda line: None
 outcomes = {}
@@ -72,13 +75,13 @@ def run(model: str, out: Path, threads: int) -> tuple[list[dict], float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="gemma-3-270m")
-    parser.add_argument("--threads", type=int, default=0, help="pin torch threads (default: tv_lens's default)")
+    parser.add_argument("--threads", type=int, default=0, help="pin torch threads (default: the program's, adapting)")
     parser.add_argument("--out", type=Path, help="run directory (default: a fresh temporary one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         steps, wall, cpu = run(args.model, args.out or Path(tmp) / "quick", args.threads)
     load = os.getloadavg()[0]
-    print(f"tv-lens reproduce --quick on {args.model}, threads: {args.threads or 'tv_lens default'}, "
+    print(f"tv-lens reproduce --quick on {args.model}, threads: {args.threads or 'the program default (adapting)'}, "
           f"load average {load:.1f} on {os.cpu_count()} CPUs at the end")
     print("\n| step | wall s | CPU s |\n|---|---|---|")
     for s in steps:
