@@ -56,7 +56,8 @@ def add_commands(commands) -> None:
                     "list tasks), resuming what a run directory already holds; print the tables, then write the "
                     "figures and report.html into RUN_DIR/figures.")
     p.add_argument("--quick", action="store_true",
-                   help="smoke run: 5 tasks, 8 items each (the full protocol otherwise)")
+                   help="smoke run: every experiment on 3 tasks at 1 or 2 items each, function vectors on 2 of them, "
+                        "arrow prompts only (the full protocol otherwise)")
     p.add_argument("--out", type=Path, help="run directory (default runs/<model>, runs/<model>-quick with --quick)")
     p.add_argument("--tasks", nargs="+", help="task names or task files (default: the paper's 18)")
     p.add_argument("--seed", type=int, default=0,

@@ -33,14 +33,15 @@ from .common import Outcome, Progress, check_run_arguments, default_out, resolve
 @dataclass(frozen=True)
 class Protocol:
     """Sizes of every experiment (the main table's `Settings`, the others' settings holding one each,
-    the top tokens listed), the function vectors' prompt formats, and the tasks (None: the paper's 18;
-    the composition has its own)."""
+    the top tokens listed), the function vectors' prompt formats and how many of the tasks they take
+    (the first `fv_n_tasks`; None: all), and the tasks (None: the paper's 18; the composition has its own)."""
 
     main: Settings = field(default_factory=Settings)
     conflict: conflicting_tasks.ConflictSettings = field(default_factory=conflicting_tasks.ConflictSettings)
     cluster: clusters.ClusterSettings = field(default_factory=clusters.ClusterSettings)
     fv: function_vectors.FVSettings = field(default_factory=function_vectors.FVSettings)
     fv_formats: tuple[str, ...] = FORMATS
+    fv_n_tasks: int | None = None
     composition: composition.CompositionSettings = field(default_factory=composition.CompositionSettings)
     k: int = top_tokens.TOP_K
     tasks: tuple[str, ...] | None = None
@@ -48,14 +49,24 @@ class Protocol:
 
 PAPER = Protocol()
 QUICK = Protocol(
-    main=Settings(n_baseline=8, n_dev=8, n_test=8),
-    conflict=conflicting_tasks.ConflictSettings(n_items=8),
-    cluster=clusters.ClusterSettings(n_per_task=8),
-    fv=function_vectors.FVSettings().but(n_clean=6, n_corrupted=3, n_dev=4, n_test=4, tv_contexts=2),
-    composition=composition.CompositionSettings().but(n_clean=6, n_corrupted=3, n_dev=4, n_test=8, tv_contexts=2),
+    main=Settings(n_baseline=2, n_dev=1, n_test=2),
+    conflict=conflicting_tasks.ConflictSettings(n_items=2),
+    cluster=clusters.ClusterSettings(n_per_task=2),
+    fv=function_vectors.FVSettings(formulations=("residual",)).but(n_shots=3, n_clean=1, n_corrupted=2, n_dev=1,
+                                                                   n_test=2, tv_contexts=1),
+    fv_formats=("arrow",),
+    fv_n_tasks=2,
+    composition=composition.CompositionSettings().but(n_shots=2, n_clean=1, n_corrupted=1, n_dev=1, n_test=1,
+                                                      tv_contexts=1, format="arrow"),
     k=10,
-    tasks=("next_letter", "to_upper", "list_last", "list_first", "antonyms"),
+    tasks=("antonyms", "next_letter", "to_upper"),
 )
+"""A smoke run: every experiment, figure and table end to end with the least work, in about a minute on a
+2-core CPU: three tasks (two categories, one of the paper's conflicting pairs), function vectors on the
+first two, one prompt format (the arrow, which reads every task the main table reads; Q:/A: needs one-token
+answers after a space), one item or prompt wherever one gives every statistic and two where one would leave
+an interval or a mean over tasks undefined. Patching every head on each shuffled-label prompt costs the
+most; `benchmarks/quick.py` times every step."""
 
 
 def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,
@@ -107,8 +118,8 @@ def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,
                 progress("[clusters] skipped: clustering needs at least two tasks")
             done.update()
         if "function_vectors" in experiments:
-            outcomes["function_vectors"] = function_vectors.run(model, out, tasks, protocol.fv, seed,
-                                                                protocol.fv_formats, progress, shard)
+            outcomes["function_vectors"] = function_vectors.run(model, out, tasks[:protocol.fv_n_tasks], protocol.fv,
+                                                                seed, protocol.fv_formats, progress, shard)
             done.update()
         if "composition" in experiments:
             try:
