@@ -7,8 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tv_lens.analysis.geometry import ClusterStats
-from tv_lens.analysis.lens import TopTokens
+from tv_lens.codec import Fraction, Layer, PerLayer, Record, ResultsError, stored_fields
+from tv_lens.evaluate import EvalResult
+from tv_lens.function_vectors import FVEvaluation
+from tv_lens.geometry import ClusterStats
+from tv_lens.lens import TopTokens
+from tv_lens.mediation import UniversalHeads
+from tv_lens.stats import Accuracy
 from tv_lens.analysis.summary import GroupSummary
 from tv_lens.codec import Fraction, Layer, PerLayer, Record, ResultsError, stored_fields
 from tv_lens.function_vectors.vector import FVEvaluation
@@ -185,7 +190,8 @@ class Clusters(Results):
     UNIT: ClassVar[type[Record]] = TaskQueries
 
 
-# Function vectors beside task vectors (a unit per prompt format and task).
+# Function vectors beside task vectors (a unit per prompt format and task, after a head-effects unit per
+# prompt format and task in the folder `function_vectors_heads`).
 
 @dataclass(frozen=True)
 class ZeroShotAndShuffled(Record):
@@ -207,43 +213,48 @@ class TaskVectorRun(Record):
 
 @dataclass(frozen=True)
 class FVRun(Record):
-    """One task in one prompt format: head effects, each FV formulation, θ and the controls."""
+    """One task in one prompt format: head effects, the FV of each head ranking (`fv[ranking]`,
+    "universal" and "task") in each formulation, θ and the controls. Accuracies are on the first answer
+    token, over the test queries ICL answers correctly (`queries` "icl_correct"; "all": every query);
+    `icl` is ICL's accuracy over the test queries looked at. `aie_all` is the AIE over all validation
+    queries (no ICL filter) when the run compared them, else None."""
 
     format: str
     task: str
     category: str
     n_pairs: int
     prompt_format: dict
+    queries: str
     aie: PerLayer[list[float]]
     aie_low: PerLayer[list[float]]
     aie_high: PerLayer[list[float]]
+    aie_all: PerLayer[list[float]] | None
+    icl_valid: Accuracy
     clean_accuracy: Accuracy
     corrupted_accuracy: Accuracy
     corrupted_prob: Fraction
-    top_heads: list[tuple[Layer, int, float]]
+    heads: dict[str, list[tuple[Layer, int, float]]]
     baseline: Accuracy
     icl: Accuracy
     shuffled_icl: Accuracy
     tv: TaskVectorRun
-    heads_patched: ZeroShotAndShuffled
-    fv: dict[str, FVEvaluation]
-    cosine: dict[str, PerLayer[float]]
-    fv_norm: dict[str, PerLayer[float]]
+    heads_patched: dict[str, ZeroShotAndShuffled]
+    fv: dict[str, dict[str, FVEvaluation]]
+    cosine: dict[str, dict[str, PerLayer[float]]]
+    fv_norm: dict[str, dict[str, PerLayer[float]]]
     resid_norm: PerLayer[float]
-    top_tokens: dict[str, TopTokens]
+    top_tokens: dict[str, dict[str, TopTokens]]
     timings: dict
     tokens: int
 
 
 @dataclass(frozen=True)
-class MeanAIE(Record):
-    """The AIE of each head averaged over tasks, with a 95% Student-t interval over tasks."""
+class SkippedTask(Record):
+    """A task left out of one prompt format, and why (e.g. ICL answers no validation query correctly)."""
 
+    format: str
     task: str
-    n_tasks: int
-    aie: PerLayer[list[float]]
-    aie_low: PerLayer[list[float]]
-    aie_high: PerLayer[list[float]]
+    reason: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -251,8 +262,11 @@ class FunctionVectors(Results):
     k: int
     formats: list[str]
     formulations: list[str]
+    rankings: list[str]
+    queries: str
     runs: list[FVRun]
-    mean_aie: dict[str, MeanAIE]
+    universal: dict[str, UniversalHeads]
+    skipped: list[SkippedTask]
     UNIT: ClassVar[type[Record]] = FVRun
 
 
