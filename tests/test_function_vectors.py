@@ -311,3 +311,15 @@ def test_a_function_vector_sums_the_universal_set_by_default_and_its_own_heads_a
 def pairs(heads) -> list[tuple[int, int]]:
     """(layer, head) of each head of a list of [layer, head, AIE]."""
     return [(int(h[0]), int(h[1])) for h in heads]
+
+
+def test_head_effects_take_the_validation_queries_icl_answers_correctly_by_default(tiny_llama, favourite, one_thread):
+    task = favourite()
+    sizes = dict(n_clean=4, n_corrupted=3, n_dev=3)
+    effects = head_effects(tiny_llama, task, fmt="arrow", **sizes)
+    kept, fmt = task_in_format(tiny_llama, task, "arrow")
+    items = fv_items(tiny_llama, kept, fmt, 0, n_test=0, **sizes)
+    assert torch.equal(effects.effects, head_effects(tiny_llama, task, fmt="arrow", items=items, **sizes).effects)
+    assert effects.settings["queries"] == "icl_correct" and effects.icl_accuracy == items.icl_valid
+    every = head_effects(tiny_llama, task, fmt="arrow", queries="all", **sizes)
+    assert not torch.equal(every.effects, effects.effects) and every.settings["queries"] == "all"
