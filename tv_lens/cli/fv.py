@@ -61,10 +61,8 @@ def _universal(model, task, args: argparse.Namespace, settings: dict):
     """The universal head set: read from --universal, or ranked over the built-in tasks (and written
     to --universal when given); and this task's effects when they were computed on the way."""
     from tv_lens.codec import ResultsError
-    from tv_lens.function_vectors import UNIVERSAL_TASKS
-    from tv_lens.fv_prompts import UnusableTask
-    from tv_lens.mediation import UniversalHeads, head_effects, universal_heads
-    from tv_lens.tasks import get_task
+    from tv_lens.function_vectors import UNIVERSAL_TASKS, effects_over
+    from tv_lens.mediation import UniversalHeads, universal_heads
 
     path = args.universal
     if path is not None and path.exists():
@@ -76,14 +74,10 @@ def _universal(model, task, args: argparse.Namespace, settings: dict):
         return universal, None
     print(f"ranking the heads over the {len(UNIVERSAL_TASKS)} built-in tasks (the universal head set)"
           + ("" if path else "; --universal FILE keeps it for the next run"))
-    effects = []
-    for name in UNIVERSAL_TASKS:
-        try:
-            effects.append(head_effects(model, task if task.name == name else get_task(name), **settings))
-        except UnusableTask as err:
-            print(f"  {name} left out: {err}")
-    if not effects:
-        raise ValueError("no built-in task can take part for this model and format: use --heads task")
+    effects, left_out = effects_over(model, [task if task.name == name else name for name in UNIVERSAL_TASKS],
+                                     **settings)
+    for name, why in left_out.items():
+        print(f"  {name} left out: {why}")
     universal = universal_heads(effects, args.k)
     if path is not None:
         path.write_text(json.dumps(universal.to_dict(), indent=1))

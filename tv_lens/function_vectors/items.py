@@ -26,6 +26,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from tv_lens.engine import Budget, Run, encode, predict
 from tv_lens.prompts import QA_FORMAT, PromptFormat
@@ -134,7 +135,7 @@ class FVItems:
     dev_shuffled: list[Item]
     test_shuffled: list[Item]
 
-    ITEM_LISTS = ("clean", "corrupted", "dev", "test", "dev_shuffled", "test_shuffled")
+    ITEM_LISTS: ClassVar[tuple[str, ...]] = ("clean", "corrupted", "dev", "test", "dev_shuffled", "test_shuffled")
 
     def to_dict(self) -> dict:
         """JSON-ready: items as [query, answers, demonstrations]."""

@@ -202,7 +202,7 @@ def function_vector(
         if heads == "universal":
             tasks = [task if (s if isinstance(s, str) else s.name) == task.name else s for s in universal_tasks]
             known = {task.name: effects} if effects is not None else {}
-            computed = _effects_of(model, tasks, known, fmt=fmt, **settings)
+            computed, _ = effects_over(model, tasks, known, fmt=fmt, **settings)
             heads = universal_heads(computed, k or FV_HEADS)
             effects = effects or next((e for e in computed if e.task == task.name), None)
         if not isinstance(heads, UniversalHeads):
@@ -234,20 +234,22 @@ def function_vector(
     )
 
 
-def _effects_of(model, tasks: Sequence[str | Task], known: Mapping[str, HeadEffects], **settings) -> list[HeadEffects]:
-    """The head effects of each task (those in `known` reused), leaving out the tasks that cannot take
-    part (`UnusableTask`: e.g. ICL answers no validation query correctly)."""
-    effects = []
+def effects_over(model, tasks: Sequence[str | Task], known: Mapping[str, HeadEffects] | None = None,
+                 **settings) -> tuple[list[HeadEffects], dict[str, str]]:
+    """The head effects of each task (`head_effects` with `settings`; those in `known` reused), for a
+    universal head set; and the tasks left out because they cannot take part (`UnusableTask`: e.g. ICL
+    answers no validation query correctly), with why. ValueError when none can."""
+    effects, left_out = [], {}
     for spec in tasks:
         task = resolve_task(spec)
-        if task.name in known:
+        if known and task.name in known:
             effects.append(known[task.name])
             continue
         try:
             effects.append(head_effects(model, task, **settings))
-        except UnusableTask:
-            continue
+        except UnusableTask as err:
+            left_out[task.name] = str(err)
     if not effects:
         raise ValueError("none of the tasks of the universal head set can take part for this model and format "
-                         "(see UnusableTask): pass heads='task' or a UniversalHeads ranked on other tasks")
-    return effects
+                         "(see UnusableTask): rank each task's own heads (heads='task') or pass a UniversalHeads")
+    return effects, left_out
