@@ -323,3 +323,17 @@ def test_head_effects_take_the_validation_queries_icl_answers_correctly_by_defau
     assert effects.settings["queries"] == "icl_correct" and effects.icl_accuracy == items.icl_valid
     every = head_effects(tiny_llama, task, fmt="arrow", queries="all", **sizes)
     assert not torch.equal(every.effects, effects.effects) and every.settings["queries"] == "all"
+
+
+def test_the_analysis_options_name_the_protocols_variants():
+    import argparse
+
+    from analyses import function_vectors as analysis
+
+    parser = argparse.ArgumentParser()
+    analysis.add_settings_arguments(parser)
+    assert analysis.settings_from_args(parser.parse_args([])) == analysis.FVSettings()
+    variant = analysis.settings_from_args(parser.parse_args(
+        ["--fv-queries", "all", "--fv-single-token-filter", "--fv-no-all-queries", "--fv-n-clean", "30"]))
+    assert variant == analysis.FVSettings().but(queries="all", single_token_filter=True, compare_all_queries=False,
+                                                n_clean=30)
