@@ -25,18 +25,19 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from tv_lens.engine import counting
-from tv_lens.function_vectors import FORMULATIONS, RANKINGS, accuracy_with, evaluate_fvs, fv_vectors
-from tv_lens.fv_prompts import FORMATS, QUERY_SETS, FVItems, UnusableTask, fv_items, task_in_format
-from tv_lens.interventions import HOOK_Z, Intervention
-from tv_lens.learn import learn_items
-from tv_lens.lens import top_tokens
-from tv_lens.mediation import HeadEffects, UniversalHeads, head_effects, universal_heads
+from tv_lens.analysis.lens import top_tokens
+from tv_lens.cli.options import at_least
+from tv_lens.function_vectors.items import FORMATS, QUERY_SETS, FVItems, UnusableTask, fv_items, task_in_format
+from tv_lens.function_vectors.mediation import HeadEffects, UniversalHeads, head_effects, universal_heads
+from tv_lens.function_vectors.vector import FORMULATIONS, RANKINGS, accuracy_with, evaluate_fvs, fv_vectors
+from tv_lens.patching.engine import counting
+from tv_lens.patching.interventions import HOOK_Z, Intervention
 from tv_lens.progress import bar, stage
-from tv_lens.records import FVRun, SkippedTask, TaskVectorRun, ZeroShotAndShuffled
-from tv_lens.results import Shard, Store, Unit
+from tv_lens.runs.records import FVRun, SkippedTask, TaskVectorRun, ZeroShotAndShuffled
+from tv_lens.runs.store import Shard, Store, Unit
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER, PAPER, AnalysisSettings, Settings
-from tv_lens.sweep import best_layer
+from tv_lens.task_vectors.learning import learn_items
+from tv_lens.task_vectors.sweep import best_layer
 from tv_lens.tasks import Task, sample_contexts
 
 from .common import Outcome, Progress, report_reused, resolve_tasks, run_command, say
@@ -79,11 +80,14 @@ class FVSettings(AnalysisSettings):
 def heads_unit(model, task: Task, fmt_name: str, settings: FVSettings, seed: int) -> tuple[dict, dict]:
     """The first pass on one task in one prompt format: its items and head effects (and, with
     `compare_all_queries`, its AIE on all validation queries), or why it cannot take part."""
+    sizes = settings.sizes
     try:
-        kept, fmt = task_in_format(model, task, fmt_name, settings.single_token_filter)
-        sizes = settings.sizes
-        common = dict(n_shots=sizes.n_shots, n_clean=settings.n_clean, n_corrupted=settings.n_corrupted,
-                      n_dev=sizes.n_dev)
+        kept, fmt = task_in_format(model, task, fmt_name, n_shots=sizes.n_shots,
+                                   single_token_filter=settings.single_token_filter)
+    except ValueError as err:  # no usable answer, or a text the format cannot hold (tasks.prompts.check_pairs)
+        return {"skipped": str(err)}, {}
+    common = dict(n_shots=sizes.n_shots, n_clean=settings.n_clean, n_corrupted=settings.n_corrupted, n_dev=sizes.n_dev)
+    try:
         with stage("ICL-correct queries" if settings.queries == "icl_correct" else "queries"):
             items = fv_items(model, kept, fmt, seed, n_test=sizes.n_test, queries=settings.queries, **common)
     except UnusableTask as err:
@@ -107,7 +111,8 @@ def universal_digest(universal: UniversalHeads) -> str:
 def task_result(model, task: Task, fmt_name: str, settings: FVSettings, seed: int, heads: Unit,
                 universal: UniversalHeads) -> FVRun:
     """The second pass on one task in one prompt format (see the module docstring)."""
-    kept, fmt = task_in_format(model, task, fmt_name, settings.single_token_filter)
+    kept, fmt = task_in_format(model, task, fmt_name, n_shots=settings.sizes.n_shots,
+                               single_token_filter=settings.single_token_filter)
     items = FVItems.from_dict(heads.result["items"])
     effects = HeadEffects.from_parts(heads.result["effects"], heads.tensors)
     ranked = {"universal": universal.top_heads(settings.k), "task": effects.top_heads(settings.k)}
@@ -257,7 +262,7 @@ def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     """The sizes of FVSettings (--fv-n-shots, ...), the protocol's variants, and --formats."""
     defaults = FVSettings().record()
     for name in INT_SETTINGS:
-        p.add_argument("--fv-" + name.replace("_", "-"), type=int, default=defaults[name],
+        p.add_argument("--fv-" + name.replace("_", "-"), type=at_least(1), default=defaults[name],
                        help=f"function vectors: {name.replace('_', ' ')} (default {defaults[name]})")
     p.add_argument("--fv-queries", choices=QUERY_SETS, default="icl_correct",
                    help="function vectors: the queries of ā, the AIE and the accuracies: those ICL answers correctly "

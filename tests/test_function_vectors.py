@@ -7,17 +7,17 @@ from html import unescape
 import pytest
 import torch
 
-from tv_lens import heads
-from tv_lens.engine import Budget, Run, encode, predict
-from tv_lens.function_vectors import FORMULATIONS, UNIVERSAL_TASKS, function_vector, fv_vectors
-from tv_lens.fv_prompts import fv_items, task_in_format
-from tv_lens.interventions import HOOK_Z, Intervention, intervening
-from tv_lens.mediation import HeadEffects, UniversalHeads, head_effects, universal_heads
+from tv_lens.function_vectors.items import fv_items, task_in_format
+from tv_lens.function_vectors.mediation import HeadEffects, UniversalHeads, head_effects, universal_heads
+from tv_lens.function_vectors.vector import FORMULATIONS, UNIVERSAL_TASKS, function_vector, fv_vectors
+from tv_lens.patching import heads
+from tv_lens.patching.engine import Budget, Run, encode, predict
+from tv_lens.patching.interventions import HOOK_Z, Intervention, intervening
 from tv_lens.settings import FV_HEADS
 from tv_lens.stats import Accuracy
+from tv_lens.task_vectors.vector import FUNCTION_VECTOR, TASK_VECTOR, FunctionVector, TaskVector, VectorFileError
 from tv_lens.tasks import get_task
 from tv_lens.tasks.builtin import BUILTIN_TASKS
-from tv_lens.vectors import FUNCTION_VECTOR, TASK_VECTOR, TaskVector, VectorFileError
 
 
 def test_kind_and_heads_round_trip_and_default_to_a_task_vector(tmp_path):
@@ -74,7 +74,7 @@ def test_a_head_patch_moves_the_attention_output_by_that_heads_contribution(tiny
 
 
 def test_an_indirect_effect_is_the_change_in_probability_of_the_answer(tiny, effects, one_thread):
-    kept, fmt = task_in_format(tiny, get_task("to_upper"), "arrow")
+    kept, fmt = task_in_format(tiny, get_task("to_upper"), "arrow", n_shots=5)
     item = fv_items(tiny, kept, fmt, 0, n_shots=5, n_clean=6, n_corrupted=3, n_test=0, queries="all").corrupted[1]
     tokens = tiny.to_tokens(fmt.icl_prompt(item))
     query = tiny.to_tokens(fmt.query(item.query))
@@ -204,11 +204,11 @@ def test_the_fv_command_saves_a_function_vector(tmp_path, capsys, one_thread):
     fv = TaskVector.load(out)
     assert fv.kind == FUNCTION_VECTOR and len(fv.heads) == 3 and fv.model == "tiny-llama"
     assert main(["fv", "--task", "to_upper", "--heads", "task", "--out", str(out), *sizes, "--k", "0"]) == 2
-    assert "k must be between" in capsys.readouterr().err
+    assert "argument --k: must be at least 1, got 0" in capsys.readouterr().err  # before the model loads
 
 
 def test_the_fv_command_ranks_the_universal_set_once_and_reuses_it(tmp_path, capsys, one_thread):
-    from tv_lens.cli import main
+    from tv_lens.cli.main import main
 
     kept = tmp_path / "universal.json"
     args = ["fv", "--task", "to_upper", "--model", "tiny-llama", "--k", "3", "--n-clean", "4", "--n-corrupted", "2",

@@ -8,8 +8,7 @@ import string
 import pytest
 import torch
 
-from tv_lens.engine import encode
-from tv_lens.fv_prompts import (
+from tv_lens.function_vectors.items import (
     UnusableTask,
     answer_tokens,
     fv_items,
@@ -17,8 +16,9 @@ from tv_lens.fv_prompts import (
     split_inputs,
     task_in_format,
 )
-from tv_lens.prompts import QA_FORMAT
+from tv_lens.patching.engine import encode
 from tv_lens.tasks import Item, Task, get_task, shuffle_labels
+from tv_lens.tasks.prompts import QA_FORMAT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PAIRS = [a + b for a, b in itertools.product(string.ascii_lowercase[:10], repeat=2)]

@@ -23,7 +23,7 @@ def add_commands(commands) -> None:
                                          "safetensors (`tv-lens apply FILE QUERY...` adds it). Ranking the "
                                          "universal set runs every built-in task: keep it with --universal FILE.")
     fv.add_argument("--task", required=True, help="a task name (e.g. antonyms) or a task file (.json, .jsonl, .csv)")
-    fv.add_argument("--k", type=int, default=FV_HEADS, help=f"heads summed (default: {FV_HEADS}, the paper's)")
+    fv.add_argument("--k", type=at_least(1), default=FV_HEADS, help=f"heads summed (default: {FV_HEADS}, the paper's)")
     fv.add_argument("--heads", choices=("universal", "task"), default="universal",
                     help="head ranking: universal (AIE averaged over the built-in tasks, the paper's; default) or "
                          "task (this task's own AIE)")
@@ -38,12 +38,13 @@ def add_commands(commands) -> None:
                     help="queries of ā and the AIE: those ICL answers correctly (the paper's; default) or all")
     fv.add_argument("--single-token-filter", action="store_true",
                     help="keep single-token answers only (default: every pair, the first answer token scored)")
-    fv.add_argument("--layer", type=int, default=None, help="layer to add it at (default: best on validation items)")
-    fv.add_argument("--n-clean", type=int, default=FV_CLEAN,
+    fv.add_argument("--layer", type=at_least(0), default=None,
+                    help="layer to add it at (default: best on validation items)")
+    fv.add_argument("--n-clean", type=at_least(1), default=FV_CLEAN,
                     help=f"clean prompts averaged for ā (default: {FV_CLEAN})")
     fv.add_argument("--n-corrupted", type=at_least(1), default=FV_CORRUPTED,
                     help=f"shuffled-label prompts for the AIE (default: {FV_CORRUPTED})")
-    fv.add_argument("--n-dev", type=int, default=FV_PAPER.n_dev,
+    fv.add_argument("--n-dev", type=at_least(1), default=FV_PAPER.n_dev,
                     help=f"validation queries kept, for ā, the AIE and the layer sweep (default: {FV_PAPER.n_dev})")
     fv.add_argument("--seed", type=int, default=0, help="seed of the split and the prompts (default 0)")
     add_model_options(fv)
@@ -61,8 +62,8 @@ def _universal(model, task, args: argparse.Namespace, settings: dict):
     """The universal head set: read from --universal, or ranked over the built-in tasks (and written
     to --universal when given); and this task's effects when they were computed on the way."""
     from tv_lens.codec import ResultsError
-    from tv_lens.function_vectors import UNIVERSAL_TASKS, effects_over
-    from tv_lens.mediation import UniversalHeads, universal_heads
+    from tv_lens.function_vectors.mediation import UniversalHeads, universal_heads
+    from tv_lens.function_vectors.vector import UNIVERSAL_TASKS, effects_over
 
     path = args.universal
     if path is not None and path.exists():

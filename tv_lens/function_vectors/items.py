@@ -28,11 +28,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tv_lens.engine import Budget, Run, encode, predict
-from tv_lens.prompts import QA_FORMAT, PromptFormat
+from tv_lens.errors import TvLensError
+from tv_lens.patching.engine import Budget, Run, encode, predict, token_limit
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_PAPER
 from tv_lens.stats import Accuracy
-from tv_lens.tasks import Item, Task, draw_queries, filter_report, items_for, shuffle_labels
+from tv_lens.tasks import Item, Task, draw_queries, items_for, shuffle_labels
+from tv_lens.tasks.prompts import QA_FORMAT, PromptFormat, prompt_ready
 
 TRAIN_FRACTION, TEST_FRACTION = 0.7, 0.7
 FORMATS = ("qa", "arrow")
@@ -41,7 +42,7 @@ MIN_SCREENED = 8
 """The fewest queries screened in one batch."""
 
 
-class UnusableTask(ValueError):
+class UnusableTask(TvLensError):
     """A task that cannot take part in the function-vector protocol with this model and prompt format:
     no answer has a first token of its own, or no validation query is answered correctly in context."""
 
@@ -67,29 +68,33 @@ def readable_pairs(tokenizer, fmt: PromptFormat, task: Task) -> dict[str, tuple[
     return {x: task.answers(x) for x, token in zip(inputs, firsts) if not _is_blank(tokenizer, token)}
 
 
-def task_in_format(model, task: Task, fmt: str | PromptFormat = "qa",
+def task_in_format(model, task: Task, fmt: str | PromptFormat = "qa", *, n_shots: int = FV_PAPER.n_shots,
                    single_token_filter: bool = False) -> tuple[Task, PromptFormat]:
     """The task as the model reads it in a prompt format, and that format: "qa" (the FV paper's
     `Q: {x}\nA: {y}`, answers after a space), "arrow" (the task-vector paper's, in the variant the
     paper's rule chooses) or a `PromptFormat`. Every pair whose first answer token is defined and not
     whitespace alone is kept (the FV paper scores the first token of every answer);
-    `single_token_filter=True` keeps single-token answers only."""
+    `single_token_filter=True` keeps single-token answers only. A text the format cannot hold is
+    refused, pairs too long for `n_shots`-shot prompts skipped (`tv_lens.tasks.prompts.prompt_ready`)."""
     if isinstance(fmt, PromptFormat):
         leading_space = fmt.leading_space
     elif fmt == "qa":
         fmt, leading_space = QA_FORMAT, True
     elif fmt == "arrow":
-        leading_space = filter_report(task, model.tokenizer, single_token_filter=False).leading_space
+        leading_space = task.filter_report(model.tokenizer, single_token_filter=False).leading_space
         fmt = PromptFormat(leading_space=leading_space)
     else:
         raise ValueError(f"unknown prompt format {fmt!r}: choose one of {', '.join(FORMATS)} or pass a PromptFormat")
     if single_token_filter:
-        return task.filtered(model.tokenizer, single_token_filter=True, leading_space=leading_space), fmt
-    pairs = readable_pairs(model.tokenizer, fmt, task)
-    if not pairs:
-        raise UnusableTask(f"task {task.name!r}: no answer has a first token of its own after the query in this "
-                         f"prompt format (each merges into the query or starts with a bare space): use another format")
-    return task.with_pairs(pairs, leading_space=leading_space, single_token_filter=False), fmt
+        kept = task.filtered(model.tokenizer, single_token_filter=True, leading_space=leading_space)
+    else:
+        pairs = readable_pairs(model.tokenizer, fmt, task)
+        if not pairs:
+            raise UnusableTask(f"task {task.name!r}: no answer has a first token of its own after the query in this "
+                               f"prompt format (each merges into the query or starts with a bare space): use another "
+                               f"format")
+        kept = task.with_pairs(pairs, leading_space=leading_space, single_token_filter=False)
+    return prompt_ready(kept, fmt, model.tokenizer, token_limit(model), n_shots), fmt
 
 
 def answer_tokens(model, fmt: PromptFormat, items: Sequence[Item]) -> list[tuple[int, ...]]:

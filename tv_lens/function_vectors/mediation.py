@@ -5,7 +5,7 @@ output projection), averaged over clean ICL prompts of the task. Indirect effect
 corrupted prompt (labels shuffled among the demonstrations): P(first token of the answer) with the
 head's last-token output replaced by ā(l,h), minus P(first token) without a patch. AIE: its mean over
 the corrupted prompts, with a 95% Student-t interval. Both are taken over validation queries the model
-answers correctly with clean prompts (the paper's filter, `tv_lens.fv_prompts`).
+answers correctly with clean prompts (the paper's filter, `tv_lens.function_vectors.items`).
 
 The universal head set (`universal_heads`): heads ranked by their AIE averaged over several tasks, the
 top k of which make every task's function vector (the paper's default).
@@ -27,10 +27,11 @@ from scipy.stats import t as student_t
 from torch import Tensor
 
 from tv_lens.codec import Layer, PerLayer, Record
-from tv_lens.engine import Budget, Run, counting, encode, predict
-from tv_lens.fv_prompts import FVItems, answer_tokens, fv_items, task_in_format
-from tv_lens.heads import NORM_SCALE_HOOK, has_post_attention_norm, head_contributions, to_residual
-from tv_lens.interventions import HOOK_Z, RESID_POST, Intervention
+from tv_lens.function_vectors.items import FVItems, answer_tokens, fv_items, task_in_format
+from tv_lens.models.provenance import model_provenance, versions
+from tv_lens.patching.engine import Budget, Run, counting, encode, predict
+from tv_lens.patching.heads import NORM_SCALE_HOOK, has_post_attention_norm, head_contributions, to_residual
+from tv_lens.patching.interventions import HOOK_Z, RESID_POST, Intervention
 from tv_lens.progress import stage
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER
 from tv_lens.stats import Accuracy
@@ -46,7 +47,7 @@ class MeanActivations:
     and the residual norm, over the last token of the clean prompts, and those prompts' accuracy.
 
     `mean_z[l, h]` is ā(l,h); `mean_share[l, h]` the mean of what head (l,h) adds to the residual
-    stream (`tv_lens.heads`: after a post-attention norm where the model has one); `resid_norm[l]` the
+    stream (`tv_lens.patching.heads`: after a post-attention norm where the model has one); `resid_norm[l]` the
     mean norm of `hook_resid_post`.
     """
 
@@ -189,7 +190,7 @@ def head_effects(
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
-    kept, fmt = task_in_format(model, task, fmt, single_token_filter)
+    kept, fmt = task_in_format(model, task, fmt, n_shots=n_shots, single_token_filter=single_token_filter)
     with counting() as count:
         if items is None:
             with stage("ICL-correct validation queries" if queries == "icl_correct" else "validation queries"):

@@ -3,11 +3,11 @@ stream of a prompt without demonstrations.
 
 Defaults are the paper's (FV.md): Q:/A: prompts with 10 demonstrations, every pair kept and the first
 token of the answer scored, ā over 100 clean prompts and the AIE over 25 shuffled-label prompts on
-validation queries the model answers correctly in context (`tv_lens.mediation`, `tv_lens.fv_prompts`),
-the universal head set (the top k = 10 heads by AIE averaged over tasks; `heads="task"` ranks the
-task's own heads instead), the FV added (not written over) at the last token of
-`blocks.L.hook_resid_post`, L chosen on those validation queries, accuracies on the test queries ICL
-answers correctly.
+validation queries the model answers correctly in context (`tv_lens.function_vectors.mediation`,
+`tv_lens.function_vectors.items`), the universal head set (the top k = 10 heads by AIE averaged
+over tasks; `heads="task"` ranks the task's own heads instead), the FV added (not written over) at
+the last token of `blocks.L.hook_resid_post`, L chosen on those validation queries, accuracies on
+the test queries ICL answers correctly.
 
 k stays 10 on every model, the paper's number for its 6B model, not rescaled by the number of heads
 (10 of 72 heads on gemma-3-270m, 10 of 270 on smollm2-135m): a parameter.
@@ -23,9 +23,9 @@ before it reaches the residual stream (Gemma 3's post-attention norm); `formulat
 - "scaled": the "residual" FV's direction rescaled, at each layer L, to the mean norm of the residual
   stream there (last token of the clean prompts): a steering-strength variant, not the paper's.
 
-The FV is a `TaskVector` (same file format) of kind "function_vector" whose `vectors[L]` is what is
-added at layer L (the same row at every layer except for "scaled"), with the heads and the AIE they
-were ranked by.
+The FV is a `FunctionVector` (a `TaskVector` that is added: same file format, kind "function_vector")
+whose `vectors[L]` is what is added at layer L (the same row at every layer except for "scaled"), with
+the heads and the AIE they were ranked by.
 """
 
 from __future__ import annotations
@@ -38,11 +38,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.codec import Layer, PerLayer, Record
-from tv_lens.engine import Budget, Run, encode, predict
-from tv_lens.fv_prompts import FVItems, UnusableTask, answer_tokens, fv_items, task_in_format
-from tv_lens.heads import head_contributions
-from tv_lens.interventions import Intervention, check_layer
-from tv_lens.mediation import (
+from tv_lens.function_vectors.items import FVItems, UnusableTask, answer_tokens, fv_items, task_in_format
+from tv_lens.function_vectors.mediation import (
     HeadEffects,
     MeanActivations,
     UniversalHeads,
@@ -50,13 +47,18 @@ from tv_lens.mediation import (
     mean_activations,
     universal_heads,
 )
+from tv_lens.models.provenance import model_provenance, versions
+from tv_lens.patching.engine import Budget, Run, encode, predict
+from tv_lens.patching.heads import head_contributions
+from tv_lens.patching.interventions import Intervention, check_layer
 from tv_lens.progress import stage
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER
 from tv_lens.stats import Accuracy
-from tv_lens.sweep import best_layer
+from tv_lens.task_vectors.sweep import best_layer
+from tv_lens.task_vectors.vector import FunctionVector
 from tv_lens.tasks import Item, Task, resolve_task
 from tv_lens.tasks.builtin import BUILTIN_TASKS
-from tv_lens.vectors import FUNCTION_VECTOR, TaskVector
+from tv_lens.tasks.prompts import PromptFormat
 
 FORMULATIONS = ("residual", "out_proj", "scaled")
 RANKINGS = ("universal", "task")
@@ -180,7 +182,7 @@ def function_vector(
     single_token_filter: bool = False,
     universal_tasks: Sequence[str | Task] = UNIVERSAL_TASKS,
     budget: Budget | None = None,
-) -> TaskVector:
+) -> FunctionVector:
     """The FV of `task`: its mean head outputs summed over `k` heads, saved and applied like a task
     vector (`apply` adds it).
 
@@ -190,7 +192,8 @@ def function_vector(
     else computed). `k` defaults to the universal set's k, or 10. Without `layer`, the layer is the
     first best of a sweep adding the FV to the zero-shot prompts of the (ICL-correct) validation items.
     """
-    kept, resolved = task_in_format(model, task, fmt, single_token_filter)
+    kept, resolved = task_in_format(model, task, fmt, n_shots=n_shots,
+                                    single_token_filter=single_token_filter)
     settings = dict(seed=seed, n_shots=n_shots, n_clean=n_clean, n_corrupted=n_corrupted, n_dev=n_dev,
                     queries=queries, single_token_filter=single_token_filter, budget=budget)
     items = fv_items(model, kept, resolved, seed, n_shots=n_shots, n_clean=n_clean, n_corrupted=n_corrupted,
@@ -229,7 +232,7 @@ def function_vector(
     return FunctionVector(
         vectors=vectors, layer=layer, model=info["model"], fingerprint=info["fingerprint"],
         prompt_format=asdict(resolved), n_shots=n_shots, n_contexts=len(items.clean), seed=seed,
-        task=task.name, versions=versions(), dev_accuracy=dev_accuracy, kind=FUNCTION_VECTOR,
+        task=task.name, versions=versions(), dev_accuracy=dev_accuracy,
         heads=[[layer_, head, round(aie, 6)] for layer_, head, aie in ranking],
     )
 

@@ -14,10 +14,10 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from tv_lens import tables
-from tv_lens.evaluate import EvalResult
-from tv_lens.mediation import HeadEffects, UniversalHeads
-from tv_lens.records import (
+from tv_lens.analysis.summary import Estimate
+from tv_lens.function_vectors.mediation import HeadEffects, UniversalHeads
+from tv_lens.report import tables
+from tv_lens.runs.records import (
     Clusters,
     Composition,
     ConflictingTasks,

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from tv_lens.codec import Fraction, Layer, PerLayer, Record, ResultsError, stored_fields
-from tv_lens.evaluate import EvalResult
-from tv_lens.function_vectors import FVEvaluation
-from tv_lens.geometry import ClusterStats
-from tv_lens.lens import TopTokens
-from tv_lens.mediation import UniversalHeads
+from tv_lens.task_vectors.evaluation import EvalResult
+from tv_lens.function_vectors.vector import FVEvaluation
+from tv_lens.analysis.geometry import ClusterStats
+from tv_lens.analysis.lens import TopTokens
+from tv_lens.function_vectors.mediation import UniversalHeads
 from tv_lens.stats import Accuracy
 from tv_lens.analysis.summary import GroupSummary
 from tv_lens.codec import Fraction, Layer, PerLayer, Record, ResultsError, stored_fields
