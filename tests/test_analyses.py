@@ -32,7 +32,7 @@ SMALL_FV = function_vectors.FVSettings().but(n_clean=4, n_corrupted=2, n_dev=3, 
                                              queries="all")
 SMALL_PROTOCOL = reproduce.Protocol(main=SMALL, conflict=conflicting_tasks.ConflictSettings(n_items=6),
                                     fv=SMALL_FV, fv_formats=("arrow",),
-                                    composition=composition.CompositionSettings(format="arrow").but(
+                                    composition=composition.CompositionSettings(format="arrow", queries="all").but(
                                         n_shots=3, n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2),
                                     cluster=clusters.ClusterSettings(n_per_task=6), k=5)
 QUIET = dict(progress=lambda message: None)

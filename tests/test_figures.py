@@ -25,7 +25,7 @@ PROTOCOL = reproduce.Protocol(main=Settings(n_baseline=6, n_dev=6, n_test=6),
                               fv_formats=("arrow",),
                               conflict=conflicting_tasks.ConflictSettings(n_items=6),
                               cluster=clusters.ClusterSettings(n_per_task=6), k=5,
-                              composition=composition.CompositionSettings(format="arrow").but(
+                              composition=composition.CompositionSettings(format="arrow", queries="all").but(
                                   n_shots=3, n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2))
 
 

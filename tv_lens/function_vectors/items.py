@@ -30,6 +30,7 @@ from typing import ClassVar
 
 from tv_lens.errors import TvLensError
 from tv_lens.patching.engine import Budget, Run, encode, predict, token_limit
+from tv_lens.patching.guard import check_model
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_PAPER
 from tv_lens.stats import Accuracy
 from tv_lens.tasks import Item, Task, draw_queries, items_for, shuffle_labels
@@ -76,6 +77,7 @@ def task_in_format(model, task: Task, fmt: str | PromptFormat = "qa", *, n_shots
     whitespace alone is kept (the FV paper scores the first token of every answer);
     `single_token_filter=True` keeps single-token answers only. A text the format cannot hold is
     refused, pairs too long for `n_shots`-shot prompts skipped (`tv_lens.tasks.prompts.prompt_ready`)."""
+    check_model(model)
     if isinstance(fmt, PromptFormat):
         leading_space = fmt.leading_space
     elif fmt == "qa":

@@ -30,6 +30,7 @@ from tv_lens.codec import Layer, PerLayer, Record
 from tv_lens.function_vectors.items import FVItems, answer_tokens, fv_items, task_in_format
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, Run, counting, encode, predict
+from tv_lens.patching.guard import check_model
 from tv_lens.patching.heads import NORM_SCALE_HOOK, has_post_attention_norm, head_contributions, to_residual
 from tv_lens.patching.interventions import HOOK_Z, RESID_POST, Intervention
 from tv_lens.progress import stage
@@ -188,6 +189,7 @@ def head_effects(
     `items` overrides the sampled items (`fv_prompts.fv_items` of the task read in `fmt`, this seed
     and these sizes).
     """
+    check_model(model)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     kept, fmt = task_in_format(model, task, fmt, n_shots=n_shots, single_token_filter=single_token_filter)

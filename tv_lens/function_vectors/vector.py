@@ -49,6 +49,7 @@ from tv_lens.function_vectors.mediation import (
 )
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, Run, encode, predict
+from tv_lens.patching.guard import check_model
 from tv_lens.patching.heads import head_contributions
 from tv_lens.patching.interventions import Intervention, check_layer
 from tv_lens.progress import stage
@@ -192,6 +193,7 @@ def function_vector(
     else computed). `k` defaults to the universal set's k, or 10. Without `layer`, the layer is the
     first best of a sweep adding the FV to the zero-shot prompts of the (ICL-correct) validation items.
     """
+    check_model(model)
     kept, resolved = task_in_format(model, task, fmt, n_shots=n_shots,
                                     single_token_filter=single_token_filter)
     settings = dict(seed=seed, n_shots=n_shots, n_clean=n_clean, n_corrupted=n_corrupted, n_dev=n_dev,

@@ -7,15 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from tv_lens.codec import Fraction, Layer, PerLayer, Record, ResultsError, stored_fields
-from tv_lens.task_vectors.evaluation import EvalResult
-from tv_lens.function_vectors.vector import FVEvaluation
 from tv_lens.analysis.geometry import ClusterStats
 from tv_lens.analysis.lens import TopTokens
-from tv_lens.function_vectors.mediation import UniversalHeads
-from tv_lens.stats import Accuracy
 from tv_lens.analysis.summary import GroupSummary
 from tv_lens.codec import Fraction, Layer, PerLayer, Record, ResultsError, stored_fields
+from tv_lens.function_vectors.mediation import UniversalHeads
 from tv_lens.function_vectors.vector import FVEvaluation
 from tv_lens.stats import Accuracy
 from tv_lens.task_vectors.evaluation import EvalResult
