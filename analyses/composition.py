@@ -3,8 +3,12 @@ ones. For each compound task (the first or last item of a letter list, capitalis
 letter), e.g. list_last_upper: ICL on the compound task, the compound's own vector, and the composed
 vector v(list_last) + v(list_first_upper) - v(list_first), for the task-level θ (written over the
 residual stream) and for the function vector (added to it), each at the layer that is best on the same
-dev items. The six tasks are read on their common inputs, so they share one train/test split: no
-vector ever saw a test query of any task.
+dev items. The six tasks are read on their common inputs, so they share one train/test/validation split:
+no vector ever saw a test query of any task. The FV protocol is the FV paper's (every pair, the first
+answer token scored, ā and the AIE on validation queries ICL answers correctly, accuracies on the test
+queries it answers correctly; `queries="all"` takes every query), except that each FV sums its own
+task's top heads (`heads="task"`): the paper's universal head set would need the six tasks' head effects
+before any vector.
 
     python -m analyses.composition --model tiny-llama --out runs/x
 """
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from tv_lens.function_vectors.items import FORMATS, FVItems, fv_items, task_in_format
+from tv_lens.function_vectors.items import FORMATS, QUERY_SETS, FVItems, fv_items, task_in_format
 from tv_lens.function_vectors.vector import accuracy_with, function_vector
 from tv_lens.patching.engine import Budget
 from tv_lens.progress import bar, stage
@@ -50,7 +54,8 @@ TASKS = ("list_first", "list_last", "list_first_upper", "list_last_upper", "list
 class CompositionSettings(AnalysisSettings):
     """The FV paper's sizes (as in the function-vector analysis): `sizes` for the demonstrations, dev
     and test items; clean and corrupted prompts and heads of each FV; contexts of each task-level θ;
-    the prompt format of every prompt ("qa", the FV paper's, or "arrow")."""
+    the prompt format of every prompt ("qa", the FV paper's, or "arrow"); the queries of the FV protocol
+    ("icl_correct", the FV paper's, or "all")."""
 
     USES = ("n_shots", "n_dev", "n_test")
     sizes: Settings = FV_PAPER
@@ -59,6 +64,7 @@ class CompositionSettings(AnalysisSettings):
     k: int = FV_HEADS
     tv_contexts: int = 16
     format: str = "qa"
+    queries: str = "icl_correct"
 
 
 def shared_tasks(model, fmt_name: str) -> tuple[dict[str, Task], PromptFormat]:
@@ -76,23 +82,26 @@ def shared_tasks(model, fmt_name: str) -> tuple[dict[str, Task], PromptFormat]:
     return {name: t.with_pairs({x: t.pairs[x] for x in t.inputs if x in common}) for name, t in kept.items()}, fmt
 
 
-def items_of(task: Task, settings: CompositionSettings, seed: int) -> FVItems:
+def items_of(model, task: Task, fmt: PromptFormat, settings: CompositionSettings, seed: int,
+             budget: Budget | None = None) -> FVItems:
     """The task's items under the FV protocol (the same split and dev items as `function_vector` draws)."""
     sizes = settings.sizes
-    return fv_items(task, seed, n_shots=sizes.n_shots, n_clean=settings.n_clean, n_corrupted=settings.n_corrupted,
-                    n_dev=sizes.n_dev, n_test=sizes.n_test)
+    return fv_items(model, task, fmt, seed, n_shots=sizes.n_shots, n_clean=settings.n_clean,
+                    n_corrupted=settings.n_corrupted, n_dev=sizes.n_dev, n_test=sizes.n_test, queries=settings.queries,
+                    budget=budget)
 
 
 def task_vectors(model, task: Task, fmt: PromptFormat, settings: CompositionSettings, seed: int,
                  budget: Budget | None = None) -> tuple[TaskVector, TaskVector]:
     """The task's θ (task-level: mean over `tv_contexts` contexts, none holding a test query) and its
     FV, each with its layer chosen on the dev items."""
-    items = items_of(task, settings, seed)
+    items = items_of(model, task, fmt, settings, seed, budget)
     sizes = settings.sizes
     theta = learn_task(model, task, k=settings.tv_contexts, seed=seed, n_shots=sizes.n_shots, dev=items.dev,
                        exclude=items.test_inputs, fmt=fmt, budget=budget)
-    fv = function_vector(model, task, settings.k, fmt=fmt, seed=seed, n_shots=sizes.n_shots, n_clean=settings.n_clean,
-                         n_corrupted=settings.n_corrupted, n_dev=sizes.n_dev, budget=budget)
+    fv = function_vector(model, task, settings.k, heads="task", fmt=fmt, seed=seed, n_shots=sizes.n_shots,
+                         n_clean=settings.n_clean, n_corrupted=settings.n_corrupted, n_dev=sizes.n_dev,
+                         queries=settings.queries, budget=budget)
     return theta, fv
 
 
@@ -112,7 +121,7 @@ def composition_result(model, target: Task, parts: tuple[str, str, str], vectors
                        budget: Budget | None = None) -> CompositionRun:
     """Zero-shot, ICL, own and composed θ and FV on the target's test items (see the module docstring):
     the composed vector is `parts[0] + parts[1] - parts[2]`."""
-    items = items_of(target, settings, seed)
+    items = items_of(model, target, fmt, settings, seed, budget)
     placed, components, cosine = {}, {}, {}
     for kind, index in (("theta", 0), ("fv", 1)):
         own = vectors[target.name][index]
@@ -127,13 +136,12 @@ def composition_result(model, target: Task, parts: tuple[str, str, str], vectors
                                                                    composed.vectors[own.layer].float(), dim=0))
     edits = {name: [(vector.intervention(layer=layer),)] for name, (vector, layer, _, _) in placed.items()}
     with stage("composition: test items"):
-        test = accuracy_with(model, target, [fmt.zero_shot_prompt(i) for i in items.test], items.test,
+        test = accuracy_with(model, fmt, [fmt.zero_shot_prompt(i) for i in items.test], items.test,
                              {"none": [()], **edits}, budget)
-        icl = accuracy_with(model, target, [fmt.icl_prompt(i) for i in items.test], items.test, {"icl": [()]}, budget)
     on_task = {name: VectorOnTask(recipe=recipe, layer=layer, dev_by_layer=curve, test=test[name][0])
                for name, (_, layer, curve, recipe) in placed.items()}
     return CompositionRun(target=target.name, n_pairs=len(target), n_test=len(items.test), baseline=test["none"][0],
-                          icl=icl["icl"][0], theta=on_task["theta"], theta_composed=on_task["theta_composed"],
+                          icl=items.icl_test, theta=on_task["theta"], theta_composed=on_task["theta_composed"],
                           fv=on_task["fv"], fv_composed=on_task["fv_composed"], cosine=cosine, components=components)
 
 
@@ -198,11 +206,14 @@ def run(model, out, settings: CompositionSettings = CompositionSettings(), seed:
 def add_settings_arguments(p: argparse.ArgumentParser) -> None:
     """The sizes of CompositionSettings (--n-shots, --n-dev, ...) and --format."""
     for name, default in CompositionSettings().record().items():
-        if name != "format":
+        if name not in ("format", "queries"):
             p.add_argument("--" + name.replace("_", "-"), type=int, default=default,
                            help=f"{name.replace('_', ' ')} (default {default})")
     p.add_argument("--format", choices=FORMATS, default=CompositionSettings.format,
                    help=f"prompt format (default {CompositionSettings.format})")
+    p.add_argument("--queries", choices=QUERY_SETS, default=CompositionSettings.queries,
+                   help="the FV protocol's queries: those ICL answers correctly (icl_correct, the FV paper's; "
+                        "default) or all")
 
 
 def settings_from_args(args: argparse.Namespace) -> CompositionSettings:

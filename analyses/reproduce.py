@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tv_lens.cli.options import placement
-from tv_lens.function_vectors.items import FORMATS
+from tv_lens.function_vectors.items import FORMATS, UnusableTask
 from tv_lens.progress import counter
 from tv_lens.report.tables import as_text
 from tv_lens.runs.reading import Configuration
@@ -127,7 +127,10 @@ def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,
             except ValueError as err:
                 progress(f"[composition] skipped: {err}")
             else:
-                outcomes["composition"] = composition.run(model, out, protocol.composition, seed, progress, shard)
+                try:
+                    outcomes["composition"] = composition.run(model, out, protocol.composition, seed, progress, shard)
+                except UnusableTask as err:  # a task whose validation queries ICL never answers correctly
+                    progress(f"[composition] skipped: {err}")
             done.update()
     return outcomes
 

@@ -60,6 +60,24 @@ def pinned_threads(session_threads):
 
 
 @pytest.fixture(scope="session")
+def favourite():
+    """A task factory: two thirds of the answers are '^', the token tiny-llama (random weights) predicts after most
+    arrow prompts, the others `other`, which it rarely predicts; so ICL gets some queries right and some wrong."""
+    import itertools
+    import string
+
+    from tv_lens.tasks import Task
+
+    inputs = [a + b for a, b in itertools.product(string.ascii_lowercase[:10], repeat=2)]
+
+    def make(name: str = "favourite", other: str = "Q") -> Task:
+        return Task(name, "algorithmic", "mostly the tiny model's favourite token",
+                    {x: ("^" if i % 3 else other) for i, x in enumerate(inputs)})
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def tiny_llama():
     from tv_lens.models.tiny import tiny_model
 

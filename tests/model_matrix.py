@@ -427,11 +427,10 @@ def check_top_tokens(pair: Pair) -> None:
 @torch.no_grad()
 def check_head_effects(pair: Pair) -> None:
     import tv_lens as tv
-    from tv_lens.function_vectors.items import fv_items, task_in_format
-    from tv_lens.function_vectors.mediation import answer_token
+    from tv_lens.function_vectors.items import answer_tokens, fv_items, task_in_format
 
-    task, fmt = task_in_format(pair.model, tv.get_task("to_upper"), "arrow")
-    items = fv_items(task, 0, n_shots=3, n_clean=4, n_corrupted=2, n_dev=1, n_test=1)
+    task, fmt = task_in_format(pair.model, tv.get_task("to_upper"), "arrow", n_shots=3)
+    items = fv_items(pair.model, task, fmt, 0, n_shots=3, n_clean=4, n_corrupted=2, n_dev=1, n_test=0, queries="all")
     ours = tv.head_effects(pair.model, task, fmt=fmt, n_shots=3, items=items).effects
 
     clean = [pair.tokens(fmt.icl_prompt(item)) for item in items.clean]
@@ -439,7 +438,7 @@ def check_head_effects(pair: Pair) -> None:
                           for tokens in clean]).mean(0)
     theirs = torch.zeros(len(items.corrupted), N_LAYERS, N_HEADS)
     for i, item in enumerate(items.corrupted):
-        tokens, answer = pair.tokens(fmt.icl_prompt(item)), answer_token(pair.model, fmt, item)
+        tokens, answer = pair.tokens(fmt.icl_prompt(item)), answer_tokens(pair.model, fmt, [item])[0][0]
         unpatched = log_probs(pair.hf, tokens)[-1, answer].exp()
         for layer in range(N_LAYERS):
             for head in range(N_HEADS):

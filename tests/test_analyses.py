@@ -27,10 +27,12 @@ from tv_lens.tasks.prompts import PromptFormat
 
 TASKS = ["next_letter", "to_upper", "list_last", "list_first"]
 SMALL = Settings(n_baseline=6, n_dev=6, n_test=6)
-SMALL_FV = function_vectors.FVSettings().but(n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2)
+# random weights answer almost no query right: every query, not the ICL-correct ones (tests/test_fv_prompts.py)
+SMALL_FV = function_vectors.FVSettings().but(n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2,
+                                             queries="all")
 SMALL_PROTOCOL = reproduce.Protocol(main=SMALL, conflict=conflicting_tasks.ConflictSettings(n_items=6),
                                     fv=SMALL_FV, fv_formats=("arrow",),
-                                    composition=composition.CompositionSettings(format="arrow").but(
+                                    composition=composition.CompositionSettings(format="arrow", queries="all").but(
                                         n_shots=3, n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2),
                                     cluster=clusters.ClusterSettings(n_per_task=6), k=5)
 QUIET = dict(progress=lambda message: None)

@@ -18,7 +18,7 @@ from tv_lens.tasks import get_task
 DEMOS = [("a", "b"), ("c", "d"), ("e", "f"), ("g", "h"), ("k", "l")]
 QUERIES = ["m", "p", "r", "t", "w"]
 SMALL = dict(n_baseline=4, n_dev=4, n_test=4, n_shots=4)
-FV_SMALL = dict(n_clean=4, n_corrupted=2, n_shots=4, fmt="arrow")
+FV_SMALL = dict(n_clean=4, n_corrupted=2, n_shots=4, fmt="arrow", queries="all")  # random weights: every query
 
 
 def booted_by_hand(kind: str):
@@ -61,7 +61,8 @@ def everything(model) -> dict:
         state = step(model, state, state.logits.argmax(-1))
         out["steps"].append(state.logits)
     effects = tv.head_effects(model, task, **FV_SMALL)
-    out["function vector"] = tv.function_vector(model, task, k=3, effects=effects, n_dev=4, **FV_SMALL).vectors
+    out["function vector"] = tv.function_vector(model, task, k=3, heads="task", effects=effects, n_dev=4,
+                                                **FV_SMALL).vectors
     return out
 
 
@@ -174,7 +175,7 @@ ENTRY_POINTS = {
     "learn_task": lambda m, theta: tv.learn_task(m, get_task("next_letter"), k=2, n_dev=2),
     "layer_sweep": lambda m, theta: tv.layer_sweep(m, ["a->"], [theta.vectors], lambda i, p: True),
     "head_effects": lambda m, theta: tv.head_effects(m, get_task("next_letter"), **FV_SMALL),
-    "function_vector": lambda m, theta: tv.function_vector(m, get_task("next_letter"), **FV_SMALL),
+    "function_vector": lambda m, theta: tv.function_vector(m, get_task("next_letter"), heads="task", **FV_SMALL),
     "solver": lambda m, theta: tv.TaskVectorSolver(m, theta),
     "top_tokens": lambda m, theta: tv.top_tokens(m, theta),
     "predict": lambda m, theta: predict(m, [Run([1, 2, 3])]),

@@ -127,10 +127,11 @@ STAGES = {  # each command's stages, each drawn as one bar of the engine's forwa
     "evaluate": ["baseline", "ICL and θ of the test items", "θ of the dev items", "layer sweep",
                  "task vector on the test items"],
     "learn": ["θ of 3 contexts", "layer sweep on dev items"],
-    "fv": ["ā over clean prompts", "AIE of every head", "FV layer sweep on dev items"],
+    "fv": ["validation queries", "ā over clean prompts", "AIE of every head", "FV layer sweep on dev items"],
 }
 SIZES = {"evaluate": [], "learn": ["--k", "3", "--n-dev", "4"],
-         "fv": ["--k", "3", "--n-clean", "4", "--n-corrupted", "2", "--n-dev", "3", "--format", "arrow"]}
+         "fv": ["--k", "3", "--n-clean", "4", "--n-corrupted", "2", "--n-dev", "3", "--format", "arrow", "--heads",
+                "task", "--queries", "all"]}
 
 
 @pytest.mark.parametrize("quiet", [False, True])

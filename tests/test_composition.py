@@ -12,8 +12,9 @@ from tv_lens.report.tables import as_text
 from tv_lens.runs.records import results_from_dict
 from tv_lens.runs.store import Store, load_results
 
-SMALL = composition.CompositionSettings(format="arrow").but(n_shots=3, n_clean=4, n_corrupted=2, n_dev=4, n_test=6,
-                                                            k=3, tv_contexts=2)
+# random weights answer almost no query right: every query, not the ICL-correct ones (tests/test_fv_prompts.py)
+SMALL = composition.CompositionSettings(format="arrow", queries="all").but(n_shots=3, n_clean=4, n_corrupted=2,
+                                                                           n_dev=4, n_test=6, k=3, tv_contexts=2)
 QUIET = dict(progress=lambda message: None)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -29,7 +30,7 @@ def test_the_six_tasks_share_their_inputs_and_their_split(tiny_llama):
     tasks, fmt = composition.shared_tasks(tiny_llama, "arrow")
     assert list(tasks) == list(composition.TASKS)
     assert len({tuple(t.inputs) for t in tasks.values()}) == 1
-    splits = {name: composition.items_of(task, SMALL, 0) for name, task in tasks.items()}
+    splits = {name: composition.items_of(tiny_llama, task, fmt, SMALL, 0) for name, task in tasks.items()}
     assert len({tuple(s.test_inputs) for s in splits.values()}) == 1
     test_inputs = set(splits["list_first"].test_inputs)
     for s in splits.values():
@@ -67,7 +68,7 @@ def test_composed_accuracies_follow_from_the_saved_component_vectors(done, tiny_
             assert [t["name"].split(":")[1] for t in components] == [a, b, c]
             assert [t["coefficient"] for t in components] == [1.0, 1.0, -1.0]
             composed = getattr(run, f"{kind}_composed")
-            items = composition.items_of(tasks[target], SMALL, 0).test
+            items = composition.items_of(tiny_llama, tasks[target], fmt, SMALL, 0).test
             prompts = encode(tiny_llama, [fmt.zero_shot_prompt(i) for i in items])
             edit = Intervention(composed.layer, by_hand[composed.layer], mode=mode)
             predictions = decode(tiny_llama, [p.token for p in predict(tiny_llama, [Run(t, (edit,)) for t in prompts])])
@@ -117,7 +118,9 @@ def test_unknown_format_is_a_one_line_error(tiny_llama, tmp_path):
 def test_composition_runs_from_its_command_line(tmp_path, capsys):
     argv = ["--model", "tiny-llama", "--out", str(tmp_path), "--format", "arrow", "--n-shots", "3", "--n-dev", "3",
             "--n-test", "4", "--n-clean", "3", "--n-corrupted", "2", "--k", "2", "--tv-contexts", "2"]
-    assert composition.main(argv) == 0
+    assert composition.main(argv) == 2  # the FV paper's queries: random weights answer no validation query right
+    assert "the FV paper's ICL-correct filter leaves no query" in capsys.readouterr().err
+    assert composition.main(argv + ["--queries", "all"]) == 0
     out = capsys.readouterr().out
     assert f"wrote {tmp_path / 'composition' / 'results.json'}" in out and "θ composed" in out
     results_from_dict(load_results(tmp_path / "composition").to_dict())

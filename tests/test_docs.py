@@ -258,13 +258,14 @@ RESULTS = [page for page in sorted((ROOT / "docs" / "results").glob("*.md")) if 
 @pytest.mark.parametrize("page", RESULTS, ids=page_id)
 def test_results_tables_hold_the_numbers_tv_lens_figures_wrote(page):
     """A task's row on a results page has the numbers of a row of that task in the model's figures/*/tables.md
-    (the model is the last one a heading of the page names)."""
+    (the figures folder is the last one a heading of the page names, the longest name where several match:
+    gemma-3-270m-fv before gemma-3-270m)."""
     models = {path.parent.name: table_rows(path.read_text(encoding="utf-8"))
               for path in (ROOT / "figures").glob("*/tables.md")}
     model, checked = None, 0
     for line in page.read_text(encoding="utf-8").splitlines():
         if line.startswith("#"):
-            model = next((name for name in models if name in line), model)
+            model = max((name for name in models if name in line), key=len, default=model)
         row = table_rows(line)
         if model is None or not row or row[0][0] not in TASKS or model not in models:
             continue

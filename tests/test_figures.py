@@ -21,10 +21,11 @@ FIGURES_MADE = ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", 
                 "function_vectors_heads_arrow", "function_vectors_layers_arrow", "composition"]
 PROTOCOL = reproduce.Protocol(main=Settings(n_baseline=6, n_dev=6, n_test=6),
                               fv=function_vectors.FVSettings().but(n_clean=4, n_corrupted=2, n_dev=3, n_test=3,
-                                                                   k=3, tv_contexts=2), fv_formats=("arrow",),
+                                                                   k=3, tv_contexts=2, queries="all"),
+                              fv_formats=("arrow",),
                               conflict=conflicting_tasks.ConflictSettings(n_items=6),
                               cluster=clusters.ClusterSettings(n_per_task=6), k=5,
-                              composition=composition.CompositionSettings(format="arrow").but(
+                              composition=composition.CompositionSettings(format="arrow", queries="all").but(
                                   n_shots=3, n_clean=4, n_corrupted=2, n_dev=3, n_test=3, k=3, tv_contexts=2))
 
 

@@ -28,7 +28,9 @@ def test_an_analysis_holds_the_protocol_sizes_and_records_those_it_uses_beside_i
     assert ConflictSettings().record() == {"n_shots": 4, "n_dummies": 2, "n_items": 50}
     assert ClusterSettings().sizes == PAPER.but(n_shots=4) == ConflictSettings().sizes
     assert FVSettings().record() == {"n_shots": 10, "n_dev": 50, "n_test": 50, "n_clean": 100, "n_corrupted": 25,
-                                     "k": 10, "tv_contexts": 16, "formulations": FVSettings().formulations}
+                                     "k": 10, "tv_contexts": 16, "formulations": FVSettings().formulations,
+                                     "rankings": ("universal", "task"), "queries": "icl_correct",
+                                     "single_token_filter": False, "compare_all_queries": True}
     changed = FVSettings().but(n_dev=3, n_clean=4)
     assert (changed.sizes.n_dev, changed.n_clean, changed.sizes.n_test) == (3, 4, 50)
 
@@ -41,3 +43,7 @@ def test_a_size_an_analysis_does_not_use_is_refused_in_one_line():
         ClusterSettings().but(n_test=3)
     with pytest.raises(TypeError, match="FVSettings has no size n_dummies"):
         FVSettings().but(n_dummies=3)
+    with pytest.raises(ValueError, match="unknown query set 'some'"):
+        FVSettings().but(queries="some")
+    with pytest.raises(ValueError, match="rankings must be some of universal, task"):
+        FVSettings().but(rankings=("mine",))

@@ -32,6 +32,7 @@ _EXPORTS = {
     "Task": "tv_lens.tasks",
     "TaskVector": "tv_lens.task_vectors.vector",
     "TaskVectorSolver": "tv_lens.task_vectors.serving",
+    "UniversalHeads": "tv_lens.function_vectors.mediation",
     "apply": "tv_lens.task_vectors.applying",
     "evaluate": "tv_lens.task_vectors.evaluation",
     "fingerprint": "tv_lens.models.provenance",
@@ -52,6 +53,7 @@ _EXPORTS = {
     "score_generation": "tv_lens.task_vectors.generation",
     "set_threads": "tv_lens.threads",
     "top_tokens": "tv_lens.analysis.lens",
+    "universal_heads": "tv_lens.function_vectors.mediation",
 }
 # public modules under a short name
 _SUBMODULES = {"hooks": "tv_lens.patching.hooks", "plots": "tv_lens.report.plots"}

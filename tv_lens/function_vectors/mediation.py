@@ -2,9 +2,13 @@
 
 Mean head activations ā(l,h): each head's output at the last token (`blocks.l.attn.hook_z`, before the
 output projection), averaged over clean ICL prompts of the task. Indirect effect of head (l,h) on a
-corrupted prompt (labels shuffled among the demonstrations): P(correct first answer token) with the
-head's last-token output replaced by ā(l,h), minus P(correct) without a patch. AIE: its mean over the
-corrupted prompts, with a 95% Student-t interval.
+corrupted prompt (labels shuffled among the demonstrations): P(first token of the answer) with the
+head's last-token output replaced by ā(l,h), minus P(first token) without a patch. AIE: its mean over
+the corrupted prompts, with a 95% Student-t interval. Both are taken over validation queries the model
+answers correctly with clean prompts (the paper's filter, `tv_lens.function_vectors.items`).
+
+The universal head set (`universal_heads`): heads ranked by their AIE averaged over several tasks, the
+top k of which make every task's function vector (the paper's default).
 
 Every patch is at the last token, so each corrupted prompt's prefix runs once and its key/value
 cache serves the unpatched run and all n_layers x n_heads patched runs (the engine's prefix reuse).
@@ -13,15 +17,17 @@ cache serves the unpatched run and all n_layers x n_heads patched runs (the engi
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from jaxtyping import Float
 from scipy.stats import t as student_t
 from torch import Tensor
 
-from tv_lens.function_vectors.items import FVItems, fv_items, task_in_format
+from tv_lens.codec import Layer, PerLayer, Record
+from tv_lens.function_vectors.items import FVItems, answer_tokens, fv_items, task_in_format
 from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, Prediction, Run, counting, encode, predict
@@ -38,14 +44,28 @@ TENSORS = ("mean_z", "mean_share", "resid_norm", "effects")
 
 
 @dataclass
-class HeadEffects:
-    """ā, each head's mean write to the residual stream, and the indirect effects of one task.
+class MeanActivations:
+    """What a function vector is built from, for one task: ā, each head's mean write to the residual stream
+    and the residual norm, over the last token of the clean prompts, and those prompts' accuracy.
 
-    `mean_z[l, h]` is ā(l,h); `mean_share[l, h]` the mean over the same clean prompts of what head
-    (l,h) adds to the residual stream (`tv_lens.patching.heads`: after a post-attention norm where the model
-    has one); `resid_norm[l]` the mean norm of `hook_resid_post` at the last token of those prompts;
-    `effects[i, l, h]` the indirect effect of head (l,h) on corrupted prompt i.
+    `mean_z[l, h]` is ā(l,h); `mean_share[l, h]` the mean of what head (l,h) adds to the residual
+    stream (`tv_lens.patching.heads`: after a post-attention norm where the model has one); `resid_norm[l]` the
+    mean norm of `hook_resid_post`.
     """
+
+    task: str
+    mean_z: Float[Tensor, "n_layers n_heads d_head"]
+    mean_share: Float[Tensor, "n_layers n_heads d_model"]
+    resid_norm: Float[Tensor, " n_layers"]
+    clean_accuracy: Accuracy
+
+
+@dataclass
+class HeadEffects:
+    """ā, each head's mean write to the residual stream (`MeanActivations`), and the indirect effects
+    of one task: `effects[i, l, h]` is the indirect effect of head (l,h) on corrupted prompt i.
+    `icl_accuracy` is ICL's accuracy on the validation queries looked at (for `queries="icl_correct"`,
+    the share the filter kept)."""
 
     task: str
     mean_z: Float[Tensor, "n_layers n_heads d_head"]
@@ -54,12 +74,15 @@ class HeadEffects:
     effects: Float[Tensor, "n_corrupted n_layers n_heads"]
     clean_accuracy: Accuracy
     corrupted_accuracy: Accuracy
+    icl_accuracy: Accuracy
     corrupted_prob: float
     settings: dict
     model: dict
     timings: dict = field(default_factory=dict)
     tokens: int = 0
     versions: dict = field(default_factory=versions)
+
+    ACCURACIES: ClassVar[tuple[str, ...]] = ("clean_accuracy", "corrupted_accuracy", "icl_accuracy")
 
     @property
     def aie(self) -> Float[Tensor, "n_layers n_heads"]:
@@ -69,30 +92,24 @@ class HeadEffects:
     @property
     def interval(self) -> tuple[Float[Tensor, "n_layers n_heads"], Float[Tensor, "n_layers n_heads"]]:
         """The 95% Student-t interval of each head's AIE over the corrupted prompts."""
-        n = self.effects.shape[0]
-        if n < 2:
-            nan = torch.full_like(self.aie, float("nan"))
-            return nan, nan
-        half = float(student_t.ppf(0.975, n - 1)) * self.effects.std(0) / n ** 0.5
-        return self.aie - half, self.aie + half
+        return _t_interval(self.effects)
 
     def top_heads(self, k: int = FV_HEADS) -> list[tuple[int, int, float]]:
         """The `k` heads with the largest AIE, largest first, as (layer, head, aie)."""
-        aie = self.aie
-        n_heads = aie.shape[1]
-        if not 1 <= k <= aie.numel():
-            raise ValueError(f"k must be between 1 and the model's {aie.numel()} heads, got {k}")
-        order = torch.argsort(aie.flatten(), descending=True, stable=True)[:k].tolist()
-        return [(i // n_heads, i % n_heads, float(aie.flatten()[i])) for i in order]
+        return _top(self.aie, k)
+
+    @property
+    def means(self) -> MeanActivations:
+        """The mean activations these effects were measured with."""
+        return MeanActivations(self.task, self.mean_z, self.mean_share, self.resid_norm, self.clean_accuracy)
 
     def to_dict(self) -> dict:
         """Everything but the tensors, JSON-ready (with the AIE matrix and its interval as lists)."""
         low, high = self.interval
         return {"task": self.task, "aie": self.aie.tolist(), "aie_low": low.tolist(), "aie_high": high.tolist(),
-                "clean_accuracy": self.clean_accuracy.to_dict(),
-                "corrupted_accuracy": self.corrupted_accuracy.to_dict(), "corrupted_prob": self.corrupted_prob,
-                "settings": self.settings, "model": self.model, "timings": self.timings, "tokens": self.tokens,
-                "versions": self.versions}
+                **{name: getattr(self, name).to_dict() for name in self.ACCURACIES},
+                "corrupted_prob": self.corrupted_prob, "settings": self.settings, "model": self.model,
+                "timings": self.timings, "tokens": self.tokens, "versions": self.versions}
 
     def tensors(self) -> dict[str, Tensor]:
         return {name: getattr(self, name).contiguous() for name in TENSORS}
@@ -100,71 +117,36 @@ class HeadEffects:
     @classmethod
     def from_parts(cls, data: dict, tensors: dict[str, Tensor]) -> HeadEffects:
         """The inverse of `to_dict` and `tensors`."""
-        accuracies = {k: Accuracy(data[k]["correct"], data[k]["total"])
-                      for k in ("clean_accuracy", "corrupted_accuracy")}
+        accuracies = {k: Accuracy(data[k]["correct"], data[k]["total"]) for k in cls.ACCURACIES}
         plain = {k: data[k] for k in ("task", "corrupted_prob", "settings", "model", "timings", "tokens", "versions")}
         parts: dict[str, Any] = {**plain, **accuracies, **{name: tensors[name] for name in TENSORS}}
         return cls(**parts)
 
 
-def answer_token(model: Model, fmt: PromptFormat, item: Item) -> int:
-    """The first token of the item's canonical answer as it follows the query in `fmt`."""
-    query = fmt.query(item.query)
-    prompt, full = encode(model, [query, fmt.demo(item.query, item.answers[0])])
-    if full[:len(prompt)] != prompt or len(full) == len(prompt):
-        raise ValueError(f"the answer {item.answers[0]!r} merges with the end of the query {query!r} when "
-                         f"tokenized: its first token is not defined; use another prompt format")
-    return full[len(prompt)]
+def _t_interval(samples: Float[Tensor, "n ..."]) -> tuple[Tensor, Tensor]:
+    """The 95% Student-t interval of the mean over the first dimension (NaN with fewer than 2 samples)."""
+    mean, n = samples.mean(0), samples.shape[0]
+    if n < 2:
+        nan = torch.full_like(mean, float("nan"))
+        return nan, nan
+    half = float(student_t.ppf(0.975, n - 1)) * samples.std(0) / n ** 0.5
+    return mean - half, mean + half
 
 
-def head_effects(
-    model: Model,
-    task: Task,
-    *,
-    fmt: str | PromptFormat = "qa",
-    seed: int = 0,
-    n_shots: int = FV_PAPER.n_shots,
-    n_clean: int = FV_CLEAN,
-    n_corrupted: int = FV_CORRUPTED,
-    items: FVItems | None = None,
-    reuse_prefix: bool = True,
-    budget: Budget | None = None,
-) -> HeadEffects:
-    """ā over `n_clean` clean `n_shots`-shot prompts and the AIE of every head over `n_corrupted`
-    shuffled-label prompts of `task`, in prompt format `fmt` ("qa", "arrow" or a `PromptFormat`:
-    `tv_lens.function_vectors.items.task_in_format`).
-
-    `items` overrides the sampled items (`tv_lens.function_vectors.items.fv_items` of the filtered task,
-    this seed and these sizes).
-    """
-    check_model(model)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-    kept, fmt = task_in_format(model, task, fmt, n_shots)
-    items = items or fv_items(kept, seed, n_shots=n_shots, n_clean=n_clean, n_corrupted=n_corrupted,
-                              n_dev=1, n_test=1)
-    with counting() as count:
-        with stage("ā over clean prompts"):
-            clean = _clean_pass(model, items.clean, fmt, budget)
-        timings["clean"] = time.perf_counter() - start
-        with stage("AIE of every head"):
-            effects, corrupted_probs, corrupted_hits = _patched_pass(model, items.corrupted, fmt, clean["mean_z"],
-                                                                     reuse_prefix, budget)
-        timings["corrupted"] = time.perf_counter() - start - timings["clean"]
-    return HeadEffects(
-        task=task.name, mean_z=clean["mean_z"], mean_share=clean["mean_share"], resid_norm=clean["resid_norm"],
-        effects=effects, clean_accuracy=clean["accuracy"], corrupted_accuracy=Accuracy.of(corrupted_hits),
-        corrupted_prob=float(corrupted_probs.mean()),
-        settings=dict(prompt_format=asdict(fmt), n_shots=n_shots, n_clean=len(items.clean),
-                      n_corrupted=len(items.corrupted), seed=seed, hook=HOOK_Z, position="last",
-                      metric="probability of the first answer token"),
-        model=model_provenance(model), timings=timings, tokens=count.tokens,
-    )
+def _top(aie: Float[Tensor, "n_layers n_heads"], k: int) -> list[tuple[int, int, float]]:
+    """The `k` largest entries of `aie`, largest first (ties: the earlier head), as (layer, head, aie)."""
+    n_heads = aie.shape[1]
+    if not 1 <= k <= aie.numel():
+        raise ValueError(f"k must be between 1 and the model's {aie.numel()} heads, got {k}")
+    flat = aie.flatten()
+    order = torch.argsort(flat, descending=True, stable=True)[:k].tolist()
+    return [(i // n_heads, i % n_heads, float(flat[i])) for i in order]
 
 
-def _clean_pass(model: Model, items: list[Item], fmt: PromptFormat, budget: Budget | None) -> dict:
-    """Each head's output (ā), its write to the residual stream and the residual norm, averaged over
-    the last token of the clean prompts; and the clean prompts' accuracy on the first answer token."""
+def mean_activations(model: Model, items: Sequence[Item], fmt: PromptFormat, task: str = "",
+                     budget: Budget | None = None) -> MeanActivations:
+    """ā, each head's write to the residual stream and the residual norm, averaged over the last
+    token of the clean prompts of `items`; and their accuracy on the first answer token."""
     n_layers = model.cfg.n_layers
     z_names = [HOOK_Z.format(layer=layer) for layer in range(n_layers)]
     resid_names = [RESID_POST.format(layer=layer) for layer in range(n_layers)]
@@ -180,15 +162,70 @@ def _clean_pass(model: Model, items: list[Item], fmt: PromptFormat, budget: Budg
         contributions = head_contributions(model, layer, z[:, layer].to(model.cfg.device))
         shares.append(to_residual(model, layer, contributions, scale[:, None].to(contributions)).mean(0).cpu())
     resid = torch.stack([torch.stack([p.captured[n] for n in resid_names]) for p in predictions]).float()
-    targets = [answer_token(model, fmt, item) for item in items]
-    return {"mean_z": z.mean(0), "mean_share": torch.stack(shares).float(), "resid_norm": resid.norm(dim=-1).mean(0),
-            "accuracy": Accuracy.of(p.token == t for p, t in zip(predictions, targets))}
+    accepted = answer_tokens(model, fmt, items)
+    return MeanActivations(task, z.mean(0), torch.stack(shares).float(), resid.norm(dim=-1).mean(0),
+                           Accuracy.of(p.token in a for p, a in zip(predictions, accepted)))
 
 
 def _answer_prob(prediction: Prediction) -> Tensor:
-    """P(answer) of a run whose one target is the item's answer token."""
-    assert prediction.target_probs is not None, "every run of the patched pass has the answer as its target"
+    """The probability of the first answer token, which every run of the mediation names as its target."""
+    assert prediction.target_probs is not None
     return prediction.target_probs[0]
+
+
+def head_effects(
+    model: Model,
+    task: Task,
+    *,
+    fmt: str | PromptFormat = "qa",
+    seed: int = 0,
+    n_shots: int = FV_PAPER.n_shots,
+    n_clean: int = FV_CLEAN,
+    n_corrupted: int = FV_CORRUPTED,
+    n_dev: int = FV_PAPER.n_dev,
+    queries: str = "icl_correct",
+    single_token_filter: bool = False,
+    items: FVItems | None = None,
+    reuse_prefix: bool = True,
+    budget: Budget | None = None,
+) -> HeadEffects:
+    """ā over `n_clean` clean `n_shots`-shot prompts and the AIE of every head over `n_corrupted`
+    shuffled-label prompts of `task` read in prompt format `fmt` ("qa", "arrow" or a `PromptFormat`:
+    `fv_prompts.task_in_format`, every pair kept unless `single_token_filter`), their queries the
+    validation queries the model answers correctly in context (up to `n_dev`; `queries="all"`: any).
+
+    `items` overrides the sampled items (`fv_prompts.fv_items` of the task read in `fmt`, this seed
+    and these sizes).
+    """
+    check_model(model)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    kept, fmt = task_in_format(model, task, fmt, n_shots=n_shots, single_token_filter=single_token_filter)
+    with counting() as count:
+        if items is None:
+            with stage("ICL-correct validation queries" if queries == "icl_correct" else "validation queries"):
+                items = fv_items(model, kept, fmt, seed, n_shots=n_shots, n_clean=n_clean, n_corrupted=n_corrupted,
+                                 n_dev=n_dev, n_test=0, queries=queries, budget=budget)
+            timings["queries"] = time.perf_counter() - start
+        clock = time.perf_counter()
+        with stage("ā over clean prompts"):
+            means = mean_activations(model, items.clean, fmt, task.name, budget)
+        timings["clean"] = time.perf_counter() - clock
+        clock = time.perf_counter()
+        with stage("AIE of every head"):
+            effects, corrupted_probs, corrupted_hits = _patched_pass(model, items.corrupted, fmt, means.mean_z,
+                                                                     reuse_prefix, budget)
+        timings["corrupted"] = time.perf_counter() - clock
+    return HeadEffects(
+        task=task.name, mean_z=means.mean_z, mean_share=means.mean_share, resid_norm=means.resid_norm,
+        effects=effects, clean_accuracy=means.clean_accuracy, corrupted_accuracy=Accuracy.of(corrupted_hits),
+        icl_accuracy=items.icl_valid, corrupted_prob=float(corrupted_probs.mean()),
+        settings=dict(prompt_format=asdict(fmt), n_shots=n_shots, n_clean=len(items.clean),
+                      n_corrupted=len(items.corrupted), n_queries=len({i.query for i in items.corrupted + items.clean}),
+                      queries=items.queries, single_token_filter=single_token_filter, n_pairs=len(kept), seed=seed,
+                      hook=HOOK_Z, position="last", metric="probability of the first answer token"),
+        model=model_provenance(model), timings=timings, tokens=count.tokens,
+    )
 
 
 def _patched_pass(model: Model, items: list[Item], fmt: PromptFormat, mean_z: Tensor, reuse_prefix: bool,
@@ -196,9 +233,10 @@ def _patched_pass(model: Model, items: list[Item], fmt: PromptFormat, mean_z: Te
     """Indirect effects [item, layer, head], unpatched P(correct) per item, and unpatched hits."""
     n_layers, n_heads = mean_z.shape[:2]
     heads = [(layer, head) for layer in range(n_layers) for head in range(n_heads)]
+    accepted = answer_tokens(model, fmt, items)
     groups = []
-    for item, tokens in zip(items, encode(model, [fmt.icl_prompt(item) for item in items])):
-        target = (answer_token(model, fmt, item),)
+    for answers, tokens in zip(accepted, encode(model, [fmt.icl_prompt(item) for item in items])):
+        target = answers[:1]
         patches = [Run(tokens, (Intervention(layer, mean_z[layer, head], hook=HOOK_Z, head=head),), target)
                    for layer, head in heads]
         groups.append([Run(tokens, (), target), *patches])
@@ -206,5 +244,60 @@ def _patched_pass(model: Model, items: list[Item], fmt: PromptFormat, mean_z: Te
     unpatched = torch.stack([_answer_prob(out[0]) for out in outputs]).float()
     patched = torch.stack([torch.stack([_answer_prob(p) for p in out[1:]]) for out in outputs]).float()
     effects = (patched - unpatched[:, None]).reshape(len(items), n_layers, n_heads)
-    hits = [out[0].token == run.targets[0] for out, run in zip(outputs, (g[0] for g in groups))]
+    hits = [out[0].token in answers for out, answers in zip(outputs, accepted)]
     return effects, unpatched, hits
+
+
+@dataclass(frozen=True)
+class UniversalHeads(Record):
+    """The FV paper's universal head ranking: each head's AIE averaged over `tasks` (one model, one
+    prompt format), with a 95% Student-t interval over the tasks; `heads` is the top `k`, the set
+    whose heads every task's function vector sums."""
+
+    tasks: list[str]
+    k: int
+    model: str
+    fingerprint: str
+    aie: PerLayer[list[float]]
+    aie_low: PerLayer[list[float]]
+    aie_high: PerLayer[list[float]]
+    DERIVED: ClassVar[dict] = {"heads": list[tuple[Layer, int, float]]}
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            raise ValueError("a universal head set needs the head effects of at least one task")
+        _top(torch.tensor(self.aie), self.k)
+
+    def top_heads(self, k: int | None = None) -> list[tuple[int, int, float]]:
+        """The `k` heads (default: this set's k) with the largest mean AIE, largest first, as
+        (layer, head, mean AIE)."""
+        return _top(torch.tensor(self.aie), self.k if k is None else k)
+
+    @property
+    def heads(self) -> list[tuple[int, int, float]]:
+        """The universal set: the top k heads."""
+        return self.top_heads()
+
+    @property
+    def task(self) -> str:
+        """What the ranking averages (a title for figures)."""
+        return f"mean over {len(self.tasks)} tasks"
+
+
+def universal_heads(effects: Sequence[HeadEffects], k: int = FV_HEADS) -> UniversalHeads:
+    """The universal head set of the FV paper from the head effects of several tasks of one model:
+    the mean AIE of every head over the tasks (each task weighs the same) and its top `k`."""
+    if not effects:
+        raise ValueError("universal_heads needs the head effects of at least one task")
+    names = [e.task for e in effects]
+    if len(set(names)) != len(names):
+        raise ValueError(f"universal_heads got a task twice: {', '.join(names)}; pass each task's effects once")
+    fingerprints = {e.model.get("fingerprint") for e in effects}
+    if len(fingerprints) != 1 or len({tuple(e.aie.shape) for e in effects}) != 1:
+        raise ValueError("universal_heads got head effects of different models: pass the effects of one model")
+    if len({str(e.settings.get("prompt_format")) for e in effects}) != 1:
+        raise ValueError("universal_heads got head effects in different prompt formats: pass those of one format")
+    aie = torch.stack([e.aie for e in effects])
+    low, high = _t_interval(aie)
+    return UniversalHeads(names, k, effects[0].model.get("model", ""), str(fingerprints.pop()), aie.mean(0).tolist(),
+                          low.tolist(), high.tolist())

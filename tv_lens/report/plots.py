@@ -15,7 +15,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from tv_lens.analysis.summary import Estimate
-from tv_lens.function_vectors.mediation import HeadEffects
+from tv_lens.function_vectors.mediation import HeadEffects, UniversalHeads
 from tv_lens.report import tables
 from tv_lens.runs.records import (
     Clusters,
@@ -25,7 +25,6 @@ from tv_lens.runs.records import (
     LayerCurve,
     LayerSweep,
     MainTable,
-    MeanAIE,
     TopTokensResults,
 )
 from tv_lens.stats import Accuracy
@@ -214,10 +213,10 @@ def tsne_scatter(results: Clusters | None = None, *, points=None, labels: Sequen
     return fig
 
 
-def head_effects(effects: HeadEffects | MeanAIE, top: int = 10, title: str | None = None) -> go.Figure:
+def head_effects(effects: HeadEffects | UniversalHeads, top: int = 10, title: str | None = None) -> go.Figure:
     """The layer × head heatmap of average indirect effects (Todd et al. 2024), the `top` heads
-    outlined; hover: head, AIE and its 95% interval. `effects`: one task's `HeadEffects`, or the
-    function-vector results' mean over tasks."""
+    outlined; hover: head, AIE and its 95% interval. `effects`: one task's `HeadEffects`, or a
+    universal head set (the mean over tasks)."""
     data = effects.to_dict()
     aie = np.asarray(data["aie"], dtype=float)
     low, high = np.asarray(data["aie_low"], dtype=float), np.asarray(data["aie_high"], dtype=float)
@@ -264,21 +263,25 @@ def _mean_curve(curves: Sequence[Sequence[float]]) -> list[float]:
 
 def function_vectors(results: FunctionVectors) -> dict[str, go.Figure]:
     """The figures of the function-vector results, per prompt format: the heatmap of the AIE
-    averaged over tasks, and the mean accuracy by layer of each FV (added, zero-shot and shuffled
-    labels) next to θ (written in, zero-shot) on the same dev items."""
+    averaged over tasks (the universal set outlined), and the mean accuracy by layer of each FV
+    (each head ranking and formulation, added, zero-shot and shuffled labels) next to θ (written
+    in, zero-shot) on the same dev items."""
     figures = {}
     for fmt in results.formats:
         runs = tables.runs_in(results, fmt)
+        if fmt in results.universal:
+            universal = results.universal[fmt]
+            figures[f"heads_{fmt}"] = head_effects(universal, top=results.k,
+                                                   title=f"Average indirect effect per head, mean over "
+                                                         f"{len(universal.tasks)} tasks ({fmt} prompts)")
         if not runs:
             continue
-        figures[f"heads_{fmt}"] = head_effects(results.mean_aie[fmt], top=results.k,
-                                               title=f"Average indirect effect per head, mean over {len(runs)} "
-                                                     f"tasks ({fmt} prompts)")
         curves = {"θ replaced, zero-shot": _mean_curve([r.tv.dev_by_layer for r in runs])}
-        for f in results.formulations:
-            for kind, label in (("zero_shot", "zero-shot"), ("shuffled", "shuffled labels")):
-                curves[f"FV {f} added, {label}"] = _mean_curve([[a.value for a in getattr(r.fv[f], f"{kind}_by_layer")]
-                                                                for r in runs])
+        for ranking in results.rankings:
+            for f in results.formulations:
+                for kind, label in (("zero_shot", "zero-shot"), ("shuffled", "shuffled labels")):
+                    curves[f"FV {f} ({tables.RANKING_NAMES[ranking]}) added, {label}"] = _mean_curve(
+                        [[a.value for a in getattr(r.fv[ranking][f], f"{kind}_by_layer")] for r in runs])
         baselines = {name: float(np.mean([getattr(r, key).value for r in runs]))
                      for key, name in (("baseline", "zero-shot"), ("icl", "ICL"), ("shuffled_icl", "shuffled ICL"))}
         figures[f"layers_{fmt}"] = fv_layer_curves(

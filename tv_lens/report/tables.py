@@ -113,57 +113,123 @@ def runs_in(results: FunctionVectors, fmt: str) -> list[FVRun]:
     return [r for r in results.runs if r.format == fmt]
 
 
+RANKING_NAMES = {"universal": "universal heads", "task": "task's own heads"}
+
+
 def side_by_side(results: FunctionVectors, fmt: str, formulation: str | None = None) -> list[list]:
-    """Rows of the side-by-side table of one prompt format: task, zero-shot, ICL, shuffled ICL, θ
-    (layer), FV zero-shot (layer), FV shuffled (layer), cos(FV, θ) at the FV's layer; then the mean."""
+    """Rows of the side-by-side table of one prompt format: task, test queries, zero-shot, ICL,
+    shuffled ICL, θ (layer), then per head ranking the FV zero-shot and shuffled (layer); then the mean."""
     formulation = formulation or results.formulations[0]
     rows, sums = [], []
     for r in runs_in(results, fmt):
-        fv = r.fv[formulation]
+        fvs = [r.fv[ranking][formulation] for ranking in results.rankings]
         values = [r.baseline.value, r.icl.value, r.shuffled_icl.value, r.tv.test.value,
-                  fv.zero_shot.value, fv.shuffled.value]
+                  *(v for fv in fvs for v in (fv.zero_shot.value, fv.shuffled.value))]
+        layers = [r.tv.layer, *(layer for fv in fvs for layer in (fv.zero_shot_layer, fv.shuffled_layer))]
         sums.append(values)
-        rows.append([r.task, *(f"{v:.2f}" for v in values[:3]), f"{values[3]:.2f} ({r.tv.layer})",
-                     f"{values[4]:.2f} ({fv.zero_shot_layer})", f"{values[5]:.2f} ({fv.shuffled_layer})",
-                     f"{r.cosine[formulation][fv.zero_shot_layer]:+.2f}"])
+        rows.append([r.task, str(r.baseline.total), *(f"{v:.2f}" for v in values[:3]),
+                     *(f"{v:.2f} ({layer})" for v, layer in zip(values[3:], layers))])
     if sums:
         mean = [sum(column) / len(sums) for column in zip(*sums)]
-        rows.append([f"mean ({len(sums)} tasks)", *(f"{v:.2f}" for v in mean), ""])
+        rows.append([f"mean ({len(sums)} tasks)", "", *(f"{v:.2f}" for v in mean)])
     return rows
 
 
-SIDE_BY_SIDE = ["task", "zero-shot", "ICL", "shuffled ICL", "θ replace (layer)", "FV add zero-shot (layer)",
-                "FV add shuffled (layer)", "cos(FV, θ)"]
+def side_by_side_header(results: FunctionVectors, fmt: str) -> list[str]:
+    return [f"{fmt} prompts: task", "test queries", "zero-shot", "ICL", "shuffled ICL", "θ replace (layer)",
+            *(f"FV {RANKING_NAMES[r]} {kind} (layer)" for r in results.rankings for kind in ("zero-shot", "shuffled"))]
 
 
 def formulation_means(results: FunctionVectors, fmt: str) -> list[list]:
-    """Per formulation: mean over tasks of the FV's test accuracy, zero-shot and shuffled; then the
-    control that patches the top heads' outputs with ā in the prompt itself."""
+    """Per head ranking and formulation: mean over tasks of the FV's test accuracy, zero-shot and
+    shuffled; then per ranking the control that patches its heads' outputs with ā in the prompt itself."""
     runs = runs_in(results, fmt)
     if not runs:
         return []
     kinds = ("zero_shot", "shuffled")
-    rows = [[f"FV {f} (added)", *(f"{sum(getattr(r.fv[f], kind).value for r in runs) / len(runs):.2f}"
-                                  for kind in kinds)]
-            for f in results.formulations]
-    rows.append([f"top {results.k} heads patched with ā",
-                 *(f"{sum(getattr(r.heads_patched, kind).value for r in runs) / len(runs):.2f}" for kind in kinds)])
+
+    def mean(values) -> str:
+        return f"{sum(values) / len(runs):.2f}"
+
+    rows = [[f"FV {f} (added), {RANKING_NAMES[ranking]}",
+             *(mean(getattr(r.fv[ranking][f], kind).value for r in runs) for kind in kinds)]
+            for ranking in results.rankings for f in results.formulations]
+    rows += [[f"top {results.k} heads patched with ā, {RANKING_NAMES[ranking]}",
+              *(mean(getattr(r.heads_patched[ranking], kind).value for r in runs) for kind in kinds)]
+             for ranking in results.rankings]
+    return rows
+
+
+def _heads(heads) -> str:
+    return " ".join(f"L{layer}H{head} {aie:+.3f}" for layer, head, aie in heads)
+
+
+def head_rows(results: FunctionVectors, fmt: str) -> list[list]:
+    """The universal set, then per task its own top heads, how many of them are in the universal set,
+    and the top tokens of its FV (first ranking and formulation)."""
+    universal = results.universal.get(fmt)
+    if universal is None:
+        return []
+    chosen = {(layer, head) for layer, head, _ in universal.top_heads(results.k)}
+    ranking, formulation = results.rankings[0], results.formulations[0]
+    rows = [[f"universal set (mean over {len(universal.tasks)} tasks)", _heads(universal.top_heads(results.k)), "", ""]]
+    for r in runs_in(results, fmt):
+        own = r.heads.get("task") or _top_of(r.aie, results.k)
+        rows.append([r.task, _heads(own), f"{sum((layer, head) in chosen for layer, head, _ in own)}/{len(own)}",
+                     " · ".join(map(visible, r.top_tokens[ranking][formulation].tokens[:10]))])
+    return rows
+
+
+def _top_of(aie: Sequence[Sequence[float]], k: int) -> list[tuple[int, int, float]]:
+    flat = sorted(((v, -layer, -head) for layer, row in enumerate(aie) for head, v in enumerate(row)), reverse=True)
+    return [(-layer, -head, v) for v, layer, head in flat[:k]]
+
+
+def _correlation(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> float:
+    x = [v for row in a for v in row]
+    y = [v for row in b for v in row]
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    cov = sum((u - mx) * (w - my) for u, w in zip(x, y))
+    norm = (sum((u - mx) ** 2 for u in x) * sum((w - my) ** 2 for w in y)) ** 0.5
+    return cov / norm if norm else float("nan")
+
+
+def query_filter_rows(results: FunctionVectors, fmt: str) -> list[list]:
+    """Per task with both: ICL on the validation queries looked at, the top head by AIE on the queries ICL
+    answers correctly and its AIE on all validation queries, the top head on all, and the correlation
+    of the two AIE matrices."""
+    rows = []
+    for r in runs_in(results, fmt):
+        if r.aie_all is None:
+            continue
+        (layer, head, aie), = _top_of(r.aie, 1)
+        (layer_all, head_all, aie_all), = _top_of(r.aie_all, 1)
+        rows.append([r.task, f"{r.icl_valid.value:.2f} ({r.icl_valid.correct}/{r.icl_valid.total})",
+                     f"L{layer}H{head} {aie:+.3f}", f"{r.aie_all[layer][head]:+.3f}",
+                     f"L{layer_all}H{head_all} {aie_all:+.3f}", f"{_correlation(r.aie, r.aie_all):.2f}"])
     return rows
 
 
 def function_vectors(results: FunctionVectors) -> list[Table]:
-    """Per prompt format: the side-by-side test accuracies, each condition's mean over tasks, and
-    each task's top heads and FV top tokens."""
+    """Per prompt format: the side-by-side test accuracies, each condition's mean over tasks, the
+    heads (universal set and each task's own), the AIE with and without the ICL-correct filter, and
+    the tasks skipped (each table only where it has rows)."""
     tables = []
-    first = results.formulations[0]
     for fmt in results.formats:
-        tables.append(Table([f"{fmt} prompts: {SIDE_BY_SIDE[0]}", *SIDE_BY_SIDE[1:]], side_by_side(results, fmt)))
-        tables.append(Table([f"{fmt} prompts: condition", "zero-shot (mean over tasks)", "shuffled labels"],
-                            formulation_means(results, fmt)))
-        tables.append(Table([f"{fmt} prompts: task", "top heads (layer, head, AIE)", f"FV {first} top tokens"],
-                            [[r.task, " ".join(f"L{layer}H{head} {aie:+.3f}" for layer, head, aie in r.top_heads),
-                              " · ".join(map(visible, r.top_tokens[first].tokens[:10]))]
-                             for r in runs_in(results, fmt)]))
+        made = [
+            Table(side_by_side_header(results, fmt), side_by_side(results, fmt)),
+            Table([f"{fmt} prompts: condition", "zero-shot (mean over tasks)", "shuffled labels"],
+                  formulation_means(results, fmt)),
+            Table([f"{fmt} prompts: task", f"top {results.k} heads (layer, head, AIE)", "in universal set",
+                   f"FV top tokens ({RANKING_NAMES[results.rankings[0]]}, {results.formulations[0]})"],
+                  head_rows(results, fmt)),
+            Table([f"{fmt} prompts: task", "ICL on validation queries", "top head, ICL-correct queries",
+                   "its AIE on all queries", "top head, all queries", "corr. of the AIEs"],
+                  query_filter_rows(results, fmt)),
+            Table([f"{fmt} prompts: task skipped", "why"],
+                  [[s.task, s.reason] for s in results.skipped if s.format == fmt]),
+        ]
+        tables += [table for table in made if table.rows]
     return tables
 
 

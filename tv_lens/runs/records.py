@@ -20,6 +20,7 @@ from tv_lens.analysis.geometry import ClusterStats
 from tv_lens.analysis.lens import TopTokens
 from tv_lens.analysis.summary import GroupSummary, TaskHits, summarize
 from tv_lens.codec import Fraction, Layer, PerLayer, Record, ResultsError, stored_fields
+from tv_lens.function_vectors.mediation import UniversalHeads
 from tv_lens.function_vectors.vector import FVEvaluation
 from tv_lens.stats import Accuracy
 from tv_lens.task_vectors.evaluation import EvalResult
@@ -282,7 +283,8 @@ class Clusters(Results):
                              "edited or damaged")
 
 
-# Function vectors beside task vectors (a unit per prompt format and task).
+# Function vectors beside task vectors (a unit per prompt format and task, after a head-effects unit per
+# prompt format and task in the folder `function_vectors_heads`).
 
 @dataclass(frozen=True)
 class ZeroShotAndShuffled(Record):
@@ -304,58 +306,48 @@ class TaskVectorRun(Record):
 
 @dataclass(frozen=True)
 class FVRun(Record):
-    """One task in one prompt format: head effects, each FV formulation, θ and the controls."""
+    """One task in one prompt format: head effects, the FV of each head ranking (`fv[ranking]`,
+    "universal" and "task") in each formulation, θ and the controls. Accuracies are on the first answer
+    token, over the test queries ICL answers correctly (`queries` "icl_correct"; "all": every query);
+    `icl` is ICL's accuracy over the test queries looked at. `aie_all` is the AIE over all validation
+    queries (no ICL filter) when the run compared them, else None."""
 
     format: str
     task: str
     category: str
     n_pairs: int
     prompt_format: dict
+    queries: str
     aie: PerLayer[list[float]]
     aie_low: PerLayer[list[float]]
     aie_high: PerLayer[list[float]]
+    aie_all: PerLayer[list[float]] | None
+    icl_valid: Accuracy
     clean_accuracy: Accuracy
     corrupted_accuracy: Accuracy
     corrupted_prob: Fraction
-    top_heads: list[tuple[Layer, int, float]]
+    heads: dict[str, list[tuple[Layer, int, float]]]
     baseline: Accuracy
     icl: Accuracy
     shuffled_icl: Accuracy
     tv: TaskVectorRun
-    heads_patched: ZeroShotAndShuffled
-    fv: dict[str, FVEvaluation]
-    cosine: dict[str, PerLayer[float]]
-    fv_norm: dict[str, PerLayer[float]]
+    heads_patched: dict[str, ZeroShotAndShuffled]
+    fv: dict[str, dict[str, FVEvaluation]]
+    cosine: dict[str, dict[str, PerLayer[float]]]
+    fv_norm: dict[str, dict[str, PerLayer[float]]]
     resid_norm: PerLayer[float]
-    top_tokens: dict[str, TopTokens]
+    top_tokens: dict[str, dict[str, TopTokens]]
     timings: dict
     tokens: int
 
 
 @dataclass(frozen=True)
-class MeanAIE(Record):
-    """The AIE of each head averaged over tasks, with a 95% Student-t interval over tasks."""
+class SkippedTask(Record):
+    """A task left out of one prompt format, and why (e.g. ICL answers no validation query correctly)."""
 
+    format: str
     task: str
-    n_tasks: int
-    aie: PerLayer[list[float]]
-    aie_low: PerLayer[list[float]]
-    aie_high: PerLayer[list[float]]
-
-    @classmethod
-    def of(cls, rows: Sequence[FVRun]) -> MeanAIE:
-        """The AIE of `rows` averaged over tasks, with a 95% Student-t interval over tasks."""
-        import torch
-        from scipy.stats import t as student_t
-
-        aie = torch.tensor([r.aie for r in rows])
-        mean = aie.mean(0)
-        if len(rows) < 2:
-            low = high = torch.full_like(mean, float("nan"))
-        else:
-            half = float(student_t.ppf(0.975, len(rows) - 1)) * aie.std(0) / len(rows) ** 0.5
-            low, high = mean - half, mean + half
-        return cls(f"mean over {len(rows)} tasks", len(rows), mean.tolist(), low.tolist(), high.tolist())
+    reason: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -363,16 +355,17 @@ class FunctionVectors(Results):
     k: int
     formats: list[str]
     formulations: list[str]
+    rankings: list[str]
+    queries: str
     runs: list[FVRun]
-    mean_aie: dict[str, MeanAIE]
+    universal: dict[str, UniversalHeads]
+    skipped: list[SkippedTask]
     UNIT: ClassVar[type[Record]] = FVRun
 
     def __post_init__(self) -> None:
-        for fmt, stored in self.mean_aie.items():
-            rows = [r for r in self.runs if r.format == fmt]
-            if not rows:
-                raise ValueError(f"mean_aie.{fmt}: no run of that format: the file was edited or damaged")
-            _recomputed(f"mean_aie.{fmt}", stored, MeanAIE.of(rows), "runs' effects", rel=1e-5)
+        for fmt in self.universal:
+            if not any(r.format == fmt for r in self.runs):
+                raise ValueError(f"universal.{fmt}: no run of that format: the file was edited or damaged")
 
 
 # Composition of vectors (a unit per compound task; each task's θ and FV are units of a sub-store).
