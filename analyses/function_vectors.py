@@ -231,7 +231,7 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: FVSetti
             universal[fmt_name] = universal_heads(with_effects, settings.k)
     for s in skipped:
         progress(f"[{ANALYSIS}] {s.format} {s.task} skipped: {s.reason}")
-    rows = []
+    evaluated = []
     for fmt_name, task in bar([k for k in usable if key[k[0], k[1].name] in mine], "function vectors", unit="task"):
 
         def evaluate(task: Task = task, fmt_name: str = fmt_name) -> tuple[FVRun, None]:
@@ -247,12 +247,14 @@ def run(model, out, tasks: Sequence[str | Task] | None = None, settings: FVSetti
             return result, None
 
         identity = f"{task.digest}:{universal_digest(universal[fmt_name])}"
-        rows.append(store.get(key[fmt_name, task.name], evaluate, identity=identity).result)
+        evaluated.append(store.get(key[fmt_name, task.name], evaluate, identity=identity))
     report_reused(ANALYSIS, heads_store.reused + store.reused, progress)
     if shard:
         return Outcome(None, None, heads_store.computed + store.computed, heads_store.reused + store.reused)
-    written = store.write_results(k=settings.k, formats=list(formats), formulations=list(settings.formulations),
-                                  rankings=list(settings.rankings), queries=settings.queries, runs=rows,
+    sources = [first[fmt_name, task.name] for fmt_name, task in keys] + evaluated
+    written = store.write_results(sources, k=settings.k, formats=list(formats),
+                                  formulations=list(settings.formulations), rankings=list(settings.rankings),
+                                  queries=settings.queries, runs=[u.result for u in evaluated],
                                   universal=universal, skipped=skipped)
     return Outcome(written, store.results_path, heads_store.computed + store.computed,
                    heads_store.reused + store.reused)
