@@ -26,6 +26,7 @@ _EXPORTS = {
     "TvLensError": "tv_lens.errors",
     "EvalResult": "tv_lens.task_vectors.evaluation",
     "HeadEffects": "tv_lens.function_vectors.mediation",
+    "FunctionVector": "tv_lens.task_vectors.vector",
     "Intervention": "tv_lens.patching.interventions",
     "PromptFormat": "tv_lens.tasks.prompts",
     "Settings": "tv_lens.settings",

@@ -31,7 +31,8 @@ API_GROUPS: list[tuple[str, str, str, list[str]]] = [
     ("evaluation", "Evaluation", "The paper's main experiment on one task, its sizes, and accuracies with their "
      "intervals.", ["evaluate", "EvalResult", "Settings", "Accuracy"]),
     ("function-vectors", "Function vectors", "The indirect effect of every attention head and the function vector "
-     "of Todd et al. (2024).", ["head_effects", "HeadEffects", "function_vector"]),
+     "of Todd et al. (2024): per task, and the universal head set over tasks.",
+     ["head_effects", "HeadEffects", "universal_heads", "UniversalHeads", "function_vector", "FunctionVector"]),
     ("patching", "Patching and hooks", "Where a vector is written into a forward pass, and generic hooks for any "
      "TransformerLens model.", ["Intervention", "intervening", "hooks"]),
     ("analysis", "Analysis and figures", "What θ promotes through the unembedding, and plotly figures of the "
