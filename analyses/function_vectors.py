@@ -69,6 +69,7 @@ class FVSettings(AnalysisSettings):
     compare_all_queries: bool = True
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # every size a whole number of at least 1
         if self.queries not in QUERY_SETS:
             raise ValueError(f"unknown query set {self.queries!r}: choose one of {', '.join(QUERY_SETS)}")
         for name, values, known in (("formulations", self.formulations, FORMULATIONS),

@@ -435,11 +435,13 @@ class Matrix:
             self.one_line_error(f"Q:/A: query {text!r}", lambda t=text: apply(model, qa, [t]), text_errors)
         pairs = {**get_task("next_letter").pairs, "aa": "b"}  # 26 pairs of single-token answers
         qa_format = QA_FORMAT.with_leading_space(False)  # tiny tokenizers have no one-token answer after a space
+        # head effects on every query below: a random tiny model answers none correctly in context
         with_break = Task("breaks", "custom", "", {**pairs, "x\ny": "z"})
         self.one_line_error("arrow evaluate of a task with a line break",
                             lambda: evaluate(model, with_break, n_baseline=2, n_dev=2, n_test=2), text_errors)
         self.accepted("Q:/A: head effects of a task with a line break",
-                      lambda: head_effects(model, with_break, fmt=qa_format, n_shots=2, n_clean=2, n_corrupted=1))
+                      lambda: head_effects(model, with_break, fmt=qa_format, n_shots=2, n_clean=2, n_corrupted=1,
+                                           queries="all"))
         for name, text in {"U+000A": '{"a\\nb": "c", "d": "e"}', "U+2028": '{"a\\u2028b": "c"}',
                            "U+000D": '{"a\\rb": "c"}', "U+000C": "input,output\n\"a\fb\",c\n"}.items():
             path = self.work / ("breaks.csv" if "input," in text else "breaks.json")
@@ -453,7 +455,7 @@ class Matrix:
         # sizes that draw the long pair into some prompt (before issue 22 each of these aborted with a batch error)
         for what, run in {"evaluate": lambda: evaluate(model, long_task, n_baseline=2, n_dev=8, n_test=8),
                           "head effects": lambda: head_effects(model, long_task, fmt=qa_format, n_shots=2, n_clean=8,
-                                                               n_corrupted=4)}.items():
+                                                               n_corrupted=4, queries="all")}.items():
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 self.accepted(f"{what} of 27 pairs, one of 10,000 characters", run)
