@@ -92,7 +92,7 @@ def test_task_pairs_with_a_newline_load_and_are_refused_only_by_the_arrow_format
     assert "x\ny" in task.pairs
     with pytest.raises(PromptTextError, match=r"^task 'breaks': input 'x\\ny' contains a line break"):
         evaluate(tiny_llama, task, n_baseline=2, n_dev=2, n_test=2)
-    effects = head_effects(tiny_llama, task, fmt=QA_TINY, n_shots=2, n_clean=2, n_corrupted=1)
+    effects = head_effects(tiny_llama, task, fmt=QA_TINY, n_shots=2, n_clean=2, n_corrupted=1, queries="all")
     assert effects.effects.shape[0] == 1
 
 
@@ -181,7 +181,7 @@ def test_a_pair_too_long_for_the_context_is_skipped_with_one_warning(tiny_llama)
     assert skipped[0].startswith("task 'long': 1 of 27 pairs skipped as too long") and "'xxxx" in skipped[0]
     assert result.n_pairs == 27 and result.n_pairs_filtered == 26
     with pytest.warns(PairsSkippedWarning):
-        head_effects(tiny_llama, long_task(), fmt=QA_TINY, n_shots=2, n_clean=8, n_corrupted=4)
+        head_effects(tiny_llama, long_task(), fmt=QA_TINY, n_shots=2, n_clean=8, n_corrupted=4, queries="all")
 
 
 def test_pairs_are_judged_against_their_share_of_the_limit(tiny_llama):
