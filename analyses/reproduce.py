@@ -57,16 +57,16 @@ QUICK = Protocol(
     fv_formats=("arrow",),
     fv_n_tasks=2,
     composition=composition.CompositionSettings().but(n_shots=2, n_clean=1, n_corrupted=1, n_dev=1, n_test=1,
-                                                      tv_contexts=1, format="arrow"),
+                                                      tv_contexts=1),
     k=10,
     tasks=("antonyms", "next_letter", "to_upper"),
 )
 """A smoke run: every experiment, figure and table end to end with the least work, in about a minute on a
 2-core CPU: three tasks (two categories, one of the paper's conflicting pairs), function vectors on the
-first two, one prompt format (the arrow, which reads every task the main table reads; Q:/A: needs one-token
-answers after a space), one item or prompt wherever one gives every statistic and two where one would leave
-an interval or a mean over tasks undefined. Patching every head on each shuffled-label prompt costs the
-most; `benchmarks/quick.py` times every step."""
+first two in one prompt format (the arrow, which reads every task the main table reads; Q:/A: needs
+one-token answers after a space), the composition in its own format, one item or prompt wherever one gives
+every statistic and two where one would leave an interval or a mean over tasks undefined. Patching every
+head on each shuffled-label prompt costs the most; `benchmarks/quick.py` times every step."""
 
 
 def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,
