@@ -52,21 +52,23 @@ QUICK = Protocol(
     main=Settings(n_baseline=2, n_dev=1, n_test=2),
     conflict=conflicting_tasks.ConflictSettings(n_items=2),
     cluster=clusters.ClusterSettings(n_per_task=2),
-    fv=function_vectors.FVSettings(formulations=("residual",)).but(n_shots=3, n_clean=1, n_corrupted=2, n_dev=1,
-                                                                   n_test=2, tv_contexts=1),
+    fv=function_vectors.FVSettings(formulations=("residual",), rankings=("universal",), compare_all_queries=False
+                                   ).but(n_shots=3, n_clean=1, n_corrupted=2, n_dev=1, n_test=2, tv_contexts=1),
     fv_formats=("arrow",),
     fv_n_tasks=2,
-    composition=composition.CompositionSettings().but(n_shots=2, n_clean=1, n_corrupted=1, n_dev=1, n_test=1,
-                                                      tv_contexts=1, format="arrow"),
+    composition=composition.CompositionSettings(queries="all").but(n_shots=2, n_clean=1, n_corrupted=1, n_dev=1,
+                                                                   n_test=1, tv_contexts=1),
     k=10,
     tasks=("antonyms", "next_letter", "to_upper"),
 )
-"""A smoke run: every experiment, figure and table end to end with the least work, in about a minute on a
-2-core CPU: three tasks (two categories, one of the paper's conflicting pairs), function vectors on the
-first two, one prompt format (the arrow, which reads every task the main table reads; Q:/A: needs one-token
-answers after a space), one item or prompt wherever one gives every statistic and two where one would leave
-an interval or a mean over tasks undefined. Patching every head on each shuffled-label prompt costs the
-most; `benchmarks/quick.py` times every step."""
+"""A smoke run: every experiment, figure and table end to end with the least work: three tasks (two
+categories, one of the paper's conflicting pairs); function vectors on the first two, by the FV paper's
+protocol (ICL-correct queries, the universal heads) in one formulation and one prompt format (the arrow,
+which reads every task the main table reads; Q:/A: needs one-token answers after a space), without the
+per-task ranking and the all-queries comparison; the composition in its own format on all queries (few
+list queries pass the ICL screen at two demonstrations); one item or prompt wherever one gives every
+statistic and two where one would leave an interval or a mean over tasks undefined. The composition's
+six tasks cost the most; `benchmarks/quick.py` times every step."""
 
 
 def reproduce(model, out, tasks=None, protocol: Protocol = PAPER, seed: int = 0,

@@ -200,6 +200,7 @@ def test_clusters_at_the_median_best_layer_and_another_layer_without_new_vectors
     assert other_layer.results.stats != outcome.results.stats
 
 
+@pytest.mark.slow  # fast twins: test_figures.py's run of every analysis, the quick run below
 def test_reproduce_runs_every_analysis(tiny_llama, tmp_path):
     outcomes = reproduce.reproduce(tiny_llama, tmp_path, TASKS, SMALL_PROTOCOL, **QUIET)
     assert list(outcomes) == ["main_table", "layer_sweep", "conflicting_tasks", "top_tokens", "clusters",

@@ -79,6 +79,7 @@ def test_composed_accuracies_follow_from_the_saved_component_vectors(done, tiny_
             assert run.cosine[kind] == pytest.approx(float(own), abs=1e-5)
 
 
+@pytest.mark.slow  # four more runs; the store's reuse and resuming are tested fast in test_store.py
 def test_a_rerun_reuses_everything_and_an_interrupted_one_resumes(done, tiny_llama, tmp_path, monkeypatch):
     out, _ = done
     again = composition.run(tiny_llama, out, SMALL, **QUIET)

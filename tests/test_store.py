@@ -456,6 +456,28 @@ def test_shards_split_names_round_robin_and_parse_one_line_errors():
             Shard.parse(bad)
 
 
+def test_four_shards_in_turn_give_the_results_of_one_run_and_compute_no_unit_twice(tiny_llama, tmp_path):
+    """The fast twin of the next test, in this process: the shares of the units, one shard after another."""
+    def units(outcomes) -> list[str]:  # a unit of another analysis's store is named analysis/unit already
+        return sorted(unit if "/" in unit else f"{name}/{unit}" for name, o in outcomes.items() for unit in o.computed)
+
+    one, shared = tmp_path / "one", tmp_path / "shared"
+    alone = reproduce.reproduce(tiny_llama, one, protocol=reproduce.QUICK, progress=lambda m: None)
+    computed = []
+    for i in range(1, 5):
+        share = reproduce.reproduce(tiny_llama, shared, protocol=reproduce.QUICK, progress=lambda m: None,
+                                    shard=Shard(i, 4))
+        assert all(outcome.results is None for outcome in share.values())
+        computed += units(share)
+    assert sorted(computed) == units(alone)
+    assert not (shared / "main_table" / "results.json").exists()
+    final = reproduce.reproduce(tiny_llama, shared, protocol=reproduce.QUICK, progress=lambda m: None)
+    assert all(o.computed == [] for o in final.values())
+    for name in alone:
+        assert comparable(shared / name / "results.json") == comparable(one / name / "results.json"), name
+
+
+@pytest.mark.slow
 def test_four_shard_processes_give_the_results_of_one_process_and_compute_no_unit_twice(tiny_llama, tmp_path):
     one, shared = tmp_path / "one", tmp_path / "shared"
     alone = reproduce.reproduce(tiny_llama, one, protocol=reproduce.QUICK, progress=lambda m: None)
