@@ -38,15 +38,31 @@ class Record:
     DERIVED: ClassVar[dict[str, Any]] = {}
 
     def to_dict(self) -> dict:
-        """The fields in order (records nested as dicts, tuples as lists), then the derived values."""
+        """The record as JSON-ready data, as results files store it.
+
+        Returns:
+            The fields in order (records nested as dicts, tuples as lists), then the derived values.
+        """
         cls: type = type(self)  # as `type`: mypy takes type[Record] for unhashable (a dataclass's instances are)
         return {**{name: encode(getattr(self, name)) for name in stored_fields(cls)},
                 **{name: getattr(self, name) for name in self.DERIVED}}
 
     @classmethod
     def from_dict(cls, data, n_layers: int | None = None, where: str = ""):
-        """`data` read back as this class, checked against its field types; `n_layers` (the model's
-        depth) checks layers and per-layer lists; `where` names `data` in errors."""
+        """Read a record back from data written by `to_dict`, checked against the class's field types.
+
+        Args:
+            data (dict): the data.
+            n_layers: the model's depth, to check layers and per-layer lists against; None checks no depth.
+            where: how error messages name `data` (e.g. a file and a key).
+
+        Returns:
+            (Record): the record, an instance of the class it is called on.
+
+        Raises:
+            ResultsError: a missing or unexpected field, a value of the wrong type or range, or values that
+                contradict each other (the message names where).
+        """
         return decode(cls, data, where, n_layers)
 
 

@@ -26,8 +26,20 @@ def check_sizes(settings: object, names: list[str]) -> None:
 
 @dataclass(frozen=True)
 class Settings:
-    """The paper's sizes by default (Hendel et al. 2023): demonstrations per prompt, dummy queries per θ, bare
-    queries for the zero-shot baseline, dev queries for the layer sweep, test queries."""
+    """The protocol's sizes, the paper's by default (Hendel et al. 2023), for `evaluate` and `learn_task`.
+
+    Each size is checked when the settings are made, so a bad one fails before any model loads.
+
+    Attributes:
+        n_shots: demonstrations per prompt.
+        n_dummies: dummy queries θ is averaged over.
+        n_baseline: bare queries of the zero-shot baseline.
+        n_dev: dev queries of the layer sweep.
+        n_test: test queries.
+
+    Raises:
+        ValueError: a size that is not a whole number of at least 1.
+    """
 
     n_shots: int = 5
     n_dummies: int = 2
@@ -39,7 +51,18 @@ class Settings:
         check_sizes(self, [f.name for f in fields(self)])
 
     def but(self, **sizes: int) -> Settings:
-        """These settings with some sizes changed (e.g. `but(n_test=10)`); a one-line error for an unknown size."""
+        """These settings with some sizes changed.
+
+        Args:
+            **sizes: the sizes to change, by name (e.g. `n_test=10`).
+
+        Returns:
+            New settings.
+
+        Raises:
+            TypeError: an unknown size.
+            ValueError: a size that is not a whole number of at least 1.
+        """
         unknown = set(sizes) - {f.name for f in fields(self)}
         if unknown:
             raise TypeError(f"unknown protocol size(s) {', '.join(sorted(unknown))}: "

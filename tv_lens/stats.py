@@ -12,7 +12,17 @@ from tv_lens.codec import Fraction, Record
 
 @dataclass(frozen=True)
 class Accuracy(Record):
-    """`correct` out of `total`, with the Wilson score interval at 95% (stored beside the counts)."""
+    """An accuracy, `correct` out of `total`, with its Wilson score interval at 95%.
+
+    `str(accuracy)` reads `0.84 [0.71, 0.92]`. Stored as the counts with the value and interval beside them.
+
+    Attributes:
+        correct: the items right.
+        total: the items scored.
+
+    Raises:
+        ValueError: `correct` below 0 or above `total`.
+    """
 
     correct: int
     total: int
@@ -24,23 +34,35 @@ class Accuracy(Record):
 
     @classmethod
     def of(cls, hits: Iterable[bool]) -> Accuracy:
+        """The accuracy of a series of hits.
+
+        Args:
+            hits: whether each item was right.
+
+        Returns:
+            The accuracy, counting the truthy hits.
+        """
         hits = list(hits)
         return cls(sum(map(bool, hits)), len(hits))
 
     @property
     def value(self) -> float:
+        """`correct / total`; NaN when there are no items."""
         return self.correct / self.total if self.total else float("nan")
 
     @property
     def ci(self) -> tuple[float, float]:
+        """The Wilson score interval at 95%, (low, high); (NaN, NaN) when there are no items."""
         return wilson_interval(self.correct, self.total)
 
     @property
     def ci_low(self) -> float:
+        """The interval's lower bound."""
         return self.ci[0]
 
     @property
     def ci_high(self) -> float:
+        """The interval's upper bound."""
         return self.ci[1]
 
     def __str__(self) -> str:

@@ -138,10 +138,20 @@ def adapting() -> bool:
 
 
 def set_threads(count: int | str) -> None:
-    """`"auto"`: from now on, before each forward pass, run as many torch threads as other processes leave cores
-    idle (at most torch's count when called); a number: run exactly that many (no adapting). Without a call,
-    tv_lens leaves torch's threads alone. For float32 results with the same bits at any count, start Python
-    with MKL_CBWR=AUTO,STRICT in the environment (MKL reads it once)."""
+    """Set torch's CPU threads: adapt them to the idle cores, or pin a count. Without a call, tv_lens leaves them alone.
+
+    For float32 results with the same bits at any thread count, start Python with `MKL_CBWR=AUTO,STRICT`
+    in the environment (MKL reads it once); "auto" warns where it is not set.
+
+    Args:
+        count: "auto": from now on, before each forward pass and model load (re-measured at most every
+            0.5 s), run as many threads as other processes leave cores idle, at most torch's own count (as
+            it was, or as `torch.set_num_threads` later sets it); nothing adapts where /proc/stat does not
+            exist. A number: run exactly that many, no adapting.
+
+    Raises:
+        ValueError: neither "auto" nor a whole number of at least 1.
+    """
     if count == "auto":
         if not strict_mkl():
             warnings.warn(f"MKL_CBWR is not {STRICT_MKL}: float32 results may change in their last bits as the "

@@ -53,8 +53,28 @@ def top_tokens(
     layer: int | None = None,
     centre: Float[Tensor, " d_model"] | None = None,
 ) -> TopTokens:
-    """The `k` tokens with the highest lens logits for θ (minus `centre`, e.g. the mean θ over
-    tasks, which removes the component every task shares)."""
+    """What a vector promotes: the tokens with the highest logits when it is read through the unembedding.
+
+    The vector goes through the model's own final norm (with fresh statistics) and unembedding,
+    `model.unembed(model.ln_final(x))`, as the last residual stream would.
+
+    Args:
+        model: a `TransformerBridge` in compatibility mode (`load_model`).
+        theta_or_vector: a `TaskVector`, an [n_layers, d_model] tensor, or one [d_model] vector.
+        k: how many tokens.
+        layer: the row of a `TaskVector` (default its own layer) or of an [n_layers, d_model] tensor
+            (required there); unused for a [d_model] vector.
+        centre: a [d_model] vector subtracted first, e.g. the mean θ over tasks, which removes what every
+            task shares.
+
+    Returns:
+        The tokens (decoded), their ids and their lens logits, best first.
+
+    Raises:
+        ValueError: a tensor of another shape or width than the model's `d_model`; no `layer` for an
+            [n_layers, d_model] tensor or a vector without a layer.
+        UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
+    """
     check_model(model)
     vector = as_vector(theta_or_vector, layer)
     if vector.shape[-1] != model.cfg.d_model:

@@ -62,10 +62,30 @@ class MeanActivations:
 
 @dataclass
 class HeadEffects:
-    """ā, each head's mean write to the residual stream (`MeanActivations`), and the indirect effects
-    of one task: `effects[i, l, h]` is the indirect effect of head (l,h) on corrupted prompt i.
-    `icl_accuracy` is ICL's accuracy on the validation queries looked at (for `queries="icl_correct"`,
-    the share the filter kept)."""
+    """The result of `head_effects` on one task: each head's mean activation and its indirect effects.
+
+    Saved by the function-vector experiment as JSON (`to_dict`) beside its tensors (`tensors`).
+
+    Attributes:
+        task: the task's name.
+        mean_z: ā(l,h), each head's mean output at the last token of the clean prompts (`attn.hook_z`),
+            [n_layers, n_heads, d_head].
+        mean_share: the mean of what each head adds to the residual stream there (after a post-attention
+            norm where the model has one), [n_layers, n_heads, d_model].
+        resid_norm: the mean norm of `hook_resid_post` at each layer there, [n_layers].
+        effects: `effects[i, l, h]` is the indirect effect of head (l,h) on corrupted prompt i: P(first
+            answer token) with the head's last-token output replaced by ā(l,h), minus without the patch.
+        clean_accuracy: accuracy of the clean prompts (first answer token).
+        corrupted_accuracy: accuracy of the corrupted (shuffled-label) prompts, unpatched.
+        icl_accuracy: ICL's accuracy on the validation queries looked at (with `queries="icl_correct"`, the
+            share the filter kept).
+        corrupted_prob: the mean P(first answer token) of the corrupted prompts, unpatched.
+        settings: the protocol: prompt format, sizes, query set, filter, seed, hook, position and metric.
+        model: the model's spec, weights fingerprint, n_layers and d_model.
+        timings: seconds spent in each phase.
+        tokens: tokens pushed through the model.
+        versions: the versions of the libraries that shape the numbers.
+    """
 
     task: str
     mean_z: Float[Tensor, "n_layers n_heads d_head"]
@@ -86,25 +106,40 @@ class HeadEffects:
 
     @property
     def aie(self) -> Float[Tensor, "n_layers n_heads"]:
-        """The average indirect effect of each head."""
+        """The average indirect effect (AIE) of each head over the corrupted prompts, [n_layers, n_heads]."""
         return self.effects.mean(0)
 
     @property
     def interval(self) -> tuple[Float[Tensor, "n_layers n_heads"], Float[Tensor, "n_layers n_heads"]]:
-        """The 95% Student-t interval of each head's AIE over the corrupted prompts."""
+        """The 95% Student-t interval of each head's AIE over the corrupted prompts, (low, high); NaN with
+        fewer than 2 prompts."""
         return _t_interval(self.effects)
 
     def top_heads(self, k: int = FV_HEADS) -> list[tuple[int, int, float]]:
-        """The `k` heads with the largest AIE, largest first, as (layer, head, aie)."""
+        """The heads with the largest AIE on this task.
+
+        Args:
+            k: how many heads (the paper's function vector sums 10).
+
+        Returns:
+            (layer, head, AIE) of each, largest AIE first (ties: the earlier head).
+
+        Raises:
+            ValueError: `k` below 1 or above the model's number of heads.
+        """
         return _top(self.aie, k)
 
     @property
     def means(self) -> MeanActivations:
-        """The mean activations these effects were measured with."""
+        """The mean activations these effects were measured with (`mean_z`, `mean_share`, `resid_norm`)."""
         return MeanActivations(self.task, self.mean_z, self.mean_share, self.resid_norm, self.clean_accuracy)
 
     def to_dict(self) -> dict:
-        """Everything but the tensors, JSON-ready (with the AIE matrix and its interval as lists)."""
+        """Everything but the tensors, JSON-ready.
+
+        Returns:
+            The fields, with the AIE matrix and its interval as nested lists and each accuracy as a dict.
+        """
         low, high = self.interval
         return {"task": self.task, "aie": self.aie.tolist(), "aie_low": low.tolist(), "aie_high": high.tolist(),
                 **{name: getattr(self, name).to_dict() for name in self.ACCURACIES},
@@ -112,11 +147,24 @@ class HeadEffects:
                 "timings": self.timings, "tokens": self.tokens, "versions": self.versions}
 
     def tensors(self) -> dict[str, Tensor]:
+        """The tensors `to_dict` leaves out, to save beside it.
+
+        Returns:
+            `mean_z`, `mean_share`, `resid_norm` and `effects` by name.
+        """
         return {name: getattr(self, name).contiguous() for name in TENSORS}
 
     @classmethod
     def from_parts(cls, data: dict, tensors: dict[str, Tensor]) -> HeadEffects:
-        """The inverse of `to_dict` and `tensors`."""
+        """Rebuild head effects from what `to_dict` and `tensors` gave.
+
+        Args:
+            data: the output of `to_dict`.
+            tensors: the output of `tensors`.
+
+        Returns:
+            The head effects.
+        """
         accuracies = {k: Accuracy(data[k]["correct"], data[k]["total"]) for k in cls.ACCURACIES}
         plain = {k: data[k] for k in ("task", "corrupted_prob", "settings", "model", "timings", "tokens", "versions")}
         parts: dict[str, Any] = {**plain, **accuracies, **{name: tensors[name] for name in TENSORS}}
@@ -189,13 +237,42 @@ def head_effects(
     reuse_prefix: bool = True,
     budget: Budget | None = None,
 ) -> HeadEffects:
-    """ā over `n_clean` clean `n_shots`-shot prompts and the AIE of every head over `n_corrupted`
-    shuffled-label prompts of `task` read in prompt format `fmt` ("qa", "arrow" or a `PromptFormat`:
-    `fv_prompts.task_in_format`, every pair kept unless `single_token_filter`), their queries the
-    validation queries the model answers correctly in context (up to `n_dev`; `queries="all"`: any).
+    """Causal mediation over attention heads (Todd et al. 2024): which heads carry the task to the last token.
 
-    `items` overrides the sampled items (`fv_prompts.fv_items` of the task read in `fmt`, this seed
-    and these sizes).
+    ā(l,h) is each head's output at the last token averaged over `n_clean` clean `n_shots`-shot prompts;
+    the indirect effect of head (l,h) on a corrupted prompt (labels shuffled among its demonstrations) is
+    P(first answer token) with the head's last-token output replaced by ā(l,h), minus without the patch;
+    the AIE is its mean over `n_corrupted` corrupted prompts. The queries are validation queries the
+    model answers correctly in context (the paper's filter). Defaults are the paper's.
+
+    Args:
+        model: a `TransformerBridge` in compatibility mode (`load_model`).
+        task: the task; every pair whose answer has a first token of its own after the query is kept
+            (the first answer token is scored), unless `single_token_filter`.
+        fmt: the prompt format: "qa" (the function-vector paper's `Q: {x}\\nA: {y}`), "arrow" (the
+            task-vector paper's, in the variant the filter rule chooses) or a `PromptFormat`.
+        seed: the seed of the split and of every item.
+        n_shots: demonstrations per prompt.
+        n_clean: clean prompts ā is averaged over.
+        n_corrupted: shuffled-label prompts the AIE is averaged over.
+        n_dev: the most validation queries kept (those ICL answers correctly, screened in seeded order).
+        queries: "icl_correct" (the paper's: validation queries the model answers correctly in context)
+            or "all" (any, unscreened).
+        single_token_filter: keep single-token answers only.
+        items: the item sets to use instead of sampling them (`tv_lens.function_vectors.items.fv_items`).
+        reuse_prefix: run each corrupted prompt's prefix once and reuse its key/value cache for the
+            unpatched run and every patched one; False reruns it (slower, for comparison).
+        budget: tokens and rows per forward pass (`tv_lens.patching.engine.Budget`).
+
+    Returns:
+        ā, each head's mean write to the residual stream, the indirect effects and the accuracies.
+
+    Raises:
+        UnusableTask: no answer has a first token of its own in this format, or the model answers no
+            validation query correctly in context (`queries="all"` takes every query).
+        ValueError: an unknown `fmt` or `queries`; a size below 1; too few pairs for the split.
+        PromptTextError: a text the prompt format cannot hold.
+        UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
     """
     check_model(model)
     timings: dict[str, float] = {}
@@ -250,9 +327,23 @@ def _patched_pass(model: Model, items: list[Item], fmt: PromptFormat, mean_z: Te
 
 @dataclass(frozen=True)
 class UniversalHeads(Record):
-    """The FV paper's universal head ranking: each head's AIE averaged over `tasks` (one model, one
-    prompt format), with a 95% Student-t interval over the tasks; `heads` is the top `k`, the set
-    whose heads every task's function vector sums."""
+    """The function-vector paper's universal head set: heads ranked by their AIE averaged over tasks.
+
+    Made by `universal_heads`; `heads`, the top `k`, is the set every task's function vector sums (pass
+    it as `function_vector(..., heads=universal)`).
+
+    Attributes:
+        tasks: the tasks averaged over (one model, one prompt format).
+        k: the size of the set.
+        model: the spec of the model.
+        fingerprint: the model's weights fingerprint.
+        aie: each head's AIE averaged over the tasks: a list per layer of one value per head.
+        aie_low: the lower bound of its 95% Student-t interval over the tasks.
+        aie_high: the upper bound.
+
+    Raises:
+        ValueError: no task, or `k` below 1 or above the number of heads.
+    """
 
     tasks: list[str]
     k: int
@@ -269,13 +360,22 @@ class UniversalHeads(Record):
         _top(torch.tensor(self.aie), self.k)
 
     def top_heads(self, k: int | None = None) -> list[tuple[int, int, float]]:
-        """The `k` heads (default: this set's k) with the largest mean AIE, largest first, as
-        (layer, head, mean AIE)."""
+        """The heads with the largest mean AIE.
+
+        Args:
+            k: how many heads; default this set's `k`.
+
+        Returns:
+            (layer, head, mean AIE) of each, largest first (ties: the earlier head).
+
+        Raises:
+            ValueError: `k` below 1 or above the number of heads.
+        """
         return _top(torch.tensor(self.aie), self.k if k is None else k)
 
     @property
     def heads(self) -> list[tuple[int, int, float]]:
-        """The universal set: the top k heads."""
+        """The universal set: the top `k` heads, as (layer, head, mean AIE)."""
         return self.top_heads()
 
     @property
@@ -285,8 +385,22 @@ class UniversalHeads(Record):
 
 
 def universal_heads(effects: Sequence[HeadEffects], k: int = FV_HEADS) -> UniversalHeads:
-    """The universal head set of the FV paper from the head effects of several tasks of one model:
-    the mean AIE of every head over the tasks (each task weighs the same) and its top `k`."""
+    """Rank the heads over several tasks: the function-vector paper's universal head set.
+
+    Each head's AIE is averaged over the tasks (each task weighs the same); the top `k` make every task's
+    function vector. Compute it once and pass it to `function_vector(..., heads=...)`.
+
+    Args:
+        effects: the `head_effects` of several tasks, each once, of one model and one prompt format.
+        k: the size of the set (the paper's is 10).
+
+    Returns:
+        The mean AIE of every head with its interval over the tasks, and the set.
+
+    Raises:
+        ValueError: no effects; a task twice; effects of different models or prompt formats; `k` below 1
+            or above the number of heads.
+    """
     if not effects:
         raise ValueError("universal_heads needs the head effects of at least one task")
     names = [e.task for e in effects]

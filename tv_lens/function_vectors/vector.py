@@ -186,14 +186,48 @@ def function_vector(
     universal_tasks: Sequence[str | Task] = UNIVERSAL_TASKS,
     budget: Budget | None = None,
 ) -> FunctionVector:
-    """The FV of `task`: its mean head outputs summed over `k` heads, saved and applied like a task
-    vector (`apply` adds it).
+    """The function vector of a task (Todd et al. 2024): the mean outputs of its top heads, summed.
 
-    `heads` ranks the heads: "universal" (the paper's: by the AIE averaged over `universal_tasks`,
-    computed here with these settings, which takes as long as `head_effects` on each; compute it once
-    with `universal_heads` and pass it), a `UniversalHeads`, or "task" (this task's own AIE: `effects`,
-    else computed). `k` defaults to the universal set's k, or 10. Without `layer`, the layer is the
-    first best of a sweep adding the FV to the zero-shot prompts of the (ICL-correct) validation items.
+    Saved and applied like a task vector; `apply` adds it to the residual stream at the last token.
+    Defaults are the paper's: Q:/A: prompts of 10 demonstrations, ā over 100 clean prompts, the universal
+    head set of 10 heads, the layer chosen on ICL-correct validation queries.
+
+    Args:
+        model: a `TransformerBridge` in compatibility mode (`load_model`).
+        task: the task.
+        k: how many heads are summed; default the universal set's `k`, or 10.
+        heads: how the heads are ranked: "universal" (the paper's: by the AIE averaged over
+            `universal_tasks`, computed here, as long as `head_effects` on each of them; compute it once
+            with `universal_heads` and pass it instead), a `UniversalHeads`, or "task" (this task's own AIE).
+        formulation: what a head contributes: "residual" (its share of what the attention block adds to
+            the residual stream, after any post-attention norm: the paper's ā through W_O on models without
+            one), "out_proj" (ā through W_O, before any post-attention norm) or "scaled" (the "residual"
+            vector rescaled at each layer to the mean norm of the residual stream there; not the paper's).
+        fmt: the prompt format: "qa", "arrow" or a `PromptFormat` (as in `head_effects`).
+        layer: the vector's layer; None chooses the first best of a sweep adding it to the zero-shot
+            prompts of the validation items (recorded in `dev_accuracy`).
+        effects: this task's `head_effects`, when computed already: reused for the ranking and ā.
+        seed: the seed of the split and of every item.
+        n_shots: demonstrations per prompt.
+        n_clean: clean prompts ā is averaged over.
+        n_corrupted: shuffled-label prompts the AIE is averaged over.
+        n_dev: the most validation queries (for ā, the AIE and the layer sweep).
+        queries: "icl_correct" (the paper's: validation queries the model answers correctly in context)
+            or "all".
+        single_token_filter: keep single-token answers only.
+        universal_tasks: the tasks (names or `Task`s) whose mean AIE ranks the heads for
+            `heads="universal"`; default the 18 built-in tasks. Those that cannot take part
+            (`UnusableTask`) are left out.
+        budget: tokens and rows per forward pass (`tv_lens.patching.engine.Budget`).
+
+    Returns:
+        A `FunctionVector` [n_layers, d_model] with its layer, the heads summed and its provenance.
+
+    Raises:
+        UnusableTask: this task cannot take part (see `head_effects`).
+        ValueError: an unknown `heads`, `formulation`, `fmt` or `queries`; a `UniversalHeads` ranked on
+            another model; none of `universal_tasks` can take part; a size below 1; a layer out of range.
+        UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
     """
     check_model(model)
     kept, resolved = task_in_format(model, task, fmt, n_shots=n_shots,

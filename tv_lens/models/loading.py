@@ -34,6 +34,8 @@ from tv_lens.models.tiny import TINY_MODELS, char_tokenizer, tiny_hf_model, tiny
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
+    from tv_lens.models.bridge import Model
+
 log = logging.getLogger(__name__)
 
 
@@ -147,19 +149,37 @@ def load_model(
     max_memory: dict[str | int, str | int] | None = None,
     offload_folder: str | Path | None = None,
     tokenizer=None,
-):
-    """A `TransformerBridge` in compatibility mode (HookedTransformer hook names and weights) for `spec`.
+) -> Model:
+    """Load a model as a TransformerLens `TransformerBridge` in compatibility mode, the form every tv_lens call runs.
 
-    `spec` is an embedded model name, a tiny random test model, a Hugging Face id, a local HF
-    directory or a `.gguf` path. `device` puts the whole model on one device (default: CUDA when
-    present). `device_map` ("auto", "balanced", "sequential" or a dict of module names to devices,
-    "cpu" or "disk") has accelerate place the model instead, over several GPUs or offloaded to CPU
-    memory and disk, within `max_memory` (e.g. {0: "20GiB", "cpu": "60GiB"}); disk-offloaded
-    weights go to `offload_folder`. Weights are folded and centred as in compatibility mode either way.
+    Compatibility mode gives HookedTransformer hook names (`blocks.L.hook_resid_post`) and processed weights
+    (norms folded, unembedding centred). An embedded model or a GGUF file is de-quantized and processed once
+    into a cache (`~/.cache/tv_lens`), so later loads are fast and offline.
 
-    `spec` may also be a Hugging Face `PreTrainedModel` already in memory, with its `tokenizer`: the bridge
-    takes that object over, as TransformerLens does (its modules are wrapped and its weights processed in
-    place; pass a copy to keep the original), in `dtype`, on `device` (default: where it is).
+    Args:
+        spec: the model: an embedded model ("gemma-3-270m", "smollm2-135m"), a tiny random-weight test model
+            ("tiny-llama", "tiny-gemma", "tiny-gpt2"), a Hugging Face id (e.g. "gpt2"), a local Hugging Face
+            directory, a `.gguf` path, or a Hugging Face `PreTrainedModel` in memory, which the bridge takes
+            over in place (its modules wrapped, its weights processed: pass a copy to keep the original).
+        device: the one device for the whole model; default CUDA when available, else the CPU (a model
+            object: where it is).
+        dtype: the weights' dtype. A model loaded in another dtype than float32 gets a fingerprint of its own,
+            so its results and vectors are kept apart.
+        device_map: have accelerate place the model instead of `device`: "auto", "balanced", "sequential",
+            or a dict of module names to a GPU index, "cpu" or "disk" (`tv_lens.models.loading.layer_device_map`
+            builds one per layer). Not for a model object.
+        max_memory: the most memory per device for `device_map`, e.g. `{0: "20GiB", "cpu": "60GiB"}`.
+        offload_folder: where `device_map` puts the weights it offloads to "disk".
+        tokenizer (PreTrainedTokenizerBase | None): the tokenizer of a `PreTrainedModel` given as `spec`
+            (required there); a named model brings its own.
+
+    Returns:
+        The bridge, in eval mode and compatibility mode, placed as asked.
+
+    Raises:
+        ModelLoadError: an unknown, missing or damaged model; a hub id that cannot be fetched (offline); both
+            `device` and `device_map`, or `max_memory`/`offload_folder` without `device_map`; a `tokenizer`
+            with a named model, or none with a model object; a placement that leaves the embedding on disk.
     """
     threads.adapt()
     if not isinstance(spec, str):
@@ -387,7 +407,18 @@ def _processed_bridge(hf, tokenizer, embedding_aside: bool):
 
 
 def load_tokenizer(spec: str = "gemma-3-270m"):
-    """The tokenizer of `spec` alone (no weights): fast, for filtering task data."""
+    """Load the tokenizer of a model alone, without its weights: fast, e.g. to filter task data.
+
+    Args:
+        spec: the model, named as for `load_model` (not a model object).
+
+    Returns:
+        (PreTrainedTokenizerBase): the model's Hugging Face tokenizer (the character tokenizer for a tiny
+            test model).
+
+    Raises:
+        ModelLoadError: an unknown or damaged model, or a hub id that cannot be fetched.
+    """
     from transformers import AutoTokenizer
 
     if spec in TINY_MODELS:

@@ -40,7 +40,18 @@ def model_spec(model: Model) -> str:
 
 
 def fingerprint(model: Model) -> str:
-    """A short hash identifying the weights of `model` (the source file's hash where known)."""
+    """A short hash of a model's weights: what saved vectors and results are matched against.
+
+    For an embedded model or a GGUF file it is the start of the file's SHA-256 (known without hashing the
+    weights); otherwise SHA-256 over the weights' names and float32 values, computed once per model object.
+
+    Args:
+        model: a loaded model (any `TransformerBridge`).
+
+    Returns:
+        16 hex digits, followed by the dtype (e.g. `-bfloat16`) for a cached model loaded in another dtype
+            than float32.
+    """
     record = _RECORDS.get(model) or ModelRecord(model.cfg.model_name)
     if record.fingerprint is not None:
         return record.fingerprint

@@ -31,9 +31,18 @@ HookPair = tuple[str, Callable]
 
 @runtime_checkable
 class Hookable(Protocol):
-    """A TransformerLens-style hooked module: `hooks(fwd_hooks=...)` attaches hook pairs for a `with` block."""
+    """A TransformerLens-style hooked module (a `TransformerBridge`, a `HookedTransformer`, any `HookedRootModule`).
 
-    def hooks(self, fwd_hooks: list[HookPair]) -> AbstractContextManager[object]: ...
+    All this module needs of a model is its `hooks(fwd_hooks=...)` context manager.
+    """
+
+    def hooks(self, fwd_hooks: list[HookPair]) -> AbstractContextManager[object]:
+        """Attach hook pairs for the duration of a `with` block.
+
+        Args:
+            fwd_hooks: (hook name, hook function) pairs.
+        """
+        ...
 
 
 def _select(act: Tensor, index: Index, rows: Tensor | None = None, head: int | None = None):
@@ -68,7 +77,19 @@ def replacing(
     rows: Sequence[int] | Tensor | None = None,
     head: int | None = None,
 ) -> HookPair:
-    """A hook that overwrites the activation at `name` (chosen rows, positions and head) with `value`."""
+    """A hook that overwrites the activation at a hook point (chosen rows, positions and head) with a value.
+
+    Args:
+        name: the hook point, e.g. `blocks.3.hook_resid_post`.
+        value: what to write, broadcast against the selected activations (e.g. [d_model]).
+        index: the positions: None for all, an int for that position of every row, or one position per
+            row (a sequence or [batch] tensor).
+        rows: the rows the positions of `index` belong to (one per position); None for every row in order.
+        head: one head of a per-head hook (`attn.hook_z`, [batch, pos, n_heads, d_head]); None for all.
+
+    Returns:
+        A (hook name, hook function) pair for `run_with_hooks(fwd_hooks=[...])` or `hooked`.
+    """
     return _editing(name, lambda act, idx: act.__setitem__(idx, value.to(act)), index, rows, head)
 
 
@@ -80,7 +101,25 @@ def adding(
     rows: Sequence[int] | Tensor | None = None,
     head: int | None = None,
 ) -> HookPair:
-    """A hook that adds `strength * vector` to the activation at `name` (steering)."""
+    """A hook that adds `strength * vector` to the activation at a hook point: steering.
+
+    Args:
+        name: the hook point, e.g. `blocks.3.hook_resid_post`.
+        vector: what to add, broadcast against the selected activations (e.g. [d_model]).
+        strength: the multiple of `vector`; a tensor gives each selected activation its own.
+        index: the positions: None for all, an int for that position of every row, or one position per
+            row (a sequence or [batch] tensor).
+        rows: the rows the positions of `index` belong to (one per position); None for every row in order.
+        head: one head of a per-head hook (`attn.hook_z`, [batch, pos, n_heads, d_head]); None for all.
+
+    Returns:
+        A (hook name, hook function) pair for `run_with_hooks(fwd_hooks=[...])` or `hooked`.
+
+    Example:
+        ```python
+        model.run_with_hooks(tokens, fwd_hooks=[adding("blocks.3.hook_resid_post", v, strength=4.0)])
+        ```
+    """
 
     def add(act: Tensor, idx: tuple) -> None:
         act[idx] = act[idx] + strength * vector.to(act)
@@ -95,8 +134,19 @@ def scaling(
     rows: Sequence[int] | Tensor | None = None,
     head: int | None = None,
 ) -> HookPair:
-    """A hook that multiplies the activation at `name` by `strength` (ablation when 0; a tensor
-    broadcast against the selected activations gives each its own strength)."""
+    """A hook that multiplies the activation at a hook point by a factor (ablation when 0).
+
+    Args:
+        name: the hook point, e.g. `blocks.3.attn.hook_z`.
+        strength: the factor; a tensor broadcast against the selected activations gives each its own.
+        index: the positions: None for all, an int for that position of every row, or one position per
+            row (a sequence or [batch] tensor).
+        rows: the rows the positions of `index` belong to (one per position); None for every row in order.
+        head: one head of a per-head hook (`attn.hook_z`, [batch, pos, n_heads, d_head]); None for all.
+
+    Returns:
+        A (hook name, hook function) pair for `run_with_hooks(fwd_hooks=[...])` or `hooked`.
+    """
 
     def scale(act: Tensor, idx: tuple) -> None:
         act[idx] = act[idx] * (strength.to(act) if isinstance(strength, Tensor) else strength)
@@ -107,7 +157,18 @@ def scaling(
 def capture_hooks(
     names: Sequence[str], store: dict[str, Tensor], index: Index = None
 ) -> list[HookPair]:
-    """Hooks that copy the activation at each name (at `index`) into `store[name]`."""
+    """Hooks that copy the activation at each hook point into a dict, for `run_with_hooks` or `hooked`.
+
+    Args:
+        names: the hook points.
+        store: the dict each activation is copied into, under its hook name (detached; a later pass
+            replaces it).
+        index: the positions: None for all ([batch, pos, ...]), an int for that position of every row
+            ([batch, ...]), or one position per row.
+
+    Returns:
+        One (hook name, hook function) pair per name.
+    """
 
     def make(name: str) -> Callable:
         def hook_fn(act: Tensor, hook) -> None:
@@ -129,9 +190,16 @@ def _in_thread(hook_fn: Callable, thread: int) -> Callable:
 
 @contextmanager
 def hooked(model: Hookable, fwd_hooks: Sequence[HookPair]) -> Iterator[None]:
-    """Attach `fwd_hooks` (from `replacing`, `adding`, `scaling`, `capture_hooks`) to `model` for the
-    duration of the block, for the forward passes this thread runs (a pass in another Python thread sharing
-    the model runs unhooked); always removed afterwards."""
+    """Within the `with` block, the forward passes of `model` that this thread runs take the hooks.
+
+    A pass in another Python thread sharing the model runs unhooked; the hooks are removed when the block
+    ends, also on an error.
+
+    Args:
+        model: a TransformerLens-style hooked module (`Hookable`).
+        fwd_hooks: (hook name, hook function) pairs, e.g. from `replacing`, `adding`, `scaling`,
+            `capture_hooks`.
+    """
     thread = threading.get_ident()
     with model.hooks(fwd_hooks=[(name, _in_thread(fn, thread)) for name, fn in fwd_hooks]):
         yield
@@ -139,7 +207,24 @@ def hooked(model: Hookable, fwd_hooks: Sequence[HookPair]) -> Iterator[None]:
 
 @contextmanager
 def capturing(model: Hookable, names: Sequence[str] | str, index: Index = None) -> Iterator[dict]:
-    """Within the block, every forward of `model` in this thread records the activations at `names` in the dict."""
+    """Within the `with` block, every forward pass of `model` in this thread records activations into a dict.
+
+    Args:
+        model: a TransformerLens-style hooked module (`Hookable`).
+        names: a hook point or a list of them.
+        index: the positions: None for all ([batch, pos, ...]), an int for that position of every row
+            ([batch, ...]), or one position per row.
+
+    Yields:
+        The dict, hook name to its activation in the latest pass.
+
+    Example:
+        ```python
+        with capturing(model, "blocks.3.hook_resid_post", index=-1) as acts:
+            model(tokens)
+        acts["blocks.3.hook_resid_post"]  # [batch, d_model]
+        ```
+    """
     names = [names] if isinstance(names, str) else list(names)
     store: dict[str, Tensor] = {}
     with hooked(model, capture_hooks(names, store, index)):

@@ -38,13 +38,33 @@ Positions = Where | tuple[int, ...]
 
 @dataclass(frozen=True, eq=False)
 class Intervention:
-    """Write `value` at hook `hook.format(layer=layer)` (one `head` of a per-head hook if given).
+    """One edit of an activation: where a vector is written into a forward pass, and how.
 
-    `positions`: "last" (the paper's: the last token), "all" (every real token after a leading BOS:
-    the query, in the engine and in `intervening` alike), or explicit token indices of the run
-    (negative ones count from its end). `mode`: "replace" writes `value`; "add" adds
-    `strength * value`; "scale" multiplies the activation by `strength` (`value` unused, may be None).
-    `value` is [d_model] at a residual hook, [d_head] with a `head` at `attn.hook_z`.
+    Residual task vectors and head-level function vectors are two kinds of the same edit. `apply`,
+    `generate` and `TaskVectorSolver` take interventions of your own; `intervening` writes them into any
+    forward pass; `TaskVector.intervention` builds one from a vector.
+
+    Attributes:
+        layer: the layer, filled into `hook`.
+        value: [d_model] at a residual hook, [d_head] with a `head` at `attn.hook_z`; unused by "scale"
+            (may be None there).
+        hook: the hook template, e.g. `blocks.{layer}.hook_resid_post` (default) or `blocks.{layer}.attn.hook_z`.
+        head: one head of a per-head hook; None for the whole activation.
+        positions: "last" (the paper's: the last token), "all" (every real token after a leading BOS), or
+            a tuple of token indices of the run (negative ones from its end).
+        mode: "replace" writes `value`; "add" adds `strength * value`; "scale" multiplies the activation by
+            `strength`.
+        strength: the multiple of `value` for "add", the factor for "scale".
+
+    Raises:
+        ValueError: a `value` that is not a 1-D float tensor; an unknown mode; bad positions; no `value` for
+            "replace" or "add"; a strength that is not a finite number.
+
+    Example:
+        ```python
+        with tv.intervening(model, [tv.Intervention(layer=9, value=theta.at(9))]):
+            logits = model(model.to_tokens("example:hot->"))
+        ```
     """
 
     layer: int
@@ -78,7 +98,7 @@ class Intervention:
 
     @property
     def name(self) -> str:
-        """The hook point this intervention edits."""
+        """The hook point this intervention edits (`hook` with its layer filled in)."""
         return self.hook.format(layer=self.layer)
 
     @property
@@ -87,8 +107,14 @@ class Intervention:
         return self.positions == "last"
 
     def hook_pairs(self, query: Callable[[], Bool[Tensor, "batch pos"]]) -> list[hooks.HookPair]:
-        """This edit as hook pairs for every row of any forward pass (one per explicit position); "all"
-        edits the positions `query()` marks when the hook runs."""
+        """This edit as hook pairs for every row of any forward pass (one per explicit position).
+
+        Args:
+            query: called when the hook runs, for "all": the [batch, pos] mask of the positions to edit.
+
+        Returns:
+            (hook name, hook function) pairs for `tv_lens.patching.hooks.hooked` or `run_with_hooks`.
+        """
         if self.positions != "all":
             positions = [-1] if self.positions == "last" else self.positions
             return [_edit(self, self.name, self.value, self.strength, p, None) for p in positions]
@@ -199,10 +225,21 @@ def _edit(iv: Intervention, name: str, value, strength, positions, rows) -> hook
 
 @contextmanager
 def intervening(model: Model, interventions: Intervention | Sequence[Intervention]) -> Iterator[None]:
-    """Within the block, every forward pass of `model` in this thread runs with `interventions` (in order)
-    on every row: "last" edits the last position of each pass, "all" every real token after a leading BOS (as
-    the engine does: read from the pass's tokens and attention mask), explicit positions those
-    positions of each row."""
+    """Within the `with` block, every forward pass of `model` in this thread runs with the interventions.
+
+    The edits apply in order to every row: "last" edits the last position of each pass, "all" every real
+    token after a leading BOS (read from the pass's tokens and attention mask, as the engine does),
+    explicit positions those positions of each row. Forward passes of other threads on the same model run
+    unedited; the hooks are removed when the block ends.
+
+    Args:
+        model: the model (a `TransformerBridge`).
+        interventions: one `Intervention` or a list of them.
+
+    Raises:
+        ValueError: an intervention the model cannot take: a layer, hook or head it lacks, or a value of
+            another width.
+    """
     interventions = [interventions] if isinstance(interventions, Intervention) else list(interventions)
     for iv in interventions:
         check_intervention(model, iv)

@@ -56,8 +56,18 @@ def _examples(items: Sequence, key: str, n: int = 3) -> str:
 
 def main_table(results: MainTable | EvalResult | Sequence[EvalResult],
                title: str = "Baseline, ICL and task vector accuracy per task") -> go.Figure:
-    """Grouped bars per task (and per-category / overall means for a main table's results), with
-    95% CIs; hover gives the layer and the first test predictions."""
+    """The main table as grouped bars: baseline, ICL and task-vector accuracy per task, with 95% intervals.
+
+    A main table's results add per-category and overall means; hover gives the layer and the first test
+    predictions.
+
+    Args:
+        results: the main-table results (`tv_lens.runs.store.load_results`), one `EvalResult`, or a list.
+        title: the figure's title.
+
+    Returns:
+        The plotly figure.
+    """
     tasks = _task_results(results)
     groups = {}
     if isinstance(results, MainTable):
@@ -117,8 +127,18 @@ def _sweep_lines(fig: go.Figure, curves: list[LayerCurve], visible, **cell) -> N
 
 def layer_sweep(results: LayerSweep | MainTable | EvalResult | Sequence[EvalResult],
                 title: str = "Task-vector dev accuracy by layer", shown: int = 6) -> go.Figure:
-    """Dev accuracy of θ patched at each layer. Several tasks: the mean ± std over tasks with one
-    line per task (hidden beyond `shown` tasks: click the legend), and a tasks × layers heatmap."""
+    """The layer sweep: dev accuracy of θ patched at each layer, the best layer starred.
+
+    With several tasks: the mean ± std over tasks with one line per task, beside a tasks × layers heatmap.
+
+    Args:
+        results: the layer-sweep or main-table results, one `EvalResult`, or a list.
+        title: the figure's title.
+        shown: with more tasks than this, the per-task lines start hidden (click the legend).
+
+    Returns:
+        The plotly figure.
+    """
     curves = _curves(results)
     table = np.array([c.accuracy for c in curves], dtype=float)
     layers = list(range(table.shape[1]))
@@ -158,7 +178,15 @@ def layer_sweep(results: LayerSweep | MainTable | EvalResult | Sequence[EvalResu
 
 def conflicting_tasks(results: ConflictingTasks,
                       title: str = "Conflicting tasks: demonstrations of A, θ of B") -> go.Figure:
-    """Per pair: accuracy against A and against B, for plain ICL and with θ_B patched in."""
+    """Conflicting tasks: per pair, accuracy scored as A and as B, for plain ICL and with θ_B patched in.
+
+    Args:
+        results: the conflicting-tasks results.
+        title: the figure's title.
+
+    Returns:
+        The plotly figure.
+    """
     bars = (("icl_vs_a", "ICL, scored as A", "#1f77b4"), ("icl_vs_b", "ICL, scored as B", "#aec7e8"),
             ("patched_vs_a", "θ_B patched, scored as A", "#ff9896"),
             ("patched_vs_b", "θ_B patched, scored as B", "#d62728"))
@@ -178,7 +206,16 @@ def conflicting_tasks(results: ConflictingTasks,
 
 def top_tokens_table(results: TopTokensResults, n: int = 8,
                      title: str = "Top tokens of the mean task vector") -> go.Figure:
-    """A table: task, layer, the first `n` tokens of θ and of θ minus the mean θ over tasks."""
+    """A table of what θ promotes: task, layer, its top tokens and those of θ minus the mean θ over tasks.
+
+    Args:
+        results: the top-tokens results.
+        n: tokens shown per cell.
+        title: the figure's title.
+
+    Returns:
+        The plotly figure.
+    """
     (table,) = tables.top_tokens(results, n)
     fig = go.Figure(go.Table(
         columnwidth=[110, 40, 420, 420],
@@ -190,8 +227,20 @@ def top_tokens_table(results: TopTokensResults, n: int = 8,
 
 def tsne_scatter(results: Clusters | None = None, *, points=None, labels: Sequence[str] = (),
                  queries: Sequence[str] = (), title: str = "t-SNE of task vectors") -> go.Figure:
-    """Task vectors in 2-D, coloured by task: the clusters' results, or `points` ([n, 2]) with
-    `labels` (task per point) and optional `queries` for the hover."""
+    """Task vectors in 2-D (t-SNE), coloured by task.
+
+    Give the clusters' results, or `points` with their `labels`.
+
+    Args:
+        results: the clusters' results; they bring the points, labels, queries and the title.
+        points (ArrayLike | None): [n, 2] coordinates, without `results`.
+        labels: the task of each point.
+        queries: the query of each point, for the hover; optional.
+        title: the figure's title, without `results`.
+
+    Returns:
+        The plotly figure.
+    """
     if results is not None:
         points = [(p.x, p.y) for p in results.points]
         labels = [p.task for p in results.points]
@@ -214,9 +263,18 @@ def tsne_scatter(results: Clusters | None = None, *, points=None, labels: Sequen
 
 
 def head_effects(effects: HeadEffects | UniversalHeads, top: int = 10, title: str | None = None) -> go.Figure:
-    """The layer × head heatmap of average indirect effects (Todd et al. 2024), the `top` heads
-    outlined; hover: head, AIE and its 95% interval. `effects`: one task's `HeadEffects`, or a
-    universal head set (the mean over tasks)."""
+    """The layer × head heatmap of average indirect effects (Todd et al. 2024), the top heads outlined.
+
+    Hover gives the head, its AIE and the 95% interval.
+
+    Args:
+        effects: one task's `HeadEffects`, or a `UniversalHeads` (the mean over tasks).
+        top: how many of the largest-AIE heads are outlined.
+        title: the figure's title; default one naming the task.
+
+    Returns:
+        The plotly figure.
+    """
     data = effects.to_dict()
     aie = np.asarray(data["aie"], dtype=float)
     low, high = np.asarray(data["aie_low"], dtype=float), np.asarray(data["aie_high"], dtype=float)
@@ -241,8 +299,16 @@ def head_effects(effects: HeadEffects | UniversalHeads, top: int = 10, title: st
 
 def fv_layer_curves(curves: Mapping[str, Sequence[float]], baselines: dict[str, float] | None = None,
                     title: str = "Accuracy by layer: function vector and task vector") -> go.Figure:
-    """Accuracy by layer of each named curve (e.g. FV added on zero-shot and shuffled prompts, θ
-    written in), with horizontal lines for `baselines` (e.g. zero-shot, ICL)."""
+    """Accuracy by layer of named curves (e.g. a function vector added, θ written in), with baseline lines.
+
+    Args:
+        curves: name to the accuracy at each layer.
+        baselines: name to an accuracy drawn as a horizontal line (e.g. zero-shot, ICL); None for none.
+        title: the figure's title.
+
+    Returns:
+        The plotly figure.
+    """
     fig = go.Figure()
     for i, (name, values) in enumerate(curves.items()):
         fig.add_scatter(x=list(range(len(values))), y=list(values), mode="lines+markers", name=name,
@@ -262,10 +328,19 @@ def _mean_curve(curves: Sequence[Sequence[float]]) -> list[float]:
 
 
 def function_vectors(results: FunctionVectors) -> dict[str, go.Figure]:
-    """The figures of the function-vector results, per prompt format: the heatmap of the AIE
-    averaged over tasks (the universal set outlined), and the mean accuracy by layer of each FV
-    (each head ranking and formulation, added, zero-shot and shuffled labels) next to θ (written
-    in, zero-shot) on the same dev items."""
+    """The figures of the function-vector results, per prompt format.
+
+    `heads_<format>`: the heatmap of the AIE averaged over tasks, the universal set outlined.
+    `layers_<format>`: the mean dev accuracy by layer of each function vector (each head ranking and
+    formulation, added to zero-shot and to shuffled-label prompts) next to θ written in zero-shot, with
+    the zero-shot, ICL and shuffled-ICL accuracies as lines.
+
+    Args:
+        results: the function-vector results.
+
+    Returns:
+        Name to figure.
+    """
     figures = {}
     for fmt in results.formats:
         runs = tables.runs_in(results, fmt)
@@ -292,8 +367,17 @@ def function_vectors(results: FunctionVectors) -> dict[str, go.Figure]:
 def composition(results: Composition,
                 title: str = "Composed vectors: v(compound) ≈ v(pick) + v(other pick, transform) − v(other pick)"
                 ) -> go.Figure:
-    """Per compound task: zero-shot, ICL, and its own and composed θ and FV, with 95% CIs; hover gives
-    each vector's recipe and layer."""
+    """Composition: per compound task, zero-shot, ICL, and its own and composed θ and FV, with 95% intervals.
+
+    Hover gives each vector's recipe and layer.
+
+    Args:
+        results: the composition results.
+        title: the figure's title.
+
+    Returns:
+        The plotly figure.
+    """
     bars = (("baseline", "Zero-shot", "#9e9e9e"), ("icl", "ICL", "#1f77b4"), ("theta", "θ own", "#d62728"),
             ("theta_composed", "θ composed", "#ff9896"), ("fv", "FV own", "#2ca02c"),
             ("fv_composed", "FV composed", "#98df8a"))

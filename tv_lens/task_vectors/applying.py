@@ -29,11 +29,42 @@ def apply(
     allow_transfer: bool = False,
     budget: Budget | None = None,
 ) -> list[str]:
-    """The next token of each query with no demonstrations, `vector` written in.
+    """Answer bare queries with a vector written in: Apply(query, θ), the model's greedy next token.
 
-    `vector` is a `TaskVector` (placed by `layer`, `mode`, `strength` and `positions`, as in
-    `TaskVector.intervention`) or interventions of your own. A query over the model's token limit
-    raises `QueryTooLongError` after the others are answered (in its `answers`).
+    Each query is written in the vector's prompt format with no demonstrations (`example:{x}->`) and runs
+    with `vector` written into the forward pass; queries run in left-padded batches sized by `budget`.
+
+    Args:
+        model: a `TransformerBridge` in compatibility mode (`load_model`).
+        vector: a `TaskVector` or `FunctionVector`, placed by `layer`, `mode`, `strength` and `positions`
+            (as `TaskVector.intervention` places it); or one `Intervention`, or a list of them, applied as
+            built.
+        queries: the inputs to answer (a list, not one string).
+        layer: where a `TaskVector` is written; default its own `layer`.
+        mode: how a `TaskVector` is written: "replace" (the paper's patch), "add" (`strength` x the vector)
+            or "scale" (the activation times `strength`); default the vector kind's (`default_mode`:
+            "replace" for θ, "add" for a function vector).
+        strength: the multiple of the vector for "add", the factor for "scale".
+        positions: the tokens a `TaskVector` is written at: "last" (the paper's), "all" (every token after a
+            leading BOS), or a tuple of token indices (negative ones from the end).
+        fmt: the prompt format of the queries; default the vector's own, else `PromptFormat()`.
+        allow_transfer: accept a vector learned on another model of the same `d_model` (another depth or
+            weights fingerprint).
+        budget: tokens and rows per forward pass (`tv_lens.patching.engine.Budget`); default 4096 tokens and
+            128 rows.
+
+    Returns:
+        The decoded next token of each query, in order, not stripped (e.g. `" cold"`).
+
+    Raises:
+        QueryTooLongError: some queries exceed the model's token limit; raised after the others are
+            answered, with every answer in its `answers` (None for the long ones).
+        TypeError: `queries` is one string; `layer`, `mode`, `strength` or `positions` with interventions
+            of your own; a `vector` of another type.
+        ValueError: a vector learned on another model (or of another `d_model`); no `layer` where the vector
+            has none; a layer, hook or head the model lacks; an empty query.
+        PromptTextError: a query the prompt format cannot hold.
+        UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
     """
     check_model(model)
     fmt = prompt_format(vector, fmt)

@@ -46,9 +46,37 @@ class Hits(Record):
 
 @dataclass(frozen=True)
 class EvalResult(Record):
-    """Baseline / ICL / task-vector accuracies (with Wilson 95% CIs), the dev curve and provenance;
-    `hits`: each test item right or not, per method; also θ averaged over the test items at every
-    layer (`mean_theta`, in memory only: not in `to_dict`). A main-table unit on disk."""
+    """The result of `evaluate` on one task: baseline, ICL and task-vector accuracies, the dev curve, provenance.
+
+    One task's unit of the main table on disk (`to_dict`, `from_dict`); a record read back is checked
+    against itself (its accuracies against its per-item hits, its best layer against its dev curve).
+
+    Attributes:
+        task: the task's name.
+        category: the task's category.
+        baseline: zero-shot accuracy on the bare baseline queries.
+        icl: in-context-learning accuracy on the test items.
+        tv: task-vector accuracy on the test items, θ written at `best_layer`.
+        best_layer: the first layer with the best dev accuracy.
+        dev_accuracy_by_layer: the task vector's dev accuracy at each layer.
+        n_pairs: the task's pairs.
+        n_pairs_filtered: the pairs left after the single-token filter and the prompt checks.
+        leading_space: the prompt variant used (True: the paper's variant B, ` x-> y`).
+        seed: the seed of the item sets.
+        settings: the protocol: the sizes, the filter, the prompt format, the hook, position and operation.
+        model: the model's spec, weights fingerprint, n_layers and d_model.
+        timings: seconds spent in each phase.
+        tokens: tokens pushed through the model.
+        test_items: each test item's query, answers, and the ICL and task-vector predictions.
+        versions: the versions of the libraries that shape the numbers.
+        hits: whether ICL and the task vector were right on each test item (for paired intervals).
+        mean_theta: θ averaged over the test items at every layer, [n_layers, d_model]; in memory only (not
+            in `to_dict`), None once read back.
+
+    Raises:
+        ValueError: accuracies that differ from the per-item hits, or a best layer that is not the first best
+            of the dev curve (a record edited or damaged).
+    """
 
     task: str
     category: str
@@ -100,12 +128,39 @@ def evaluate(
     budget: Budget | None = None,
     **sizes: int,
 ) -> EvalResult:
-    """Run the paper's protocol on `task` with the sizes of `settings` (the paper's), any of them
-    changed by keyword (`n_test=10`).
+    """Run the paper's main experiment on one task: zero-shot baseline, ICL, and the task vector at its best layer.
 
-    Baseline on `n_baseline` bare queries; ICL on `n_test` items of `n_shots` demonstrations;
-    θ per item (mean over `n_dummies` dummy queries); task-vector accuracy on `n_dev` dev items
-    at every layer; task-vector test accuracy at the best dev layer (first maximum).
+    The task is filtered for the model's tokenizer (prompt variant and single-token filter), then: baseline
+    accuracy on `n_baseline` bare queries; ICL on `n_test` items of `n_shots` demonstrations; θ per item
+    (the mean over its `n_dummies` dummy queries); task-vector accuracy on `n_dev` dev items at every layer;
+    task-vector test accuracy at the first best dev layer, each test item with its own θ.
+
+    Args:
+        model: a `TransformerBridge` in compatibility mode (`load_model`).
+        task: the task (`get_task`, `load_task`).
+        seed: the seed of every item set (`sample_splits`).
+        settings: the protocol's sizes; default the paper's (`Settings()`).
+        single_token_filter: override the task's filter setting; None keeps it.
+        fmt: the prompt format; default the one the filter chose for the model (`PromptFormat.for_task`).
+        reuse_prefix: run each item's demonstrations once and reuse their key/value cache for its dummy
+            queries and its query; False reruns them (the same numbers up to float rounding, slower).
+        budget: tokens and rows per forward pass (`tv_lens.patching.engine.Budget`).
+        **sizes: sizes of `settings` to change, by name (e.g. `n_test=10`).
+
+    Returns:
+        The accuracies with Wilson 95% intervals, the dev curve, the test predictions and the provenance.
+
+    Raises:
+        ValueError: a size below 1, or more than the task can supply; a task the filter cannot read (see
+            `Task.filtered`).
+        TypeError: an unknown size in `**sizes`.
+        UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
+
+    Example:
+        ```python
+        result = tv.evaluate(model, tv.get_task("antonyms"), n_test=10)
+        print(result.icl, result.tv, result.best_layer)
+        ```
     """
     check_model(model)
     settings = settings.but(**sizes)

@@ -8,7 +8,7 @@ cache. Where the vector goes (`positions`):
 - "generated": the prompt's last token and every generated token;
 - "all": every token, the prompt's (after its BOS) and every generated one;
 - a tuple of token indices of the prompt (negative ones count from its end).
-Temperature 0 is greedy; otherwise tokens are sampled (`tv_lens.decoding`) with a generator per query,
+Temperature 0 is greedy; otherwise tokens are sampled (`tv_lens.task_vectors.decoding`) with a generator per query,
 so the same seed gives the same text, whatever the batch. Only the new text is returned, cut before
 the first stop string (default: the newline that ends an answer in the task format).
 """
@@ -69,14 +69,52 @@ def generate(
     allow_transfer: bool = False,
     budget: Budget | None = None,
 ) -> list[str]:
-    """The new text after each query with `vector` written in, cut before the first `stop` string.
+    """Generate whole answers to bare queries with a vector written in (steered generation).
 
-    `vector` is a `TaskVector` placed by `layer` (default: its own), `mode` (default: its kind's),
-    `strength` and `positions` (see the module docstring), or interventions of your own (placed as
-    built; `positions="generated"` repeats them at every generated token), or None (no edit). Each
-    query is rendered in the vector's prompt format (`x ->`), or with `chat=True` sent as the user's
-    message through the tokenizer's chat template. `seed`: an integer (query i draws with
-    `tv_lens.decoding.row_seed(seed, i)`), one integer per query, or None (fresh randomness).
+    The prompts run once, in a left-padded batch, with the vector; each new token then runs against the
+    key/value cache. Only the new text is returned. Sampling uses a generator per query, so the same seed
+    gives the same text whatever the batch.
+
+    Args:
+        model: a `TransformerBridge` in compatibility mode (`load_model`).
+        vector: a `TaskVector` or `FunctionVector` placed by `layer`, `mode`, `strength` and `positions`;
+            one `Intervention` or a list of them, applied as built; or None for no edit (plain generation).
+        queries: the inputs to answer (a list, not one string).
+        layer: where a `TaskVector` is written; default its own `layer`.
+        mode: "replace", "add" or "scale" (as in `apply`); default the vector kind's.
+        strength: the multiple of the vector for "add", the factor for "scale".
+        positions: where the vector goes: "last" (the prompt's last token only, the paper's single patch;
+            later tokens see it through the cache), "generated" (the prompt's last token and every
+            generated token), "all" (every token after the prompt's BOS, and every generated one), or a
+            tuple of prompt token indices (negative ones from the end). Interventions of your own take
+            "last" or "generated" (which repeats them at every generated token).
+        max_new_tokens: the most tokens generated per query.
+        temperature: 0 is greedy; above 0, tokens are drawn from softmax(logits / temperature).
+        top_p: sample from the smallest set of tokens whose probability reaches `top_p`; 1 keeps all.
+        top_k: sample from the `top_k` most likely tokens; 0 keeps all.
+        seed: an integer (query i draws with `tv_lens.task_vectors.decoding.row_seed(seed, i)`), a list of
+            one integer per query, or None (fresh randomness).
+        stop: a string or strings that end an answer, cut before the first one; default the newline that
+            ends an answer in the task format; None to stop only at end-of-sequence or `max_new_tokens`.
+        chat: send each query as the user's message through the tokenizer's chat template (an instruction
+            model), not in the prompt format.
+        fmt: the prompt format of the queries; default the vector's own, else `PromptFormat()`. Not with
+            `chat`.
+        allow_transfer: accept a vector learned on another model of the same `d_model`.
+        budget: tokens and rows per forward pass (`tv_lens.patching.engine.Budget`); a batch holds as many
+            queries as fit their longest prompt plus `max_new_tokens`.
+
+    Returns:
+        The generated text of each query, in order, cut before the first stop string, not stripped.
+
+    Raises:
+        QueryTooLongError: some prompts plus `max_new_tokens` exceed the model's token limit; raised after
+            the others are answered, with every answer in its `answers` (None for the long ones).
+        ValueError: an unknown `positions`, a bad sampling setting or seed list, `chat` with `fmt` or
+            without a chat template, an empty stop string; the errors of `apply`.
+        TypeError: `layer`, `mode`, `strength`, or `positions` "all" or a tuple with interventions of your
+            own; a `seed` of another type.
+        UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
     """
     check_model(model)
     queries = check_queries(queries, prompt_format(vector, fmt))
@@ -226,10 +264,22 @@ def cut(text: str, stops: Sequence[str]) -> str:
 
 
 def score_generation(task: Task, query: str, text: str, scoring: str | None = None) -> bool:
-    """Whether generated `text` answers `query`: its first line, stripped, must equal an accepted
-    answer ("exact") or start with one ("prefix": the whole answer, then anything, e.g. "Paris, France").
+    """Whether a generated text answers a query of a task: scoring whole answers, not first tokens.
 
-    `scoring` defaults to "prefix" for prefix-scored tasks and "exact" otherwise.
+    Args:
+        task: the task the query belongs to.
+        query: an input of the task.
+        text: the generated text (from `generate`).
+        scoring: "exact" (the text's first line, stripped, equals an accepted answer) or "prefix" (it
+            starts with one: the whole answer, then anything, e.g. "Paris, France"); default "prefix" for
+            a prefix-scored task, else "exact".
+
+    Returns:
+        True when the text answers the query.
+
+    Raises:
+        ValueError: a `scoring` other than "exact" or "prefix".
+        KeyError: `query` is not an input of the task.
     """
     scoring = scoring or ("prefix" if task.scoring == "prefix" else "exact")
     if scoring not in ("exact", "prefix"):

@@ -30,8 +30,40 @@ def learn(
     task: str | None = None,
     seed: int | None = None,
 ) -> TaskVector:
-    """θ learned from `demos` (x, y) pairs: the mean over `dummies` (inputs x' of the task, the
-    paper uses 2) of `resid_post` at the arrow, for every layer from one forward pass."""
+    """Learn θ from demonstrations: the residual stream at the last token of `[demos, dummy query]`.
+
+    θ is `resid_post` at the last token (the arrow) of each prompt of the demonstrations followed by a
+    dummy query, averaged over the dummy queries, at every layer, from one forward pass per prompt (the
+    demonstrations run once and their key/value cache serves every dummy query). For a task's θ over many
+    demonstration sets, see `learn_task`.
+
+    Args:
+        model: a `TransformerBridge` in compatibility mode (`load_model`).
+        demos: the demonstrations, (input, output) pairs of texts.
+        dummies: dummy queries: inputs of the task, other than the demonstrations' (the paper uses 2).
+        layer: the vector's default layer (where `apply` writes it); None leaves it unset, and `apply` then
+            needs a `layer`.
+        fmt: the prompt format; default `PromptFormat()` (`example:{x}->{y}`, no leading space). It is
+            stored in the vector, which `apply` then writes queries in.
+        task: a task name to record in the vector's provenance.
+        seed: a seed to record in the vector's provenance (nothing is sampled here).
+
+    Returns:
+        A `TaskVector` [n_layers, d_model] with `n_shots = len(demos)`, `n_contexts = 1` and its provenance.
+
+    Raises:
+        TypeError: `demos` or `dummies` is one string, or a demonstration is not a pair.
+        ValueError: no demonstration or no dummy query; a layer out of range; a prompt over the model's token
+            limit; an empty text.
+        PromptTextError: a text the prompt format cannot hold (e.g. a line break in the arrow format).
+        UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
+
+    Example:
+        ```python
+        theta = tv.learn(model, [("hot", "cold"), ("up", "down"), ("big", "small")], ["old", "fast"], layer=8)
+        tv.apply(model, theta, ["wet", "early"])
+        ```
+    """
     check_model(model)
     if isinstance(demos, str) or isinstance(dummies, str):
         raise TypeError("demos is a list of (x, y) pairs and dummies a list of inputs, not strings")

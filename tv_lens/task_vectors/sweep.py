@@ -26,13 +26,30 @@ def layer_sweep(
     positions: Positions = "last",
     budget: Budget | None = None,
 ) -> tuple[list[Accuracy], list[list[str]]]:
-    """Accuracy at each layer of `layers` (default: all), and the predictions `[item][layer]`.
+    """The layer sweep: accuracy when each prompt's vector is written at each layer in turn.
 
-    Item i's prompt runs with `thetas[i][layer]` written at `layer`'s resid_post: by default the
-    paper's patch (replace it at the last token); `mode="add", strength=...` sweeps a
-    steering vector (e.g. a function vector repeated over layers). `correct(i, prediction)` scores
-    item i. With last-token edits each prompt's unedited prefix runs once and per layer only its
-    last position is recomputed through the key/value cache.
+    Prompt i runs once per layer L with `thetas[i][L]` written at `blocks.L.hook_resid_post`: by default
+    the paper's patch (replace it at the last token); `mode="add"` with a `strength` sweeps a steering
+    vector (e.g. a function vector repeated over layers). With last-token edits each prompt's unedited
+    prefix runs once and per layer only its last position is recomputed through the key/value cache.
+
+    Args:
+        model: a `TransformerBridge` in compatibility mode (`load_model`).
+        prompts: the prompts, as text (e.g. `fmt.zero_shot_prompt(item)` of dev items).
+        thetas: one [n_layers, d_model] tensor per prompt (e.g. its own θ, or one task's θ for every prompt).
+        correct: `correct(i, prediction)` says whether the decoded next token of prompt i is right.
+        layers: the layers to sweep; default all.
+        mode: "replace", "add" or "scale" (as in `apply`).
+        strength: the multiple of the vector for "add", the factor for "scale".
+        positions: "last", "all" or a tuple of token indices (as in `apply`).
+        budget: tokens and rows per forward pass (`tv_lens.patching.engine.Budget`).
+
+    Returns:
+        The accuracy at each layer of `layers`, in order.
+        The decoded predictions, `[prompt][index in layers]`.
+
+    Raises:
+        UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
     """
     check_model(model)
     layers = list(range(model.cfg.n_layers)) if layers is None else list(layers)

@@ -40,11 +40,35 @@ def learn_task(
     budget: Budget | None = None,
     **sizes: int,
 ) -> TaskVector:
-    """θ of `task`: the mean over `k` random contexts (`n_shots` demonstrations, `n_dummies` dummy
-    queries each) of the per-context θ, at every layer; sizes from `settings`, any changed by keyword.
+    """Learn one θ for a whole task: the mean of θ over `k` random demonstration contexts.
 
-    Without `layer`, the layer is the first best of a sweep on `n_dev` dev queries (or the given
-    `dev` items). Inputs in `exclude` never appear in a context (hold out test queries with it).
+    An extension of the paper, which learns one θ per test item: a task-level θ is learned once and reused
+    for every query. The task is filtered for the model's tokenizer first, as `evaluate` does; each context
+    has `n_shots` demonstrations and `n_dummies` dummy queries (sizes from `settings`). Without `layer`, the
+    layer is the first best of a sweep over `n_dev` dev queries.
+
+    Args:
+        model: a `TransformerBridge` in compatibility mode (`load_model`).
+        task: the task (`get_task`, `load_task`).
+        k: how many contexts are averaged.
+        seed: the seed of the contexts; the dev queries are drawn with `seed + 1`.
+        settings: the protocol's sizes; default the paper's (`Settings()`).
+        layer: the vector's layer; None chooses it by the dev sweep (recorded in `dev_accuracy`).
+        dev: the dev items of the sweep, instead of `n_dev` sampled bare queries.
+        exclude: inputs that never appear in a context or a sampled dev query (hold out test queries).
+        single_token_filter: override the task's filter setting; None keeps it.
+        fmt: the prompt format; default the one the filter chose for the model (`PromptFormat.for_task`).
+        budget: tokens and rows per forward pass (`tv_lens.patching.engine.Budget`).
+        **sizes: sizes of `settings` to change, by name (e.g. `n_shots=4`).
+
+    Returns:
+        A `TaskVector` [n_layers, d_model] with `n_contexts = k`, its layer and its provenance.
+
+    Raises:
+        ValueError: `k` below 1; a size below 1, or more than the task can supply; a layer out of range; no
+            dev item; a task the filter cannot read (see `Task.filtered`).
+        TypeError: an unknown size in `**sizes`.
+        UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
     """
     check_model(model)
     settings = settings.but(**sizes)

@@ -50,15 +50,44 @@ class VectorFileError(TvLensError):
 
 @dataclass
 class TaskVector:
-    """θ = A(S): the residual stream at the last token of `[demos, dummy query]`, for every layer.
+    """A task vector θ = A(S): the residual stream at the last token of `[demos, dummy query]`, at every layer.
 
-    `vectors[L]` is θ read at `hook.format(layer=L)`; `layer` is the layer `apply` uses by default
-    (chosen by a layer sweep, or given by the user). `n_contexts` is how many demonstration sets
-    were averaged (1 per item in the paper; K for a task-level vector); `dev_accuracy` is the dev
-    accuracy per layer when the layer was chosen by a sweep. `default_mode` is how it is written in
-    when no mode is given: θ replaces the residual stream (the paper's patch). A `FunctionVector` is
-    the other kind. A vector made by vector algebra (`a + b - c`, `2 * a`, `TaskVector.mean([...])`)
-    has a `recipe`: its expression and each component's identity (`tv_lens.task_vectors.algebra`).
+    Made by `learn` and `learn_task` (or from a tensor of your own), saved to one safetensors file with its
+    provenance, and written into a model by `apply`, `generate`, `TaskVectorSolver` or `applied`. A
+    `FunctionVector` is the other kind, added where θ replaces. Vectors of one model, kind, hook, shape and
+    prompt format add, subtract, negate, scale by a number and average (`a + b - c`, `2 * a`,
+    `TaskVector.mean([a, b])`): the result has a `recipe` and keeps the settings its components share.
+
+    Attributes:
+        vectors: [n_layers, d_model] float tensor; row L is θ read at `hook.format(layer=L)`.
+        layer: the layer `apply` writes θ at by default (chosen by a layer sweep, or given); None for none.
+        model: the spec of the model it was learned on.
+        fingerprint: that model's weights fingerprint (`fingerprint`), checked when it is applied.
+        hook: the hook template θ is read at and written to (`blocks.{layer}.hook_resid_post`).
+        prompt_format: the fields of the `PromptFormat` it was learned with (queries are written in it).
+        n_shots: demonstrations per context.
+        n_contexts: how many demonstration contexts were averaged (1 per item in the paper; k for `learn_task`).
+        seed: the seed it was sampled with, if any.
+        task: the task's name, if known.
+        versions: the versions of tv-lens, transformer-lens, transformers and torch it was made with.
+        dev_accuracy: the dev accuracy at each layer when the layer was chosen by a sweep; else empty.
+        kind: "task_vector" (or "function_vector" for a `FunctionVector`).
+        heads: for a function vector, the [layer, head, AIE] of the heads summed; else empty.
+        recipe: for a vector made by vector algebra, its expression (`tv:a + tv:b - tv:c`) and each
+            component's identity (`tv_lens.task_vectors.algebra`); else None.
+        schema_version: the file format's version.
+        default_mode: how the vector is written when no mode is given: "replace" (θ replaces the residual
+            stream, the paper's patch).
+
+    Raises:
+        ValueError: `vectors` is not a non-empty 2-D float tensor; `layer` is out of range; `kind` does not
+            match the class.
+
+    Example:
+        ```python
+        with theta.applied(model, layer=9):  # any forward pass of yours, with θ written in
+            logits = model(model.to_tokens("example:hot->"))
+        ```
     """
 
     default_mode: ClassVar[Mode] = "replace"
@@ -97,14 +126,20 @@ class TaskVector:
 
     @property
     def n_layers(self) -> int:
+        """The number of layers (rows of `vectors`)."""
         return self.vectors.shape[0]
 
     @property
     def d_model(self) -> int:
+        """The width of the residual stream (columns of `vectors`)."""
         return self.vectors.shape[1]
 
     def digest(self) -> str:
-        """16 hex digits of SHA-256 over the tensor's float32 values: the vector's identity in a recipe."""
+        """The vector's identity in a recipe: 16 hex digits of SHA-256 over the tensor's float32 values.
+
+        Returns:
+            The digest.
+        """
         data = self.vectors.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
         return hashlib.sha256(data).hexdigest()[:16]
 
@@ -130,14 +165,35 @@ class TaskVector:
 
     @classmethod
     def mean(cls, vectors: Sequence[TaskVector]) -> TaskVector:
-        """The mean of `vectors` (of one model, kind and shape), with its recipe."""
+        """The mean of several vectors, with its recipe (`mean(tv:a, tv:b)`).
+
+        Args:
+            vectors: vectors of one model, kind, hook, shape and prompt format.
+
+        Returns:
+            A vector of the first one's class.
+
+        Raises:
+            TypeError: an empty list, or an item that is not a `TaskVector`.
+            ValueError: vectors that cannot be combined (another model, kind, hook, shape or prompt format).
+        """
         vectors = list(vectors)
         if not vectors or not all(isinstance(v, TaskVector) for v in vectors):
             raise TypeError("TaskVector.mean takes a non-empty list of TaskVectors")
         return _combined([(1 / len(vectors), v) for v in vectors])
 
     def at(self, layer: int | None = None) -> Float[Tensor, " d_model"]:
-        """θ at `layer` (default: the vector's own layer)."""
+        """θ at one layer.
+
+        Args:
+            layer: the layer; default the vector's own `layer`.
+
+        Returns:
+            The [d_model] row of `vectors`.
+
+        Raises:
+            ValueError: no `layer` where the vector has none, or a layer out of range.
+        """
         return self.vectors[self._chosen_layer(layer)]
 
     def _chosen_layer(self, layer: int | None) -> int:
@@ -151,9 +207,23 @@ class TaskVector:
 
     def intervention(self, layer: int | None = None, *, mode: Mode | None = None, strength: float = 1.0,
                      positions: Positions = "last") -> Intervention:
-        """The vector at `layer` (default: its own) as an edit of its hook: `mode` (default
-        `default_mode`) "replace", "add" (`strength` x the vector: steering) or "scale", at `positions`
-        ("last" token by default, "all" tokens after a leading BOS, or token indices)."""
+        """The vector at one layer as an `Intervention` on its hook, for `intervening` or `apply`.
+
+        Args:
+            layer: the layer; default the vector's own `layer`.
+            mode: "replace" (write the vector), "add" (add `strength` x the vector: steering) or "scale"
+                (multiply the activation by `strength`); default `default_mode`.
+            strength: the multiple of the vector for "add", the factor for "scale".
+            positions: "last" (the last token), "all" (every token after a leading BOS), or a tuple of token
+                indices (negative ones from the end).
+
+        Returns:
+            The intervention.
+
+        Raises:
+            ValueError: no `layer` where the vector has none, or a layer out of range; a bad mode, strength
+                or positions.
+        """
         layer = self._chosen_layer(layer)
         return Intervention(layer=layer, value=self.at(layer), hook=self.hook, positions=positions,
                             mode=mode or self.default_mode, strength=strength)
@@ -161,20 +231,45 @@ class TaskVector:
     @contextmanager
     def applied(self, model: Model, layer: int | None = None, *, mode: Mode | None = None, strength: float = 1.0,
                 positions: Positions = "last", allow_transfer: bool = False) -> Iterator[Intervention]:
-        """Within the block, every forward pass of `model` runs with this vector written in, placed as in
-        `intervention`, so tv_lens vectors mix with your own TransformerLens code; refused if it was
-        learned on another model (unless `allow_transfer`)."""
+        """Within the `with` block, every forward pass of `model` in this thread runs with this vector written in.
+
+        So tv_lens vectors mix with your own TransformerLens code (`model(tokens)`, `run_with_cache`, ...).
+        The vector is placed as `intervention` places it and written as `intervening` writes it.
+
+        Args:
+            model: the model; it must be the one the vector was learned on (weights fingerprint and depth).
+            layer: the layer; default the vector's own `layer`.
+            mode: "replace", "add" or "scale"; default `default_mode`.
+            strength: the multiple of the vector for "add", the factor for "scale".
+            positions: "last", "all" or a tuple of token indices (as in `intervention`).
+            allow_transfer: accept a model of the same `d_model` but another depth or fingerprint.
+
+        Yields:
+            The intervention written in.
+
+        Raises:
+            ValueError: a vector learned on another model; no `layer` where the vector has none; a layer out
+                of range.
+        """
         check_compatible(model, self, allow_transfer)
         edit = self.intervention(layer, mode=mode, strength=strength, positions=positions)
         with intervening(model, [edit]):
             yield edit
 
     def metadata(self) -> dict:
-        """Every field except the tensor (copies of JSON-ready values)."""
+        """Every field except the tensor, as saved in the file's metadata.
+
+        Returns:
+            Field name to a copy of its JSON-ready value.
+        """
         return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name != TENSOR_KEY}
 
     def summary(self) -> str:
-        """One line saying what this vector is."""
+        """One line saying what this vector is: kind, task or recipe, model, layer, contexts, shape.
+
+        Returns:
+            The line.
+        """
         what = f"= {self.recipe['expression']}" if self.recipe else f"of task {self.task or '?'}"
         return (f"{self.kind.replace('_', ' ')} {what} on {self.model or '?'} "
                 f"(weights {self.fingerprint or '?'}), "
@@ -182,14 +277,33 @@ class TaskVector:
                 f"{self.n_layers}x{self.d_model}")
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the vector and its metadata to one safetensors file (atomically) and return its path."""
+        """Write the vector and its metadata to one safetensors file, atomically (replacing any file there).
+
+        The tensor is stored as `vectors` and every other field as JSON in the string metadata under the key
+        `tv_lens`, so the file is self-contained.
+
+        Args:
+            path: the file to write (conventionally `.safetensors`).
+
+        Returns:
+            The path written.
+        """
         metadata = {"format": "pt", METADATA_KEY: json.dumps(self.metadata())}
         return save_tensors(path, {TENSOR_KEY: self.vectors}, metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> TaskVector:
-        """Read a file written by `save` (a `FunctionVector` where the file holds one); a missing, damaged,
-        foreign or too-new file is a `VectorFileError`."""
+        """Read a vector written by `save`.
+
+        Args:
+            path: the file.
+
+        Returns:
+            The vector: a `FunctionVector` where the file holds one, else a `TaskVector`.
+
+        Raises:
+            VectorFileError: a missing, damaged, foreign or too-new file, or metadata of the wrong type or range.
+        """
         path = Path(path)
         try:
             data = read_regular(path, VECTOR_LIMIT, follow=True)
@@ -236,9 +350,17 @@ class TaskVector:
 
 @dataclass
 class FunctionVector(TaskVector):
-    """A function vector (Todd et al. 2024): the summed mean outputs of the attention heads that carry a task,
-    ADDED to the residual stream (`default_mode` "add"); `vectors[L]` is what is added at layer L and `heads`
-    lists the [layer, head, AIE] of the heads summed. Built by `tv.function_vector`."""
+    """A function vector (Todd et al. 2024): the summed mean outputs of the attention heads that carry a task.
+
+    Made by `function_vector`. It is a `TaskVector` (same fields, file format, methods and algebra) that is
+    added to the residual stream, not written over it (`default_mode` "add"): `vectors[L]` is what is added
+    at layer L.
+
+    Attributes:
+        default_mode: "add": the vector is added to the residual stream.
+        kind: "function_vector".
+        heads: the [layer, head, AIE] of the heads summed, largest AIE first.
+    """
 
     default_mode: ClassVar[Mode] = "add"
     kind: str = FUNCTION_VECTOR

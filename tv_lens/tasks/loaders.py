@@ -210,11 +210,29 @@ def load_task(
     description: str = "",
     single_token_filter: bool | None = None,
 ) -> Task:
-    """Read a task from a .json, .jsonl or .csv file (name defaults to the file's stem, its control
-    characters escaped).
+    """Read a task from a .json, .jsonl or .csv file (not registered: see `register_task`).
 
-    With the defaults the task gets the paper's protocol, exactly as a built-in task of the same
-    pairs and scoring does; a file that repeats inputs loads with one `TaskFileWarning` line."""
+    Layouts: a JSON object `{input: output or [outputs]}`; a JSON list, or JSONL lines, of
+    `{"input": ..., "output": ...}` (or `"outputs": [...]`); CSV with `input` and `output` columns. Values
+    are stripped. An input given more than once keeps all its outputs as accepted alternatives (the first
+    canonical), with one `TaskFileWarning`. With the defaults the task gets the paper's protocol, as a
+    built-in task of the same pairs and scoring does.
+
+    Args:
+        path: the file; its suffix (any case) says the layout.
+        scoring: the scorer of the answers: "exact", "prefix" or "any_of" (see `Task`).
+        name: the task's name; default the file's stem (control characters escaped).
+        category: the task's category (see `Task`).
+        description: what the task asks; default "loaded from <file name>".
+        single_token_filter: the filter setting; None means on unless scored by prefix.
+
+    Returns:
+        The task.
+
+    Raises:
+        TaskFileError: a missing, empty, unreadable or malformed file, an unsupported suffix, or pairs that
+            make no valid task; the message names the file, the row and the fix.
+    """
     path = Path(path)
     pairs, counts = read_pairs(path)
     if counts.merged:

@@ -34,10 +34,21 @@ class PairsSkippedWarning(UserWarning):
 
 @dataclass(frozen=True)
 class PromptFormat:
-    """How demonstrations and the query are written.
+    """How demonstrations and the query are written into a prompt.
 
-    `leading_space=True` is the paper's variant B: input and output both get a leading space
-    (`example: go-> going`). Only `{x}` and `{y}` are substituted; other braces stay literal.
+    The default is the task-vector paper's: `example:{x}->{y}` lines joined by newlines, then
+    `example:{x}->`. `tv_lens.tasks.prompts.QA_FORMAT` is the function-vector paper's `Q: {x}\\nA: {y}`
+    blocks separated by a blank line. Only `{x}` and `{y}` are substituted; other braces stay literal.
+
+    Attributes:
+        example_template: one demonstration; must contain `{x}` and `{y}`.
+        query_template: the query the model continues; must contain `{x}` and not `{y}`.
+        separator: what joins the demonstrations and the query.
+        leading_space: the paper's variant B: input and output both get a leading space
+            (`example: go-> going`).
+
+    Raises:
+        ValueError: a template without its fields.
     """
 
     example_template: str = "example:{x}->{y}"
@@ -53,7 +64,18 @@ class PromptFormat:
 
     @classmethod
     def for_task(cls, task: Task, **changes: str) -> PromptFormat:
-        """The default format in the variant (leading space or not) that `task.filtered()` chose."""
+        """The default format in the prompt variant that `task.filtered()` chose for the model.
+
+        Args:
+            task: a task filtered for the model's tokenizer (`task.filtered(model.tokenizer)`).
+            **changes: other fields of the format, by name (e.g. `separator="\\n\\n"`).
+
+        Returns:
+            The format, with the task's `leading_space`.
+
+        Raises:
+            ValueError: the task has no prompt variant yet (it was not filtered).
+        """
         if task.leading_space is None:
             raise ValueError(f"task {task.name!r} has no prompt variant yet: pass task.filtered(model.tokenizer), "
                              "which chooses it for the model's tokenizer")
@@ -61,21 +83,33 @@ class PromptFormat:
 
     @property
     def takes_line_breaks(self) -> bool:
-        """Whether a text may hold a single `\\n`: where the separator is a blank line (the Q:/A: format),
-        or holds no line break at all; not where examples are told apart by one line break (the arrow)."""
+        """Whether a text may hold a single `\\n`: yes where the separator is a blank line (the Q:/A: format)
+        or holds no line break; no where examples are told apart by one line break (the arrow format)."""
         return "\n" not in self.separator or bool(_BLANK_LINE.search(self.separator))
 
     def line_markers(self) -> tuple[str, ...]:
         """How the templates' lines begin before their field (`Q:`, `A:`): a text line that begins so
-        would read as a line of the format."""
+        would read as a line of the format.
+
+        Returns:
+            The distinct non-empty line starts, in template order.
+        """
         lines = [*self.example_template.split("\n"), *self.query_template.split("\n")]
         return tuple(dict.fromkeys(m for m in (_FIELD.split(line)[0].strip() for line in lines) if m))
 
     def text_problem(self, text: str) -> str | None:
-        """Why `text` cannot be an input or output in this format (the rest of a one-line message), or
-        None: a line break other than `\\n`; a `\\n` where the format separates examples by one; a blank
+        """Why a text cannot be an input or output in this format, or None if it can.
+
+        Refused: a line break other than `\\n`; a `\\n` where the format separates examples by one; a blank
         line where it separates them by one; a line that starts like one of the format's lines; the
-        separator itself."""
+        separator itself.
+
+        Args:
+            text: an input or output.
+
+        Returns:
+            The reason, as the rest of a one-line message; None when the format can hold `text`.
+        """
         problem = foreign_break_problem(text, self.takes_line_breaks)
         if problem:
             return problem
@@ -96,9 +130,20 @@ class PromptFormat:
         return None
 
     def check_text(self, text: Any, what: str) -> str:
-        """`text` (a query, a demonstration's input or output, a dummy query) if it is a non-blank string
-        this format can hold; else a one-line error naming `what` and the text (`PromptTextError` for the
-        text rule)."""
+        """Check a text before it goes into a prompt of this format.
+
+        Args:
+            text: a query, a demonstration's input or output, or a dummy query.
+            what: how the error names the text (e.g. "query 3").
+
+        Returns:
+            `text`, unchanged.
+
+        Raises:
+            TypeError: `text` is not a string.
+            ValueError: `text` is empty or whitespace only.
+            PromptTextError: the format cannot hold `text` (`text_problem` says why).
+        """
         if not isinstance(text, str):
             raise TypeError(f"{what} is a {type(text).__name__}, not a string")
         if not text.strip():
@@ -109,7 +154,14 @@ class PromptFormat:
         return text
 
     def with_leading_space(self, leading_space: bool) -> PromptFormat:
-        """A copy of this format with variant B switched on or off."""
+        """A copy of this format with the paper's variant B switched on or off.
+
+        Args:
+            leading_space: True for variant B (` x-> y`), False for A (`x->y`).
+
+        Returns:
+            The new format.
+        """
         return replace(self, leading_space=leading_space)
 
     def _fill(self, template: str, x: str, y: str = "") -> str:
@@ -118,27 +170,71 @@ class PromptFormat:
         return _FIELD.sub(lambda match: values[match.group(1)], template)
 
     def demo(self, x: str, y: str) -> str:
-        """One demonstration line, e.g. `example:go->going`."""
+        """One demonstration, e.g. `example:go->going`.
+
+        Args:
+            x: the demonstration's input.
+            y: its output.
+
+        Returns:
+            `example_template` filled in.
+        """
         return self._fill(self.example_template, x, y)
 
     def query(self, x: str) -> str:
-        """The query line, e.g. `example:go->` (the model continues after the arrow)."""
+        """The query, e.g. `example:go->` (the model continues after the arrow).
+
+        Args:
+            x: the query's input.
+
+        Returns:
+            `query_template` filled in.
+        """
         return self._fill(self.query_template, x)
 
     def render(self, demos: Sequence[tuple[str, str]], query: str) -> str:
-        """Demonstration lines then the query line, joined by the separator (no trailing newline)."""
+        """A whole prompt: the demonstrations, then the query, joined by the separator (no trailing newline).
+
+        Args:
+            demos: (input, output) pairs, in order; empty for a zero-shot prompt.
+            query: the query's input.
+
+        Returns:
+            The prompt text.
+        """
         return self.separator.join([*(self.demo(x, y) for x, y in demos), self.query(query)])
 
     def icl_prompt(self, item: Item) -> str:
-        """The in-context-learning prompt of an item: its demonstrations, then its query."""
+        """The in-context-learning prompt of an item: its demonstrations, then its query.
+
+        Args:
+            item: an item of `sample_splits` (or of the function-vector protocol).
+
+        Returns:
+            The prompt text.
+        """
         return self.render(item.demos, item.query)
 
     def dummy_prompts(self, item: Item) -> list[str]:
-        """The prompts θ is learned from: the item's demonstrations followed by each dummy query."""
+        """The prompts θ is learned from: the item's demonstrations followed by each of its dummy queries.
+
+        Args:
+            item: an item with dummy queries.
+
+        Returns:
+            One prompt per dummy query.
+        """
         return [self.render(item.demos, dummy) for dummy in item.dummies]
 
     def zero_shot_prompt(self, item: Item) -> str:
-        """The bare query with no demonstrations (baseline, and where θ is applied)."""
+        """The bare query with no demonstrations: the zero-shot baseline's prompt, and where θ is applied.
+
+        Args:
+            item: an item.
+
+        Returns:
+            The query prompt of the item's query.
+        """
         return self.query(item.query)
 
 

@@ -16,8 +16,18 @@ _USER: dict[str, Task] = {}
 
 
 def list_tasks(category: str | None = None, *, composition: bool = False) -> list[str]:
-    """Task names: the paper's 18 in its order, then (with `composition`) the compound list tasks, then
-    user tasks in registration order."""
+    """The names of the tasks `get_task` knows.
+
+    Args:
+        category: only the tasks of this category ("algorithmic", "translation", "linguistic", "knowledge",
+            "custom"); None for all.
+        composition: also list the four compound list tasks of the composition experiment
+            (`list_first_upper`, ...).
+
+    Returns:
+        The paper's 18 tasks in its order, then the compound tasks (with `composition`), then your tasks in
+            registration order.
+    """
     builtin = [*BUILTIN_TASKS, *(COMPOSITION_TASKS if composition else ())]
     names = [*builtin, *(name for name in _USER if name not in builtin)]
     if category is None:
@@ -26,7 +36,18 @@ def list_tasks(category: str | None = None, *, composition: bool = False) -> lis
 
 
 def get_task(name: str) -> Task:
-    """The task registered under `name`; ValueError listing the valid names otherwise."""
+    """A built-in or registered task by name.
+
+    Args:
+        name: a name of `list_tasks(composition=True)`; a task you registered under a built-in's name
+            shadows the built-in.
+
+    Returns:
+        The task, unfiltered (`evaluate` and the others filter it for the model's tokenizer).
+
+    Raises:
+        ValueError: an unknown name (the message suggests the nearest and lists the valid ones).
+    """
     if name in _USER:
         return _USER[name]
     if name in BUILTIN_TASKS or name in COMPOSITION_TASKS:
@@ -62,7 +83,26 @@ def register_task(
     single_token_filter: bool | None = None,
     overwrite: bool = False,
 ) -> Task:
-    """Register a `Task`, or build one from a name and `{input: output or [outputs]}`; return it."""
+    """Register a task of your own, so that `get_task`, `list_tasks` and the command line find it by name.
+
+    Pass a `Task`, or a name with `pairs` (and the fields below) to build one.
+
+    Args:
+        task_or_name: a `Task`, or the name of the task to build.
+        pairs: `{input: output or [outputs]}` of the task to build (the first output canonical); not with a `Task`.
+        category: the category of the task to build.
+        description: what the task to build asks.
+        scoring: the scorer of the task to build: "exact", "prefix" or "any_of" (see `Task`).
+        single_token_filter: the filter setting of the task to build; None means on unless scored by prefix.
+        overwrite: replace a task of the same name (yours, or shadow a built-in).
+
+    Returns:
+        The registered task.
+
+    Raises:
+        ValueError: the name is taken and `overwrite` is False; both a `Task` and `pairs`, or a name without
+            them; pairs or fields that make no valid `Task`.
+    """
     if isinstance(task_or_name, Task):
         if pairs is not None:
             raise ValueError("pass either a Task or a name with pairs, not a Task with pairs")

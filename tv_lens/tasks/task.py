@@ -52,12 +52,34 @@ def normalize_pairs(pairs: Mapping[str, str | Sequence[str]]) -> dict[str, tuple
 
 @dataclass(frozen=True)
 class Task:
-    """A task: inputs, accepted outputs per input (first = canonical), category and scorer name.
+    """A task: inputs, the accepted outputs of each (the first canonical), its category and how it is scored.
 
-    The protocol depends on the scorer alone, never on the category or where the task came from:
-    `single_token_filter` defaults to True except for prefix scoring (the paper filters exact-match
-    tasks and scores knowledge by prefix). `leading_space` is the prompt variant (False = `x->y`,
-    True = ` x-> y`); None lets `filtered()` choose it for the model's tokenizer by the paper's rule.
+    The protocol depends on the scorer alone, never on the category or where the task came from: the
+    single-token filter is on except for prefix scoring (the paper filters exact-match tasks and scores
+    knowledge by prefix). Built-in tasks come from `get_task`, your own from `register_task` or `load_task`.
+
+    Attributes:
+        name: the task's name: non-empty, printable, without surrounding spaces.
+        category: one of "algorithmic", "translation", "linguistic", "knowledge", "custom".
+        description: what the task asks, in a few words.
+        pairs: `{input: output or [outputs]}`; stored read-only as `{input: (canonical, *others)}`. Texts
+            are non-empty and stripped; an input needs at least one output.
+        scoring: the name of the scorer of a first-token prediction: "exact" (stripped equality with an
+            accepted output), "prefix" (prediction and an output are prefixes of one another: "Par" for
+            "Paris") or "any_of" (as "exact"); others via `tv_lens.tasks.register_scorer`.
+        single_token_filter: keep only the pairs whose canonical output is one token for the model's
+            tokenizer (`filtered`); None (default) means on unless `scoring` is "prefix".
+        leading_space: the prompt variant: False for `x->y`, True for ` x-> y` (the paper's variant B);
+            None lets `filtered` choose it for the model's tokenizer by the paper's rule.
+
+    Raises:
+        ValueError: an empty or malformed name, text or pairs; an unknown category or scorer.
+
+    Example:
+        ```python
+        task = tv.Task("caps", "custom", "capital letters", {"a": "A", "b": ["B", "b"]})
+        task.score("b", "b")  # True: "b" is an accepted answer to "b"
+        ```
     """
 
     name: str
@@ -97,8 +119,8 @@ class Task:
 
     @property
     def digest(self) -> str:
-        """A short hash of everything that shapes results on this task (pairs, scoring, filter,
-        prompt variant), so saved results of a task whose contents changed are not reused."""
+        """16 hex digits of SHA-256 over everything that shapes results on this task (name, category, pairs,
+        scoring, filter, prompt variant): saved results of a task whose contents changed are not reused."""
         content = {"name": self.name, "category": self.category, "scoring": self.scoring,
                    "single_token_filter": self.single_token_filter, "leading_space": self.leading_space,
                    "pairs": sorted((x, list(ys)) for x, ys in self.pairs.items())}
@@ -106,32 +128,86 @@ class Task:
 
     @property
     def inputs(self) -> list[str]:
-        """All inputs, sorted, so that seeded sampling never depends on insertion or hash order."""
+        """All inputs, sorted: seeded sampling never depends on insertion or hash order."""
         return sorted(self.pairs)
 
     def answers(self, query: str) -> tuple[str, ...]:
-        """Accepted outputs for `query`, the canonical one first."""
+        """The accepted outputs of an input, the canonical one first.
+
+        Args:
+            query: an input of the task.
+
+        Returns:
+            The outputs, canonical first.
+
+        Raises:
+            KeyError: `query` is not an input of the task.
+        """
         return self.pairs[query]
 
     def canonical(self, query: str) -> str:
-        """The canonical output for `query` (the one used in demonstrations)."""
+        """The canonical output of an input: the one demonstrations show.
+
+        Args:
+            query: an input of the task.
+
+        Returns:
+            The first accepted output.
+
+        Raises:
+            KeyError: `query` is not an input of the task.
+        """
         return self.pairs[query][0]
 
     def score(self, prediction: str, query: str) -> bool:
-        """Whether `prediction` is a correct answer to `query` under this task's scorer."""
+        """Whether a prediction is a correct answer to an input, by the task's scorer.
+
+        Args:
+            prediction: the predicted text (e.g. the decoded first token).
+            query: the input it answers.
+
+        Returns:
+            True when the scorer accepts `prediction` for one of the input's outputs.
+
+        Raises:
+            KeyError: `query` is not an input of the task.
+        """
         return get_scorer(self.scoring)(prediction, self.pairs[query])
 
     def with_pairs(self, pairs: Mapping[str, str | Sequence[str]], **changes: Any) -> Task:
-        """A copy of this task with other pairs (and optionally other fields)."""
+        """A copy of this task with other pairs, and optionally other fields.
+
+        Args:
+            pairs: the new `{input: output or [outputs]}`.
+            **changes: other fields to change, by name (e.g. `name="antonyms_small"`).
+
+        Returns:
+            The new task, validated as any `Task`.
+        """
         current = {f.name: getattr(self, f.name) for f in fields(self)}
         return type(self)(**{**current, "pairs": pairs, **changes})  # not replace(), which types pairs as normalized
 
     def filtered(self, tokenizer: Any, single_token_filter: bool | None = None,
                  leading_space: bool | None = None) -> Task:
-        """This task as a model with `tokenizer` reads it under the paper's protocol: prompt variant
-        chosen (or forced by `leading_space`), single-token pairs only when the filter applies (the
-        task's own setting unless overridden); ValueError (one line, naming the fix) where first-token
-        exact scoring could not be right (see `filters`). Filtering a filtered task changes nothing."""
+        """This task as a model with `tokenizer` reads it under the paper's protocol.
+
+        The prompt variant is chosen by the paper's rule (variant B when it keeps at least 70% as many
+        single-token answers as A), and with the filter on only the pairs whose canonical output is one
+        token after the arrow are kept. Filtering a filtered task changes nothing.
+
+        Args:
+            tokenizer: the model's tokenizer (`model.tokenizer`, or `load_tokenizer(spec)`).
+            single_token_filter: override the task's own filter setting; None keeps it.
+            leading_space: force the prompt variant (True: ` x-> y`); None lets the rule choose.
+
+        Returns:
+            A task with the kept pairs, its `leading_space` and `single_token_filter` set.
+
+        Raises:
+            ValueError: the filter keeps nothing, or the filter is off while most answers are several tokens
+                and the task is scored by exact match (a first token could almost never be right); the
+                message names the fixes.
+        """
         task = self if leading_space is None else replace(self, leading_space=leading_space)
         report, kept = task._filter(tokenizer, single_token_filter)
         problem = protocol_problem(report, task.scoring)
@@ -140,7 +216,16 @@ class Task:
         return task.with_pairs(kept, leading_space=report.leading_space, single_token_filter=report.applied)
 
     def filter_report(self, tokenizer: Any, single_token_filter: bool | None = None) -> FilterReport:
-        """Pair counts before and after the single-token filter for `tokenizer`, and the variant."""
+        """How the single-token filter would read this task for a tokenizer, without refusing anything.
+
+        Args:
+            tokenizer: the model's tokenizer.
+            single_token_filter: override the task's own filter setting; None keeps it.
+
+        Returns:
+            The pair count, the single-token counts in variants A and B, the variant chosen, whether the
+                filter applied and how many pairs it keeps.
+        """
         return self._filter(tokenizer, single_token_filter)[0]
 
     def _filter(self, tokenizer: Any, single_token_filter: bool | None) -> tuple[FilterReport, dict]:
