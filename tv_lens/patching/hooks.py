@@ -84,7 +84,7 @@ def replacing(
         value: what to write, broadcast against the selected activations (e.g. [d_model]).
         index: the positions: None for all, an int for that position of every row, or one position per
             row (a sequence or [batch] tensor).
-        rows: the rows the positions of `index` belong to (one per position); None for every row in order.
+        rows: the rows to edit, paired one to one with the positions when `index` lists them; None for every row.
         head: one head of a per-head hook (`attn.hook_z`, [batch, pos, n_heads, d_head]); None for all.
 
     Returns:
@@ -109,7 +109,7 @@ def adding(
         strength: the multiple of `vector`; a tensor gives each selected activation its own.
         index: the positions: None for all, an int for that position of every row, or one position per
             row (a sequence or [batch] tensor).
-        rows: the rows the positions of `index` belong to (one per position); None for every row in order.
+        rows: the rows to edit, paired one to one with the positions when `index` lists them; None for every row.
         head: one head of a per-head hook (`attn.hook_z`, [batch, pos, n_heads, d_head]); None for all.
 
     Returns:
@@ -141,7 +141,7 @@ def scaling(
         strength: the factor; a tensor broadcast against the selected activations gives each its own.
         index: the positions: None for all, an int for that position of every row, or one position per
             row (a sequence or [batch] tensor).
-        rows: the rows the positions of `index` belong to (one per position); None for every row in order.
+        rows: the rows to edit, paired one to one with the positions when `index` lists them; None for every row.
         head: one head of a per-head hook (`attn.hook_z`, [batch, pos, n_heads, d_head]); None for all.
 
     Returns:
