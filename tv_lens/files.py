@@ -202,18 +202,18 @@ def safe_name(text: str, default: str = "model") -> str:
 
 def check_writable_folder(path: str | os.PathLike) -> Path:
     """Create the folder `path` if needed and prove it takes new files (one created and removed);
-    a one-line ValueError saying what is wrong otherwise. Run it before hours of work, not after."""
+    a one-line TvLensError saying what is wrong otherwise. Run it before hours of work, not after."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise ValueError(f"{path} is not a directory: choose a directory for the output")
+        raise TvLensError(f"{path} is not a directory: choose a directory for the output")
     try:
         path.mkdir(parents=True, exist_ok=True)
         tmp, fd = _create_temporary(path, "probe")
         os.close(fd)
         tmp.unlink()
     except OSError as err:
-        raise ValueError(f"cannot write into {path} ({err.strerror or err}): choose a writable output "
-                         f"directory") from None
+        raise TvLensError(f"cannot write into {path} ({err.strerror or err}): choose a writable output "
+                          f"directory") from None
     return path
 
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 from dataclasses import Field, dataclass, fields, replace
 from typing import Any, ClassVar
 
+from tv_lens.errors import TvLensError, TvLensTypeError
+
 
 def check_size(name: str, value: object, minimum: int = 1) -> int:
-    """`value` if it is a whole number of at least `minimum`, else a one-line ValueError naming `name`."""
+    """`value` if it is a whole number of at least `minimum`, else a one-line TvLensError naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
+        raise TvLensError(f"{name} must be a whole number, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+        raise TvLensError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
@@ -38,7 +40,7 @@ class Settings:
         n_test: test queries.
 
     Raises:
-        ValueError: a size that is not a whole number of at least 1.
+        TvLensError: a size that is not a whole number of at least 1.
     """
 
     n_shots: int = 5
@@ -60,13 +62,13 @@ class Settings:
             New settings.
 
         Raises:
-            TypeError: an unknown size.
-            ValueError: a size that is not a whole number of at least 1.
+            TvLensTypeError: an unknown size.
+            TvLensError: a size that is not a whole number of at least 1.
         """
         unknown = set(sizes) - {f.name for f in fields(self)}
         if unknown:
-            raise TypeError(f"unknown protocol size(s) {', '.join(sorted(unknown))}: "
-                            f"the sizes are {', '.join(f.name for f in fields(self))}")
+            raise TvLensTypeError(f"unknown protocol size(s) {', '.join(sorted(unknown))}: "
+                                  f"the sizes are {', '.join(f.name for f in fields(self))}")
         return replace(self, **sizes)
 
 
@@ -90,7 +92,7 @@ class AnalysisSettings:
 
     def __post_init__(self) -> None:
         if not isinstance(self.sizes, Settings):
-            raise ValueError(f"sizes must be a Settings, got {type(self.sizes).__name__}")
+            raise TvLensError(f"sizes must be a Settings, got {type(self.sizes).__name__}")
         check_sizes(self, [f.name for f in fields(self) if f.name != "sizes" and f.type in ("int", int)])
 
     def record(self) -> dict:
@@ -110,7 +112,7 @@ class AnalysisSettings:
         own = {f.name for f in fields(self)} - {"sizes"}
         unknown = set(changes) - own - set(self.USES)
         if unknown:
-            raise TypeError(f"{type(self).__name__} has no size {', '.join(sorted(unknown))}: "
-                            f"it uses {', '.join((*self.USES, *sorted(own)))}")
+            raise TvLensTypeError(f"{type(self).__name__} has no size {', '.join(sorted(unknown))}: "
+                                  f"it uses {', '.join((*self.USES, *sorted(own)))}")
         shared = {k: v for k, v in changes.items() if k in self.USES}
         return replace(self, sizes=self.sizes.but(**shared), **{k: v for k, v in changes.items() if k in own})

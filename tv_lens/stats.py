@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from tv_lens.codec import Fraction, Record
+from tv_lens.errors import TvLensError
 
 
 @dataclass(frozen=True)
@@ -21,7 +22,7 @@ class Accuracy(Record):
         total: the items scored.
 
     Raises:
-        ValueError: `correct` below 0 or above `total`.
+        TvLensError: `correct` below 0 or above `total`.
     """
 
     correct: int
@@ -30,7 +31,7 @@ class Accuracy(Record):
 
     def __post_init__(self) -> None:
         if not 0 <= self.correct <= self.total:
-            raise ValueError(f"{self.correct} correct out of {self.total} is impossible")
+            raise TvLensError(f"{self.correct} correct out of {self.total} is impossible: give 0 <= correct <= total")
 
     @classmethod
     def of(cls, hits: Iterable[bool]) -> Accuracy:

@@ -27,6 +27,8 @@ import time
 import warnings
 from dataclasses import dataclass
 
+from tv_lens.errors import TvLensError
+
 PROC_STAT = "/proc/stat"
 INTERVAL_S = 0.5
 # /proc/stat columns after the name: user nice system idle iowait irq softirq steal (guest time is in user)
@@ -150,7 +152,7 @@ def set_threads(count: int | str) -> None:
             exist. A number: run exactly that many, no adapting.
 
     Raises:
-        ValueError: neither "auto" nor a whole number of at least 1.
+        TvLensError: neither "auto" nor a whole number of at least 1.
     """
     if count == "auto":
         if not strict_mkl():
@@ -161,9 +163,9 @@ def set_threads(count: int | str) -> None:
             _STATE.start()
         return
     if isinstance(count, bool) or not isinstance(count, int):
-        raise ValueError(f"threads must be 'auto' or a whole number of threads, got {count!r}")
+        raise TvLensError(f"threads must be 'auto' or a whole number of threads, got {count!r}")
     if count < 1:
-        raise ValueError(f"threads must be at least 1, got {count}")
+        raise TvLensError(f"threads must be at least 1, got {count}")
     _STATE.pin(count)
 
 

@@ -12,6 +12,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.codec import Record
+from tv_lens.errors import TvLensError
 
 
 @dataclass(frozen=True)
@@ -84,11 +85,11 @@ def silhouette(vectors: Float[Tensor, "n d"], labels: Sequence[str]) -> float:
 def cluster_stats(vectors: Float[Tensor, "n d"], labels: Sequence[str]) -> ClusterStats:
     """Every clustering number at once; needs at least two tasks and a task with two vectors."""
     if len(vectors) != len(labels):
-        raise ValueError(f"{len(vectors)} vectors but {len(labels)} labels: give one label per vector")
+        raise TvLensError(f"{len(vectors)} vectors but {len(labels)} labels: give one label per vector")
     n_tasks = len(set(labels))
     if n_tasks < 2 or n_tasks >= len(labels):
-        raise ValueError(f"clustering needs at least 2 tasks and more vectors than tasks: "
-                         f"got {len(labels)} vectors of {n_tasks} task(s)")
+        raise TvLensError(f"clustering needs at least 2 tasks and more vectors than tasks: "
+                          f"got {len(labels)} vectors of {n_tasks} task(s)")
     within, between = within_between(vectors, labels)
     return ClusterStats(
         n_vectors=len(labels), n_tasks=n_tasks, within=within, between=between,
@@ -104,7 +105,7 @@ def tsne_2d(vectors: Float[Tensor, "n d"], seed: int = 0, perplexity: float = 30
 
     n = len(vectors)
     if n < 4:
-        raise ValueError(f"t-SNE needs at least 4 vectors, got {n}")
+        raise TvLensError(f"t-SNE needs at least 4 vectors, got {n}")
     tsne = TSNE(n_components=2, metric="cosine", init="pca", random_state=seed,
                 perplexity=min(perplexity, (n - 1) / 3))
     # One OpenMP thread: on a busy machine sklearn's spinning threads made t-SNE 1000x slower.

@@ -10,6 +10,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.codec import Record
+from tv_lens.errors import TvLensError
 from tv_lens.models.bridge import Model
 from tv_lens.patching.guard import check_model
 from tv_lens.task_vectors.vector import TaskVector
@@ -39,10 +40,10 @@ def as_vector(theta_or_vector: TaskVector | Tensor, layer: int | None = None) ->
     vector = theta_or_vector
     if vector.ndim == 2:
         if layer is None:
-            raise ValueError("an [n_layers, d_model] tensor needs layer=L to choose the vector to project")
+            raise TvLensError("an [n_layers, d_model] tensor needs layer=L to choose the vector to project")
         return vector[layer]
     if vector.ndim != 1:
-        raise ValueError(f"expected a [d_model] or [n_layers, d_model] tensor, got shape {tuple(vector.shape)}")
+        raise TvLensError(f"expected a [d_model] or [n_layers, d_model] tensor, got shape {tuple(vector.shape)}")
     return vector
 
 
@@ -71,14 +72,15 @@ def top_tokens(
         The tokens (decoded), their ids and their lens logits, best first.
 
     Raises:
-        ValueError: a tensor of another shape or width than the model's `d_model`; no `layer` for an
+        TvLensError: a tensor of another shape or width than the model's `d_model`; no `layer` for an
             [n_layers, d_model] tensor or a vector without a layer.
         UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
     """
     check_model(model)
     vector = as_vector(theta_or_vector, layer)
     if vector.shape[-1] != model.cfg.d_model:
-        raise ValueError(f"vector of size {vector.shape[-1]} does not fit this model's d_model {model.cfg.d_model}")
+        raise TvLensError(f"vector of size {vector.shape[-1]} does not fit this model's d_model {model.cfg.d_model}: "
+                          f"project it through the model it was learned on")
     if centre is not None:
         vector = vector - centre.to(vector)
     logits = project(model, vector).float().cpu()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tv_lens.codec import Record
+from tv_lens.errors import TvLensError
 
 
 @dataclass
@@ -56,7 +57,7 @@ def _estimate(value: float, draws: np.ndarray) -> Estimate:
 def summarize(tasks: Sequence[TaskHits], n_boot: int = 2000, seed: int = 0) -> GroupSummary:
     """Mean accuracy over `tasks` (each task weighs the same) and mean TV / mean ICL."""
     if not tasks:
-        raise ValueError("summarize needs at least one task")
+        raise TvLensError("summarize needs at least one task")
     rng = np.random.default_rng(seed)
     means = {"baseline": np.zeros(n_boot), "icl": np.zeros(n_boot), "tv": np.zeros(n_boot)}
     points = {"baseline": 0.0, "icl": 0.0, "tv": 0.0}
@@ -64,7 +65,7 @@ def summarize(tasks: Sequence[TaskHits], n_boot: int = 2000, seed: int = 0) -> G
         base = np.asarray(task.baseline, dtype=float)
         icl, tv = np.asarray(task.icl, dtype=float), np.asarray(task.tv, dtype=float)
         if len(icl) != len(tv) or not len(icl) or not len(base):
-            raise ValueError("each task needs baseline items and the same non-empty test items for ICL and TV")
+            raise TvLensError("each task needs baseline items and the same non-empty test items for ICL and TV")
         test_draw = rng.integers(0, len(icl), (n_boot, len(icl)))
         base_draw = rng.integers(0, len(base), (n_boot, len(base)))
         for name, hits, draw in (("baseline", base, base_draw), ("icl", icl, test_draw), ("tv", tv, test_draw)):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tv_lens.cli.options import add_model_options, at_least, placement
 from tv_lens.cli.vectors import dev_curve
+from tv_lens.errors import TvLensError
 from tv_lens.settings import FV_CLEAN, FV_CORRUPTED, FV_HEADS, FV_PAPER
 
 
@@ -70,7 +71,8 @@ def _universal(model, task, args: argparse.Namespace, settings: dict):
         try:
             universal = UniversalHeads.from_dict(json.loads(path.read_text()), model.cfg.n_layers)
         except (ValueError, ResultsError) as err:
-            raise ValueError(f"{path} is not a universal head set ({err}): delete it to rank the heads again") from None
+            raise TvLensError(f"{path} is not a universal head set ({err}): delete it to rank the heads "
+                              "again") from None
         print(f"universal head set from {path} ({len(universal.tasks)} tasks)")
         return universal, None
     print(f"ranking the heads over the {len(UNIVERSAL_TASKS)} built-in tasks (the universal head set)"

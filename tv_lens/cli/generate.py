@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from tv_lens.cli.options import add_model_options
+from tv_lens.errors import TvLensError
 
 
 def add_commands(commands) -> None:
@@ -48,7 +49,7 @@ def add_commands(commands) -> None:
 def stops_from(args: argparse.Namespace) -> tuple[str, ...] | None:
     """The stop strings asked for (escapes read), None for --no-stop, the default newline otherwise."""
     if args.no_stop and args.stop:
-        raise ValueError("--no-stop and --stop exclude each other: choose one")
+        raise TvLensError("--no-stop and --stop exclude each other: choose one")
     if args.no_stop:
         return None
     if not args.stop:
@@ -56,7 +57,7 @@ def stops_from(args: argparse.Namespace) -> tuple[str, ...] | None:
     try:
         return tuple(s.encode("latin-1", "backslashreplace").decode("unicode_escape") for s in args.stop)
     except UnicodeDecodeError as err:
-        raise ValueError(f"--stop has a malformed escape ({err.reason}): write \\n, \\t or plain text") from None
+        raise TvLensError(f"--stop has a malformed escape ({err.reason}): write \\n, \\t or plain text") from None
 
 
 def _generate(args: argparse.Namespace) -> None:

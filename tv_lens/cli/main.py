@@ -14,7 +14,8 @@ Adding a command, so that `tv-lens --help` stays under a second:
   otherwise and under `--quiet`) and print lines with `tv_lens.progress.say`; the engine's forward
   passes draw their own bars, named by `with tv_lens.progress.stage("what"):` around them.
 Every command gets the run options of `tv_lens.cli.options` (`--threads`, `--quiet`), applied before it
-runs; a `ValueError`, `OSError` or `FloatingPointError` it raises becomes one line `tv-lens: error: ...`.
+runs; a `TvLensError` (or another `ValueError`), `OSError` or `FloatingPointError` it raises becomes one line
+`tv-lens: error: ...`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import math
 import sys
 from collections.abc import Callable
 
+from tv_lens.errors import TvLensError
 from tv_lens.tasks.texts import escape_controls
 
 DEFAULT_MODEL = "gemma-3-270m"
@@ -83,7 +84,7 @@ def apply_run_options(args: argparse.Namespace) -> None:
     from tv_lens.progress import set_quiet
 
     if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be at least 1, got {args.threads}")
+        raise TvLensError(f"--threads must be at least 1, got {args.threads}")
     set_quiet(args.quiet)
     threads.program_defaults()
     if args.threads:
@@ -130,7 +131,7 @@ def parse_max_memory(text: str) -> dict[str | int, str]:
     for part in text.split(","):
         device, sep, amount = part.partition("=")
         if not sep or not device.strip() or not amount.strip():
-            raise ValueError(f"--max-memory {text!r}: expected DEVICE=AMOUNT pairs, e.g. 0=20GiB,cpu=60GiB")
+            raise TvLensError(f"--max-memory {text!r}: expected DEVICE=AMOUNT pairs, e.g. 0=20GiB,cpu=60GiB")
         device = device.strip()
         budget[int(device) if device.isdigit() else device] = amount.strip()
     return budget

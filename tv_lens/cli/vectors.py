@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tv_lens.cli.options import add_model_options, at_least, finite_float, placement
+from tv_lens.errors import TvLensError
 from tv_lens.settings import PAPER
 
 
@@ -62,7 +63,7 @@ def _learn(args: argparse.Namespace) -> None:
     task = resolve_task(args.task)
     check_pairs(task, PromptFormat())  # a text the arrow format cannot hold fails before the model loads
     if Path(args.out).is_dir():
-        raise ValueError(f"--out {args.out} is a directory: give the vector file's path (.safetensors)")
+        raise TvLensError(f"--out {args.out} is a directory: give the vector file's path (.safetensors)")
     check_writable_folder(Path(args.out).parent)
     model = load_model(args.model, **placement(args))
     theta = learn_task(model, task, k=args.k, seed=args.seed, n_shots=args.n_shots, layer=args.layer,
@@ -103,8 +104,8 @@ def load_vector_and_model(args: argparse.Namespace, queries: list[str]):
     theta = TaskVector.load(args.vector)
     spec = args.model or model_to_load(theta, args.vector)
     if args.model and args.model != theta.model and not args.force:
-        raise ValueError(f"{args.vector} was learned on {theta.model}, not {args.model}: drop --model, "
-                         f"or pass --force to apply it anyway")
+        raise TvLensError(f"{args.vector} was learned on {theta.model}, not {args.model}: drop --model, "
+                          f"or pass --force to apply it anyway")
     check_queries(queries, prompt_format(theta))
     return theta, load_model(spec, **placement(args))
 
@@ -118,7 +119,7 @@ def read_queries(queries: list[str]) -> list[str]:
         return queries
     queries = stdin_lines(sys.stdin.buffer.read())
     if not queries:
-        raise ValueError("no queries on stdin: give one query per line")
+        raise TvLensError("no queries on stdin: give one query per line")
     return queries
 
 
@@ -142,5 +143,5 @@ def print_answers(queries: list[str], answer: Callable[[], list[str]]) -> None:
             n_tokens = dict(too_long.too_long)[i]
             print(f"tv-lens: error: query {shown(query, 20)} {too_long.reason(n_tokens)}", file=sys.stderr, flush=True)
     if too_long:
-        raise ValueError(f"{len(too_long.too_long)} of {len(queries)} queries were too long (reported above); "
-                         "the others were answered")
+        raise TvLensError(f"{len(too_long.too_long)} of {len(queries)} queries were too long (reported above); "
+                          "the others were answered")

@@ -87,7 +87,7 @@ def task_in_format(model: Model, task: Task, fmt: str | PromptFormat = "qa", *, 
         leading_space = task.filter_report(model.tokenizer, single_token_filter=False).leading_space
         fmt = PromptFormat(leading_space=leading_space)
     else:
-        raise ValueError(f"unknown prompt format {fmt!r}: choose one of {', '.join(FORMATS)} or pass a PromptFormat")
+        raise TvLensError(f"unknown prompt format {fmt!r}: choose one of {', '.join(FORMATS)} or pass a PromptFormat")
     if single_token_filter:
         kept = task.filtered(model.tokenizer, single_token_filter=True, leading_space=leading_space)
     else:
@@ -102,7 +102,7 @@ def task_in_format(model: Model, task: Task, fmt: str | PromptFormat = "qa", *, 
 
 def answer_tokens(model: Model, fmt: PromptFormat, items: Sequence[Item]) -> list[tuple[int, ...]]:
     """For each item, the first tokens of its accepted answers after its query (the canonical
-    answer's first): a greedy first token among them is correct. ValueError (one line) where the
+    answer's first): a greedy first token among them is correct. TvLensError (one line) where the
     canonical answer has no first token of its own."""
     pairs = [(item.query, answer) for item in items for answer in item.answers]
     firsts = iter(first_answer_tokens(model.tokenizer, fmt, pairs))
@@ -110,9 +110,9 @@ def answer_tokens(model: Model, fmt: PromptFormat, items: Sequence[Item]) -> lis
     for item in items:
         mine = [next(firsts) for _ in item.answers]
         if _is_blank(model.tokenizer, mine[0]):
-            raise ValueError(f"the answer {item.answers[0]!r} has no first token of its own after the query "
-                             f"{fmt.query(item.query)!r} (it merges into the query or starts with a bare space): "
-                             f"read the task with task_in_format or use another prompt format")
+            raise TvLensError(f"the answer {item.answers[0]!r} has no first token of its own after the query "
+                              f"{fmt.query(item.query)!r} (it merges into the query or starts with a bare space): "
+                              f"read the task with task_in_format or use another prompt format")
         tokens.append(tuple(dict.fromkeys(t for t in mine if t is not None and not _is_blank(model.tokenizer, t))))
     return tokens
 
@@ -170,7 +170,7 @@ def split_inputs(task: Task, seed: int, train_fraction: float = TRAIN_FRACTION,
     into train and the rest, the rest into test and validation (70/30 and 70/30: the paper's)."""
     for name, value in dict(train_fraction=train_fraction, test_fraction=test_fraction).items():
         if not 0 < value < 1:
-            raise ValueError(f"{name} must be between 0 and 1, got {value}")
+            raise TvLensError(f"{name} must be between 0 and 1, got {value}")
     shuffled = random.Random(seed).sample(task.inputs, len(task))
     cut = round(len(shuffled) * train_fraction)
     rest = shuffled[cut:]
@@ -210,16 +210,16 @@ def fv_items(model: Model, task: Task, fmt: PromptFormat, seed: int = 0, *, n_sh
     then test queries screened or drawn up to `n_test` (0: none). UnusableTask (one line) when no
     validation query is answered correctly."""
     if queries not in QUERY_SETS:
-        raise ValueError(f"unknown query set {queries!r}: choose one of {', '.join(QUERY_SETS)}")
+        raise TvLensError(f"unknown query set {queries!r}: choose one of {', '.join(QUERY_SETS)}")
     for name, value in dict(n_shots=n_shots, n_clean=n_clean, n_corrupted=n_corrupted, n_dev=n_dev).items():
         if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
+            raise TvLensError(f"{name} must be at least 1, got {value}")
     if n_test < 0:
-        raise ValueError(f"n_test must be at least 0, got {n_test}")
+        raise TvLensError(f"n_test must be at least 0, got {n_test}")
     train, test, valid = split_inputs(task, seed)
     if not valid or len(train) < 2:
-        raise ValueError(f"task {task.name!r} has {len(task)} pairs: too few for a train split with test and "
-                         f"validation queries (70%, 21%, 9%); add pairs to the task")
+        raise TvLensError(f"task {task.name!r} has {len(task)} pairs: too few for a train split with test and "
+                          f"validation queries (70%, 21%, 9%); add pairs to the task")
     rng = random.Random(seed + 1)
     choose = _screened if queries == "icl_correct" else _drawn
     dev, icl_valid = choose(model, task, fmt, valid, n_dev, rng, n_shots, train, budget)

@@ -27,6 +27,7 @@ from scipy.stats import t as student_t
 from torch import Tensor
 
 from tv_lens.codec import Layer, PerLayer, Record
+from tv_lens.errors import TvLensError
 from tv_lens.function_vectors.items import FVItems, answer_tokens, fv_items, task_in_format
 from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import model_provenance, versions
@@ -125,7 +126,7 @@ class HeadEffects:
             (layer, head, AIE) of each, largest AIE first (ties: the earlier head).
 
         Raises:
-            ValueError: `k` below 1 or above the model's number of heads.
+            TvLensError: `k` below 1 or above the model's number of heads.
         """
         return _top(self.aie, k)
 
@@ -185,7 +186,7 @@ def _top(aie: Float[Tensor, "n_layers n_heads"], k: int) -> list[tuple[int, int,
     """The `k` largest entries of `aie`, largest first (ties: the earlier head), as (layer, head, aie)."""
     n_heads = aie.shape[1]
     if not 1 <= k <= aie.numel():
-        raise ValueError(f"k must be between 1 and the model's {aie.numel()} heads, got {k}")
+        raise TvLensError(f"k must be between 1 and the model's {aie.numel()} heads, got {k}")
     flat = aie.flatten()
     order = torch.argsort(flat, descending=True, stable=True)[:k].tolist()
     return [(i // n_heads, i % n_heads, float(flat[i])) for i in order]
@@ -270,7 +271,7 @@ def head_effects(
     Raises:
         UnusableTask: no answer has a first token of its own in this format, or the model answers no
             validation query correctly in context (`queries="all"` takes every query).
-        ValueError: an unknown `fmt` or `queries`; a size below 1; too few pairs for the split.
+        TvLensError: an unknown `fmt` or `queries`; a size below 1; too few pairs for the split.
         PromptTextError: a text the prompt format cannot hold.
         UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
     """
@@ -342,7 +343,7 @@ class UniversalHeads(Record):
         aie_high: the upper bound.
 
     Raises:
-        ValueError: no task, or `k` below 1 or above the number of heads.
+        TvLensError: no task, or `k` below 1 or above the number of heads.
     """
 
     tasks: list[str]
@@ -356,7 +357,7 @@ class UniversalHeads(Record):
 
     def __post_init__(self) -> None:
         if not self.tasks:
-            raise ValueError("a universal head set needs the head effects of at least one task")
+            raise TvLensError("a universal head set needs the head effects of at least one task")
         _top(torch.tensor(self.aie), self.k)
 
     def top_heads(self, k: int | None = None) -> list[tuple[int, int, float]]:
@@ -369,7 +370,7 @@ class UniversalHeads(Record):
             (layer, head, mean AIE) of each, largest first (ties: the earlier head).
 
         Raises:
-            ValueError: `k` below 1 or above the number of heads.
+            TvLensError: `k` below 1 or above the number of heads.
         """
         return _top(torch.tensor(self.aie), self.k if k is None else k)
 
@@ -398,19 +399,19 @@ def universal_heads(effects: Sequence[HeadEffects], k: int = FV_HEADS) -> Univer
         The mean AIE of every head with its interval over the tasks, and the set.
 
     Raises:
-        ValueError: no effects; a task twice; effects of different models or prompt formats; `k` below 1
+        TvLensError: no effects; a task twice; effects of different models or prompt formats; `k` below 1
             or above the number of heads.
     """
     if not effects:
-        raise ValueError("universal_heads needs the head effects of at least one task")
+        raise TvLensError("universal_heads needs the head effects of at least one task")
     names = [e.task for e in effects]
     if len(set(names)) != len(names):
-        raise ValueError(f"universal_heads got a task twice: {', '.join(names)}; pass each task's effects once")
+        raise TvLensError(f"universal_heads got a task twice: {', '.join(names)}; pass each task's effects once")
     fingerprints = {e.model.get("fingerprint") for e in effects}
     if len(fingerprints) != 1 or len({tuple(e.aie.shape) for e in effects}) != 1:
-        raise ValueError("universal_heads got head effects of different models: pass the effects of one model")
+        raise TvLensError("universal_heads got head effects of different models: pass the effects of one model")
     if len({str(e.settings.get("prompt_format")) for e in effects}) != 1:
-        raise ValueError("universal_heads got head effects in different prompt formats: pass those of one format")
+        raise TvLensError("universal_heads got head effects in different prompt formats: pass those of one format")
     aie = torch.stack([e.aie for e in effects])
     low, high = _t_interval(aie)
     return UniversalHeads(names, k, effects[0].model.get("model", ""), str(fingerprints.pop()), aie.mean(0).tolist(),

@@ -39,6 +39,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.codec import Layer, PerLayer, Record
+from tv_lens.errors import TvLensError
 from tv_lens.function_vectors.items import FVItems, UnusableTask, answer_tokens, fv_items, task_in_format
 from tv_lens.function_vectors.mediation import (
     HeadEffects,
@@ -75,9 +76,9 @@ def fv_vectors(model: Model, means: MeanActivations | HeadEffects, heads: Sequen
     """The FV summing `heads` ((layer, head, ...) each, e.g. `effects.top_heads(10)` or a universal set's
     `heads`) of `means` (one task's) in `formulation`, as the vector to add at each layer."""
     if formulation not in FORMULATIONS:
-        raise ValueError(f"unknown FV formulation {formulation!r}: choose one of {', '.join(FORMULATIONS)}")
+        raise TvLensError(f"unknown FV formulation {formulation!r}: choose one of {', '.join(FORMULATIONS)}")
     if not heads:
-        raise ValueError("a function vector sums at least one head: pass heads, e.g. effects.top_heads(10)")
+        raise TvLensError("a function vector sums at least one head: pass heads, e.g. effects.top_heads(10)")
     parts = []
     for layer, head, *_ in heads:
         if formulation == "out_proj":
@@ -225,7 +226,7 @@ def function_vector(
 
     Raises:
         UnusableTask: this task cannot take part (see `head_effects`).
-        ValueError: an unknown `heads`, `formulation`, `fmt` or `queries`; a `UniversalHeads` ranked on
+        TvLensError: an unknown `heads`, `formulation`, `fmt` or `queries`; a `UniversalHeads` ranked on
             another model; none of `universal_tasks` can take part; a size below 1; a layer out of range.
         UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
     """
@@ -249,10 +250,10 @@ def function_vector(
             heads = universal_heads(computed, k or FV_HEADS)
             effects = effects or next((e for e in computed if e.task == task.name), None)
         if not isinstance(heads, UniversalHeads):
-            raise ValueError(f"heads must be 'universal', 'task' or a UniversalHeads, got {heads!r}")
+            raise TvLensError(f"heads must be 'universal', 'task' or a UniversalHeads, got {heads!r}")
         if heads.fingerprint != model_provenance(model)["fingerprint"]:
-            raise ValueError(f"the universal head set was ranked on another model ({heads.model}): rank the heads "
-                             f"of this model (universal_heads)")
+            raise TvLensError(f"the universal head set was ranked on another model ({heads.model}): rank the heads "
+                              f"of this model (universal_heads)")
         ranking = heads.top_heads(k)
         if effects is None:
             with stage("ā over clean prompts"):
@@ -281,7 +282,7 @@ def effects_over(model: Model, tasks: Sequence[str | Task], known: Mapping[str, 
                  **settings) -> tuple[list[HeadEffects], dict[str, str]]:
     """The head effects of each task (`head_effects` with `settings`; those in `known` reused), for a
     universal head set; and the tasks left out because they cannot take part (`UnusableTask`: e.g. ICL
-    answers no validation query correctly), with why. ValueError when none can."""
+    answers no validation query correctly), with why. TvLensError when none can."""
     effects, left_out = [], {}
     for spec in tasks:
         task = resolve_task(spec)
@@ -293,6 +294,6 @@ def effects_over(model: Model, tasks: Sequence[str | Task], known: Mapping[str, 
         except UnusableTask as err:
             left_out[task.name] = str(err)
     if not effects:
-        raise ValueError("none of the tasks of the universal head set can take part for this model and format "
-                         "(see UnusableTask): rank each task's own heads (heads='task') or pass a UniversalHeads")
+        raise TvLensError("none of the tasks of the universal head set can take part for this model and format "
+                          "(see UnusableTask): rank each task's own heads (heads='task') or pass a UniversalHeads")
     return effects, left_out

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from tv_lens.errors import TvLensError
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
@@ -35,7 +37,7 @@ def tiny_hf_model(kind: str = "tiny-llama", seed: int = 0, n_layers: int = 3, to
     """The random-weight Hugging Face model (float32, CPU, eval mode) behind a tiny model, and its tokenizer
     (`tokenizer`, default `char_tokenizer()`; another needs BOS, EOS and pad tokens)."""
     if kind not in TINY_MODELS:
-        raise ValueError(f"unknown tiny model {kind!r}: choose one of {', '.join(TINY_MODELS)}")
+        raise TvLensError(f"unknown tiny model {kind!r}: choose one of {', '.join(TINY_MODELS)}")
     tokenizer = tokenizer or char_tokenizer()
     common = dict(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=n_layers,

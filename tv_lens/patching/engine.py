@@ -30,10 +30,16 @@ from torch import Tensor
 from transformers.cache_utils import Cache
 
 from tv_lens import threads
+from tv_lens.errors import TvLensError, TvLensTypeError
 from tv_lens.models.bridge import Model
 from tv_lens.patching import guard, hooks
 from tv_lens.patching.interventions import RESID_POST, Intervention, batch_hooks, check_intervention, query_positions
 from tv_lens.progress import counter, current_stage
+
+
+class NaNActivationsError(TvLensError, FloatingPointError):
+    """NaN in the model's activations (a model in half precision, or a patched-in vector that is not finite):
+    a `TvLensError` and a `FloatingPointError`, so either `except` catches it."""
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ def check_width(model: Model, width: int) -> None:
     """Refuse a batch wider than `token_limit` (sliding-window attention counts padded positions)."""
     limit = token_limit(model)
     if limit and width > limit:
-        raise ValueError(
+        raise TvLensError(
             f"a batch of {width} tokens (with padding) exceeds this model's limit of {limit} tokens "
             f"(its attention window): use shorter prompts"
         )
@@ -154,7 +160,7 @@ def predict(
         return []
     flat = isinstance(runs[0], Run)
     if any(isinstance(r, Run) != flat for r in runs):
-        raise TypeError("runs must be all Runs or all groups (sequences) of Runs, not a mix of both")
+        raise TvLensTypeError("runs must be all Runs or all groups (sequences) of Runs, not a mix of both")
     groups = [[r] if isinstance(r, Run) else list(r) for r in runs]
     budget = budget or Budget()
     names = [RESID_POST.format(layer=c) if isinstance(c, int) else c for c in capture]
@@ -178,7 +184,7 @@ def predict(
 def _check_groups(model: Model, groups: Sequence[Sequence[Run]]) -> None:
     for group in groups:
         if not group:
-            raise ValueError("empty group of runs: every group needs at least one sequence")
+            raise TvLensError("empty group of runs: every group needs at least one sequence")
         for r in group:
             _check_run(model, r.tokens, r.interventions)
 
@@ -186,11 +192,12 @@ def _check_groups(model: Model, groups: Sequence[Sequence[Run]]) -> None:
 def _check_run(model: Model, tokens: Sequence[int], interventions: Sequence[Intervention]) -> None:
     """Refuse an empty sequence, or interventions the model or the sequence cannot take."""
     if not tokens:
-        raise ValueError("empty token sequence: every prompt needs at least one token")
+        raise TvLensError("empty token sequence: every prompt needs at least one token")
     for iv in interventions:
         check_intervention(model, iv)
         if isinstance(iv.positions, tuple) and not all(-len(tokens) <= p < len(tokens) for p in iv.positions):
-            raise ValueError(f"intervention positions {iv.positions} fall outside a run of {len(tokens)} tokens")
+            raise TvLensError(f"intervention positions {iv.positions} fall outside a run of {len(tokens)} tokens: "
+                              f"give indices from {-len(tokens)} to {len(tokens) - 1}")
 
 
 def _shared_prefix_len(group: Sequence[Run]) -> int:
@@ -357,7 +364,8 @@ def _forward(
         count.tokens += int(own_mask.sum())
         count.padded_tokens += tokens.numel()
     if torch.isnan(logits).any():
-        raise FloatingPointError("NaN in the model's activations: load the model in float32 (dtype=torch.float32)")
+        raise NaNActivationsError("NaN in the model's activations: load the model in float32 (dtype=torch.float32) "
+                                  "and patch in only finite vectors")
     return logits[:, -1], store, new_cache
 
 

@@ -18,6 +18,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.errors import TvLensError
 from tv_lens.models.bridge import Model
 from tv_lens.patching import hooks
 
@@ -37,8 +38,8 @@ def head_contributions(
     """Each head's output through its slice of layer `layer`'s output projection (before any norm)."""
     w_o = model.blocks[layer].attn.W_O
     if z.shape[-2:] != w_o.shape[:2]:
-        raise ValueError(f"head outputs of shape {tuple(z.shape)} do not end in this model's [n_heads, d_head] "
-                         f"{list(w_o.shape[:2])}: pass every head's output (zeros for heads left out)")
+        raise TvLensError(f"head outputs of shape {tuple(z.shape)} do not end in this model's [n_heads, d_head] "
+                          f"{list(w_o.shape[:2])}: pass every head's output (zeros for heads left out)")
     return torch.einsum("...hd,hdm->...hm", z.to(w_o), w_o)
 
 

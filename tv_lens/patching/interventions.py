@@ -25,6 +25,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from tv_lens.errors import TvLensError
 from tv_lens.models.bridge import Model
 from tv_lens.patching import hooks
 
@@ -57,7 +58,7 @@ class Intervention:
         strength: the multiple of `value` for "add", the factor for "scale".
 
     Raises:
-        ValueError: a `value` that is not a 1-D float tensor; an unknown mode; bad positions; no `value` for
+        TvLensError: a `value` that is not a 1-D float tensor; an unknown mode; bad positions; no `value` for
             "replace" or "add"; a strength that is not a finite number.
 
     Example:
@@ -79,11 +80,11 @@ class Intervention:
         object.__setattr__(self, "strength", check_strength(self.strength))
         if self.value is not None and (not isinstance(self.value, Tensor) or self.value.ndim != 1
                                        or not self.value.dtype.is_floating_point):
-            raise ValueError(f"intervention value must be a one-dimensional float tensor ([d_model], or [d_head] "
-                             f"with a head), got {_described(self.value)}: for a TaskVector's [n_layers, d_model] "
-                             f"tensor, give one layer's row (theta.at(layer))")
+            raise TvLensError(f"intervention value must be a one-dimensional float tensor ([d_model], or [d_head] "
+                              f"with a head), got {_described(self.value)}: for a TaskVector's [n_layers, d_model] "
+                              f"tensor, give one layer's row (theta.at(layer))")
         if self.mode not in get_args(Mode):
-            raise ValueError(f"intervention mode must be one of {get_args(Mode)}, not {self.mode!r}")
+            raise TvLensError(f"intervention mode must be one of {get_args(Mode)}, not {self.mode!r}")
         positions: object = self.positions  # any sequence of indices is taken, as a tuple
         if not isinstance(positions, str) and isinstance(positions, Sequence):
             positions = tuple(positions)
@@ -91,10 +92,10 @@ class Intervention:
         valid_tuple = isinstance(positions, tuple) and positions and len(set(positions)) == len(positions) and all(
             isinstance(p, int) and not isinstance(p, bool) for p in positions)
         if positions not in get_args(Where) and not valid_tuple:
-            raise ValueError(f"intervention positions must be 'last', 'all' or a non-empty tuple of distinct "
-                             f"token indices, not {positions!r}")
+            raise TvLensError(f"intervention positions must be 'last', 'all' or a non-empty tuple of distinct "
+                              f"token indices, not {positions!r}")
         if self.value is None and self.mode != "scale":
-            raise ValueError(f"a {self.mode!r} intervention needs a value (only 'scale' works without one)")
+            raise TvLensError(f"a {self.mode!r} intervention needs a value (only 'scale' works without one)")
 
     @property
     def name(self) -> str:
@@ -140,9 +141,9 @@ def query_positions(model: Model, tokens: Int[Tensor, "batch pos"], mask: Int[Te
 
 
 def check_strength(strength: object) -> float:
-    """`strength` as a float if it is a finite real number, else a one-line ValueError."""
+    """`strength` as a float if it is a finite real number, else a one-line TvLensError."""
     if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not math.isfinite(strength):
-        raise ValueError(f"strength must be a finite number, got {strength!r}")
+        raise TvLensError(f"strength must be a finite number, got {strength!r}")
     return float(strength)
 
 
@@ -155,9 +156,9 @@ def _described(value: object) -> str:
 def check_layer(model: Model, layer: int) -> None:
     """Refuse a layer the model lacks (or that is not an integer)."""
     if isinstance(layer, bool) or not isinstance(layer, int):
-        raise ValueError(f"layer must be an integer, got {layer!r}")
+        raise TvLensError(f"layer must be an integer, got {layer!r}")
     if not 0 <= layer < model.cfg.n_layers:
-        raise ValueError(f"layer {layer} out of range: this model has layers 0..{model.cfg.n_layers - 1}")
+        raise TvLensError(f"layer {layer} out of range: this model has layers 0..{model.cfg.n_layers - 1}")
 
 
 def check_intervention(model: Model, intervention: Intervention) -> None:
@@ -167,16 +168,16 @@ def check_intervention(model: Model, intervention: Intervention) -> None:
     name = intervention.name
     hook_dict = getattr(model, "hook_dict", None)
     if hook_dict is not None and name not in hook_dict:
-        raise ValueError(f"this model has no hook point {name!r}: check the hook template {intervention.hook!r}")
+        raise TvLensError(f"this model has no hook point {name!r}: check the hook template {intervention.hook!r}")
     head, value = intervention.head, intervention.value
     if head is not None and not 0 <= head < model.cfg.n_heads:
-        raise ValueError(f"head {head} out of range: this model has heads 0..{model.cfg.n_heads - 1}")
+        raise TvLensError(f"head {head} out of range: this model has heads 0..{model.cfg.n_heads - 1}")
     if value is None:
         return
     width, what = (model.cfg.d_head, "d_head") if head is not None else (model.cfg.d_model, "d_model")
     if value.ndim != 1 or value.shape[0] != width:
-        raise ValueError(f"intervention value of shape {tuple(value.shape)} does not fit this model's {what} "
-                         f"{width}: it was learned on another model (or give a head for a per-head hook)")
+        raise TvLensError(f"intervention value of shape {tuple(value.shape)} does not fit this model's {what} "
+                          f"{width}: it was learned on another model (or give a head for a per-head hook)")
 
 
 def batch_hooks(
@@ -237,7 +238,7 @@ def intervening(model: Model, interventions: Intervention | Sequence[Interventio
         interventions: one `Intervention` or a list of them.
 
     Raises:
-        ValueError: an intervention the model cannot take: a layer, hook or head it lacks, or a value of
+        TvLensError: an intervention the model cannot take: a layer, hook or head it lacks, or a value of
             another width.
     """
     interventions = [interventions] if isinstance(interventions, Intervention) else list(interventions)

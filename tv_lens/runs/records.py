@@ -20,6 +20,7 @@ from tv_lens.analysis.geometry import ClusterStats
 from tv_lens.analysis.lens import TopTokens
 from tv_lens.analysis.summary import GroupSummary, TaskHits, summarize
 from tv_lens.codec import Fraction, Layer, PerLayer, Record, ResultsError, stored_fields
+from tv_lens.errors import TvLensError
 from tv_lens.function_vectors.mediation import UniversalHeads
 from tv_lens.function_vectors.vector import FVEvaluation
 from tv_lens.stats import Accuracy
@@ -48,7 +49,7 @@ def _recomputed(name: str, stored, expected, what: str, rel: float = 1e-9) -> No
     """Refuse `stored` (field `name`) when it differs from `expected`, recomputed from `what`."""
     if not same_numbers(stored.to_dict() if isinstance(stored, Record) else stored,
                         expected.to_dict() if isinstance(expected, Record) else expected, rel):
-        raise ValueError(f"{name} differs from what its {what} give: the file was edited or damaged")
+        raise TvLensError(f"{name} differs from what its {what} give: the file was edited or damaged")
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,8 @@ class LayerCurve(Record):
 
     def __post_init__(self) -> None:
         if not len(self.accuracy) == len(self.correct) == len(self.total):
-            raise ValueError(f"{self.task}: accuracy, correct and total differ in length")
+            raise TvLensError(f"{self.task}: accuracy, correct and total differ in length: the file was edited or "
+                              "damaged")
         _recomputed("accuracy", self.accuracy, [Accuracy(c, t).value for c, t in zip(self.correct, self.total)],
                     "counts")
 
@@ -204,8 +206,8 @@ class ConflictPair(Record):
     def __post_init__(self) -> None:
         totals = {a.total for a in (self.icl_vs_a, self.icl_vs_b, self.patched_vs_a, self.patched_vs_b)}
         if totals != {self.n_items} or len(self.items) != self.n_items:
-            raise ValueError(f"{self.task_a} -> {self.task_b}: n_items {self.n_items}, {len(self.items)} items and "
-                             f"accuracies out of {sorted(totals)} disagree: the file was edited or damaged")
+            raise TvLensError(f"{self.task_a} -> {self.task_b}: n_items {self.n_items}, {len(self.items)} items and "
+                              f"accuracies out of {sorted(totals)} disagree: the file was edited or damaged")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -279,8 +281,8 @@ class Clusters(Results):
         for p in self.points:
             counts[p.task] = counts.get(p.task, 0) + 1
         if counts != {t.task: t.n_items for t in self.tasks if t.n_items}:
-            raise ValueError("points: the points of each task differ from its count of vectors: the file was "
-                             "edited or damaged")
+            raise TvLensError("points: the points of each task differ from its count of vectors: the file was "
+                              "edited or damaged")
 
 
 # Function vectors beside task vectors (a unit per prompt format and task, after a head-effects unit per
@@ -365,7 +367,7 @@ class FunctionVectors(Results):
     def __post_init__(self) -> None:
         for fmt in self.universal:
             if not any(r.format == fmt for r in self.runs):
-                raise ValueError(f"universal.{fmt}: no run of that format: the file was edited or damaged")
+                raise TvLensError(f"universal.{fmt}: no run of that format: the file was edited or damaged")
 
 
 # Composition of vectors (a unit per compound task; each task's θ and FV are units of a sub-store).

@@ -34,6 +34,7 @@ from torch import Tensor
 
 from tv_lens.claims import claimed
 from tv_lens.codec import Record, ResultsError, decode, encode
+from tv_lens.errors import TvLensError
 from tv_lens.files import FileReadError, read_regular, tensor_bytes, write_atomically
 from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import model_provenance, versions
@@ -128,14 +129,14 @@ class Shard:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.index, int) and isinstance(self.count, int) and 1 <= self.index <= self.count):
-            raise ValueError(f"a shard is I/N with 1 <= I <= N, got {self.index}/{self.count}")
+            raise TvLensError(f"a shard is I/N with 1 <= I <= N, got {self.index}/{self.count}")
 
     @classmethod
     def parse(cls, text: str) -> Shard:
         """'I/N' -> Shard(I, N)."""
         index, sep, count = text.partition("/")
         if not (sep and index.strip().isdigit() and count.strip().isdigit()):
-            raise ValueError(f"--shard takes I/N (this process is shard I of N, 1 <= I <= N), got {text!r}")
+            raise TvLensError(f"--shard takes I/N (this process is shard I of N, 1 <= I <= N), got {text!r}")
         return cls(int(index), int(count))
 
     def share(self, names: Sequence[str]) -> list[str]:

@@ -19,6 +19,8 @@ from typing import Any
 
 from torch import Tensor
 
+from tv_lens.errors import TvLensError, TvLensTypeError
+
 TERM_FIELDS = ("name", "coefficient", "task", "digest", "layer", "n_shots", "n_contexts", "seed", "heads")
 _PREFIX = {"task_vector": "tv", "function_vector": "fv"}
 
@@ -56,11 +58,11 @@ def expression(terms: Sequence[dict]) -> str:
 
 
 def check_coefficient(value) -> float:
-    """A finite real number as a float; a one-line TypeError or ValueError otherwise."""
+    """A finite real number as a float; a one-line TvLensTypeError or TvLensError otherwise."""
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"a task vector is multiplied by a number, not by {type(value).__name__}")
+        raise TvLensTypeError(f"a task vector is multiplied by a number, not by {type(value).__name__}")
     if not math.isfinite(value):
-        raise ValueError(f"a task vector cannot be multiplied by {value}: give a finite number")
+        raise TvLensError(f"a task vector cannot be multiplied by {value}: give a finite number")
     return float(value)
 
 
@@ -82,8 +84,8 @@ def check_combinable(vectors: Sequence[Any]) -> None:
         elif other.prompt_format != first.prompt_format:
             why = "they were learned with different prompt formats"
         if why:
-            raise ValueError(f"cannot combine {short_name(first)} and {short_name(other)}: {why}; combine vectors "
-                             f"of one model, kind, hook, shape and prompt format")
+            raise TvLensError(f"cannot combine {short_name(first)} and {short_name(other)}: {why}; combine vectors "
+                              f"of one model, kind, hook, shape and prompt format")
 
 
 def combination(parts: Sequence[tuple[float, Any]]) -> tuple[Tensor, dict, dict]:
@@ -91,13 +93,13 @@ def combination(parts: Sequence[tuple[float, Any]]) -> tuple[Tensor, dict, dict]
     (components merged by identity; a composed vector contributes its own components) and the
     settings (layer, n_shots, n_contexts, seed) that all components share, defaults where they differ."""
     if not parts:
-        raise ValueError("nothing to combine: give at least one vector")
+        raise TvLensError("nothing to combine: give at least one vector")
     coefficients = [check_coefficient(c) for c, _ in parts]
     vectors = [v for _, v in parts]
     check_combinable(vectors)
     total = sum(c * v.vectors.float() for c, v in zip(coefficients, vectors))
     if not total.isfinite().all():
-        raise ValueError("the combination overflows (infinite values): use smaller coefficients")
+        raise TvLensError("the combination overflows (infinite values): use smaller coefficients")
     merged: dict[str, dict] = {}
     for c, v in zip(coefficients, vectors):
         for term in terms_of(v):

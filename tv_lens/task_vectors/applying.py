@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tv_lens.errors import TvLensTypeError
 from tv_lens.models.bridge import Model
 from tv_lens.patching.engine import Budget, Run, decode, encode, predict
 from tv_lens.patching.guard import check_model
@@ -59,9 +60,9 @@ def apply(
     Raises:
         QueryTooLongError: some queries exceed the model's token limit; raised after the others are
             answered, with every answer in its `answers` (None for the long ones).
-        TypeError: `queries` is one string; `layer`, `mode`, `strength` or `positions` with interventions
+        TvLensTypeError: `queries` is one string; `layer`, `mode`, `strength` or `positions` with interventions
             of your own; a `vector` of another type.
-        ValueError: a vector learned on another model (or of another `d_model`); no `layer` where the vector
+        TvLensError: a vector learned on another model (or of another `d_model`); no `layer` where the vector
             has none; a layer, hook or head the model lacks; an empty query.
         PromptTextError: a query the prompt format cannot hold.
         UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
@@ -99,15 +100,15 @@ def as_interventions(model: Model, vector: Vector, layer: int | None = None, *, 
         check_compatible(model, vector, allow_transfer)
         edits = (vector.intervention(layer, mode=mode, strength=strength, positions=positions),)
     elif (layer, mode, strength, positions) != (None, None, 1.0, "last"):
-        raise TypeError("layer, mode, strength and positions place a TaskVector; give them to your Intervention")
+        raise TvLensTypeError("layer, mode, strength and positions place a TaskVector; give them to your Intervention")
     elif isinstance(vector, Intervention):
         edits = (vector,)
     elif isinstance(vector, Sequence) and all(isinstance(edit, Intervention) for edit in vector):
         edits = tuple(vector)
     else:
-        raise TypeError(f"the vector must be a TaskVector, an Intervention or a list of them, got "
-                        f"{type(vector).__name__}: wrap a tensor as TaskVector(vectors=...) ([n_layers, d_model]) "
-                        f"or Intervention(layer=L, value=...) ([d_model])")
+        raise TvLensTypeError(f"the vector must be a TaskVector, an Intervention or a list of them, got "
+                              f"{type(vector).__name__}: wrap a tensor as TaskVector(vectors=...) "
+                              f"([n_layers, d_model]) or Intervention(layer=L, value=...) ([d_model])")
     for edit in edits:
         check_intervention(model, edit)
     return edits

@@ -14,6 +14,8 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from tv_lens.errors import TvLensError, TvLensTypeError
+
 
 @dataclass(frozen=True)
 class Sampling:
@@ -28,11 +30,11 @@ class Sampling:
     def __post_init__(self) -> None:
         if isinstance(self.temperature, bool) or not (isinstance(self.temperature, (int, float))
                                                       and math.isfinite(self.temperature) and self.temperature >= 0):
-            raise ValueError(f"temperature must be a number >= 0 (0 is greedy), got {self.temperature!r}")
+            raise TvLensError(f"temperature must be a number >= 0 (0 is greedy), got {self.temperature!r}")
         if isinstance(self.top_p, bool) or not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
-            raise ValueError(f"top_p must be in (0, 1] (1 keeps every token), got {self.top_p!r}")
+            raise TvLensError(f"top_p must be in (0, 1] (1 keeps every token), got {self.top_p!r}")
         if isinstance(self.top_k, bool) or not (isinstance(self.top_k, int) and self.top_k >= 0):
-            raise ValueError(f"top_k must be an integer >= 0 (0 keeps every token), got {self.top_k!r}")
+            raise TvLensError(f"top_k must be an integer >= 0 (0 keeps every token), got {self.top_k!r}")
 
     @property
     def greedy(self) -> bool:
@@ -76,10 +78,10 @@ def row_seeds(seed: int | Sequence[int] | None, n: int) -> list[int]:
     if isinstance(seed, int) and not isinstance(seed, bool):
         return [row_seed(seed, i) for i in range(n)]
     if isinstance(seed, (str, bytes)) or not isinstance(seed, Sequence):
-        raise TypeError(f"seed must be an integer, a list of one integer per query, or None, not {seed!r}")
+        raise TvLensTypeError(f"seed must be an integer, a list of one integer per query, or None, not {seed!r}")
     seeds = list(seed)
     if len(seeds) != n or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        raise ValueError(f"a list of seeds needs one integer >= 0 per query ({n}), got {seeds!r}")
+        raise TvLensError(f"a list of seeds needs one integer >= 0 per query ({n}), got {seeds!r}")
     return seeds
 
 

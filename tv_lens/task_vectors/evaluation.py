@@ -11,6 +11,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from tv_lens.codec import NOT_STORED, Layer, PerLayer, Record
+from tv_lens.errors import TvLensError
 from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, Run, counting, decode, encode, predict, token_limit
@@ -74,7 +75,7 @@ class EvalResult(Record):
             in `to_dict`), None once read back.
 
     Raises:
-        ValueError: accuracies that differ from the per-item hits, or a best layer that is not the first best
+        TvLensError: accuracies that differ from the per-item hits, or a best layer that is not the first best
             of the dev curve (a record edited or damaged).
     """
 
@@ -107,13 +108,13 @@ class EvalResult(Record):
         for name, hits in (("icl", self.hits.icl), ("tv", self.hits.tv)):
             stored = getattr(self, name)
             if len(hits) != n or Accuracy.of(hits) != stored:
-                raise ValueError(f"{self.task}: {name} {stored.correct}/{stored.total} differs from its per-item hits "
-                                 f"({sum(map(bool, hits))}/{len(hits)}, {n} test items): the record was edited or "
-                                 f"damaged")
+                raise TvLensError(f"{self.task}: {name} {stored.correct}/{stored.total} differs from its per-item hits "
+                                  f"({sum(map(bool, hits))}/{len(hits)}, {n} test items): the record was edited or "
+                                  f"damaged")
         dev = [a.value for a in self.dev_accuracy_by_layer]
         if dev and all(math.isfinite(v) for v in dev) and best_layer(dev) != self.best_layer:
-            raise ValueError(f"{self.task}: best_layer {self.best_layer} is not the first best layer of its dev "
-                             f"accuracies ({best_layer(dev)}): the record was edited or damaged")
+            raise TvLensError(f"{self.task}: best_layer {self.best_layer} is not the first best layer of its dev "
+                              f"accuracies ({best_layer(dev)}): the record was edited or damaged")
 
 
 def evaluate(
@@ -151,9 +152,9 @@ def evaluate(
         The accuracies with Wilson 95% intervals, the dev curve, the test predictions and the provenance.
 
     Raises:
-        ValueError: a size below 1, or more than the task can supply; a task the filter cannot read (see
+        TvLensError: a size below 1, or more than the task can supply; a task the filter cannot read (see
             `Task.filtered`).
-        TypeError: an unknown size in `**sizes`.
+        TvLensTypeError: an unknown size in `**sizes`.
         UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
 
     Example:
@@ -175,8 +176,8 @@ def evaluate(
             clock = now
 
         if settings.n_dummies < 1:
-            raise ValueError(f"n_dummies must be at least 1 (θ is the mean over dummy queries; the paper uses 2), "
-                             f"got {settings.n_dummies}")
+            raise TvLensError(f"n_dummies must be at least 1 (θ is the mean over dummy queries; the paper uses 2), "
+                              f"got {settings.n_dummies}")
         use_filter = task.single_token_filter if single_token_filter is None else single_token_filter
         kept = task.filtered(model.tokenizer, use_filter)
         fmt = fmt or PromptFormat.for_task(kept)

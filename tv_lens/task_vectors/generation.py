@@ -22,6 +22,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.errors import TvLensError, TvLensTypeError
 from tv_lens.models.bridge import Model
 from tv_lens.patching.engine import Budget, encode, prefill, step
 from tv_lens.patching.guard import check_model
@@ -110,9 +111,9 @@ def generate(
     Raises:
         QueryTooLongError: some prompts plus `max_new_tokens` exceed the model's token limit; raised after
             the others are answered, with every answer in its `answers` (None for the long ones).
-        ValueError: an unknown `positions`, a bad sampling setting or seed list, `chat` with `fmt` or
+        TvLensError: an unknown `positions`, a bad sampling setting or seed list, `chat` with `fmt` or
             without a chat template, an empty stop string; the errors of `apply`.
-        TypeError: `layer`, `mode`, `strength`, or `positions` "all" or a tuple with interventions of your
+        TvLensTypeError: `layer`, `mode`, `strength`, or `positions` "all" or a tuple with interventions of your
             own; a `seed` of another type.
         UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
     """
@@ -124,7 +125,7 @@ def generate(
     edits, steer_generated = _placed(model, vector, layer, mode, strength, positions, allow_transfer)
     if chat:
         if fmt is not None:
-            raise ValueError("chat=True sends each query as the user's message: drop fmt, or drop chat")
+            raise TvLensError("chat=True sends each query as the user's message: drop fmt, or drop chat")
         prompts = chat_prompts(model, queries)
     else:
         prompts = encode(model, [prompt_format(vector, fmt).query(q) for q in queries])
@@ -142,8 +143,8 @@ def _placed(model: Model, vector: Vector | None, layer: int | None, mode: Mode |
             positions: str | tuple[int, ...], allow_transfer: bool) -> tuple[tuple[Intervention, ...], bool]:
     """The interventions of the prompt and whether generated tokens get them too."""
     if positions not in GENERATION_POSITIONS and not isinstance(positions, tuple):
-        raise ValueError(f"positions must be one of {', '.join(GENERATION_POSITIONS)} or a tuple of prompt token "
-                         f"indices, not {positions!r}")
+        raise TvLensError(f"positions must be one of {', '.join(GENERATION_POSITIONS)} or a tuple of prompt token "
+                          f"indices, not {positions!r}")
     if vector is None:
         return (), False
     if isinstance(vector, TaskVector):
@@ -151,8 +152,9 @@ def _placed(model: Model, vector: Vector | None, layer: int | None, mode: Mode |
         return (as_interventions(model, vector, layer, mode=mode, strength=strength, positions=in_prompt,
                                  allow_transfer=allow_transfer), positions in ("generated", "all"))
     if (layer, mode, strength) != (None, None, 1.0) or positions not in ("last", "generated"):
-        raise TypeError("layer, mode, strength and positions 'all' or a tuple place a TaskVector: set them in your "
-                        "own Interventions (positions='generated' repeats those at every generated token)")
+        raise TvLensTypeError("layer, mode, strength and positions 'all' or a tuple place a TaskVector: set them "
+                              "in your own Interventions (positions='generated' repeats those at every generated "
+                              "token)")
     return as_interventions(model, vector), positions == "generated"
 
 
@@ -160,7 +162,7 @@ def stop_strings(stop: str | Sequence[str] | None) -> tuple[str, ...]:
     """`stop` as a tuple of non-empty strings (None or () for none: generation ends at EOS or the length)."""
     stops = () if stop is None else (stop,) if isinstance(stop, str) else tuple(stop)
     if not all(isinstance(s, str) and s for s in stops):
-        raise ValueError(f"stop strings must be non-empty strings, got {stop!r}")
+        raise TvLensError(f"stop strings must be non-empty strings, got {stop!r}")
     return stops
 
 
@@ -169,8 +171,8 @@ def chat_prompts(model: Model, queries: Sequence[str]) -> list[list[int]]:
     assistant's answer."""
     tokenizer = model.tokenizer
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError("this model's tokenizer has no chat template: drop chat (--chat), or load an instruction "
-                         "model such as smollm2-135m")
+        raise TvLensError("this model's tokenizer has no chat template: drop chat (--chat), or load an instruction "
+                          "model such as smollm2-135m")
     texts = [tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False,
                                            add_generation_prompt=True) for q in queries]
     return [tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
@@ -197,7 +199,7 @@ def generate_tokens(
     row stops at a stop string, at an end-of-sequence token, or after `max_new_tokens`).
     """
     if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        raise TvLensError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     budget = budget or Budget()
     stops = stop_strings(stop)
     interventions = list(interventions) if interventions is not None else [()] * len(prompts)
@@ -278,12 +280,12 @@ def score_generation(task: Task, query: str, text: str, scoring: str | None = No
         True when the text answers the query.
 
     Raises:
-        ValueError: a `scoring` other than "exact" or "prefix".
-        KeyError: `query` is not an input of the task.
+        TvLensError: a `scoring` other than "exact" or "prefix".
+        UnknownQueryError: `query` is not an input of the task (a `TvLensError` and a `KeyError`).
     """
     scoring = scoring or ("prefix" if task.scoring == "prefix" else "exact")
     if scoring not in ("exact", "prefix"):
-        raise ValueError(f"generation scoring must be 'exact' or 'prefix', not {scoring!r}")
+        raise TvLensError(f"generation scoring must be 'exact' or 'prefix', not {scoring!r}")
     line = text.split(STOP)[0].strip()
     answers = [a.strip() for a in task.answers(query) if a.strip()]
     if scoring == "exact":

@@ -10,6 +10,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.errors import TvLensError, TvLensTypeError
 from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, Run, encode, predict, token_limit
@@ -52,8 +53,8 @@ def learn(
         A `TaskVector` [n_layers, d_model] with `n_shots = len(demos)`, `n_contexts = 1` and its provenance.
 
     Raises:
-        TypeError: `demos` or `dummies` is one string, or a demonstration is not a pair.
-        ValueError: no demonstration or no dummy query; a layer out of range; a prompt over the model's token
+        TvLensTypeError: `demos` or `dummies` is one string, or a demonstration is not a pair.
+        TvLensError: no demonstration or no dummy query; a layer out of range; a prompt over the model's token
             limit; an empty text.
         PromptTextError: a text the prompt format cannot hold (e.g. a line break in the arrow format).
         UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
@@ -66,11 +67,11 @@ def learn(
     """
     check_model(model)
     if isinstance(demos, str) or isinstance(dummies, str):
-        raise TypeError("demos is a list of (x, y) pairs and dummies a list of inputs, not strings")
+        raise TvLensTypeError("demos is a list of (x, y) pairs and dummies a list of inputs, not strings")
     if not demos:
-        raise ValueError("learn needs at least one demonstration (x, y) pair")
+        raise TvLensError("learn needs at least one demonstration (x, y) pair")
     if not dummies:
-        raise ValueError("learn needs at least one dummy query: pass dummies=[x1, x2] (inputs of the task)")
+        raise TvLensError("learn needs at least one dummy query: pass dummies=[x1, x2] (inputs of the task)")
     if layer is not None:
         check_layer(model, layer)
     fmt = fmt or PromptFormat()
@@ -91,7 +92,7 @@ def _checked_demos(fmt: PromptFormat, demos: Sequence[tuple[str, str]]) -> list[
     checked = []
     for i, pair in enumerate(demos):
         if isinstance(pair, str) or not isinstance(pair, Sequence) or len(pair) != 2:
-            raise TypeError(f"demonstration {i} must be an (input, output) pair, got {pair!r}")
+            raise TvLensTypeError(f"demonstration {i} must be an (input, output) pair, got {pair!r}")
         checked.append((fmt.check_text(pair[0], f"demonstration {i} input"),
                         fmt.check_text(pair[1], f"demonstration {i} output")))
     return checked
@@ -102,8 +103,8 @@ def _check_fits(model: Model, prompts: Sequence[str]) -> None:
     limit = token_limit(model)
     for i, tokens in enumerate(encode(model, prompts)):
         if limit and len(tokens) > limit:
-            raise ValueError(f"the prompt of these demonstrations and dummy query {i} has {len(tokens)} tokens, "
-                             f"over this model's limit of {limit}: use fewer or shorter demonstrations")
+            raise TvLensError(f"the prompt of these demonstrations and dummy query {i} has {len(tokens)} tokens, "
+                              f"over this model's limit of {limit}: use fewer or shorter demonstrations")
 
 
 @overload
@@ -129,7 +130,8 @@ def learn_items(
     key/value cache.
     """
     if any(not item.dummies for item in items):
-        raise ValueError("every item needs at least one dummy query to learn θ from (n_dummies >= 1; the paper uses 2)")
+        raise TvLensError("every item needs at least one dummy query to learn θ from (n_dummies >= 1; the paper "
+                          "uses 2)")
     groups = []
     for item in items:
         prompts = fmt.dummy_prompts(item) + ([fmt.icl_prompt(item)] if icl else [])

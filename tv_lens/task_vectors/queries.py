@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from tv_lens.errors import TvLensError
+from tv_lens.errors import TvLensError, TvLensTypeError
 from tv_lens.models.bridge import Model
 from tv_lens.patching.engine import token_limit
 from tv_lens.tasks.prompts import PromptFormat
@@ -35,10 +35,10 @@ def check_queries(queries: Sequence[str], fmt: PromptFormat) -> list[str]:
     """The queries as a list; a bare string, an empty list, an empty or whitespace-only query, or one
     the prompt format `fmt` cannot hold (a line break where it splits prompts) is refused."""
     if isinstance(queries, str):
-        raise TypeError(f"queries must be a list of strings, not one string: write [{queries!r}]")
+        raise TvLensTypeError(f"queries must be a list of strings, not one string: write [{queries!r}]")
     queries = list(queries)
     if not queries:
-        raise ValueError("no queries: give at least one")
+        raise TvLensError("no queries: give at least one")
     return [fmt.check_text(q, f"query {i}") for i, q in enumerate(queries)]
 
 

@@ -41,9 +41,9 @@ class TaskVectorSolver:
         budget: the budget, as given.
 
     Raises:
-        ValueError: a vector learned on another model; no `layer` where the vector has none; a layer, hook or
+        TvLensError: a vector learned on another model; no `layer` where the vector has none; a layer, hook or
             head the model lacks.
-        TypeError: placement arguments with interventions of your own, or a `vector` of another type.
+        TvLensTypeError: placement arguments with interventions of your own, or a `vector` of another type.
         UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
 
     Example:
@@ -86,7 +86,7 @@ class TaskVectorSolver:
 
         Raises:
             VectorFileError: a missing, damaged, foreign or too-new file.
-            ValueError: no `model` and the vector names none tv_lens may load by itself; a vector learned on
+            TvLensError: no `model` and the vector names none tv_lens may load by itself; a vector learned on
                 another model than `model`.
         """
         from tv_lens.models.loading import load_model

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.errors import TvLensError
 from tv_lens.models.bridge import Model
 from tv_lens.patching.engine import Budget, Run, decode, encode, predict
 from tv_lens.patching.guard import check_model
@@ -66,5 +67,5 @@ def layer_sweep(
 def best_layer(accuracies: Sequence[float]) -> int:
     """The first layer with the highest accuracy (the paper's choice; ties go to the earlier layer)."""
     if not accuracies:
-        raise ValueError("best_layer needs the accuracy of at least one layer")
+        raise TvLensError("best_layer needs the accuracy of at least one layer")
     return max(range(len(accuracies)), key=lambda layer: (accuracies[layer], -layer))

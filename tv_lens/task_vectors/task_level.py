@@ -11,6 +11,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from tv_lens.errors import TvLensError
 from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import model_provenance, versions
 from tv_lens.patching.engine import Budget, token_limit
@@ -65,15 +66,15 @@ def learn_task(
         A `TaskVector` [n_layers, d_model] with `n_contexts = k`, its layer and its provenance.
 
     Raises:
-        ValueError: `k` below 1; a size below 1, or more than the task can supply; a layer out of range; no
+        TvLensError: `k` below 1; a size below 1, or more than the task can supply; a layer out of range; no
             dev item; a task the filter cannot read (see `Task.filtered`).
-        TypeError: an unknown size in `**sizes`.
+        TvLensTypeError: an unknown size in `**sizes`.
         UnsupportedModelError: `model` is not a `TransformerBridge` in compatibility mode and eval mode.
     """
     check_model(model)
     settings = settings.but(**sizes)
     if k < 1:
-        raise ValueError(f"k (the number of contexts) must be at least 1, got {k}")
+        raise TvLensError(f"k (the number of contexts) must be at least 1, got {k}")
     kept = task.filtered(model.tokenizer, single_token_filter)
     fmt = fmt or PromptFormat.for_task(kept)
     kept = prompt_ready(kept, fmt, model.tokenizer, token_limit(model), settings.n_shots)
@@ -108,7 +109,7 @@ def choose_layer(
     """The first layer with the best dev accuracy when `vectors` is patched into every dev query,
     and the accuracy at each layer."""
     if not dev:
-        raise ValueError("choosing a layer needs at least one dev item: raise n_dev or pass layer=L")
+        raise TvLensError("choosing a layer needs at least one dev item: raise n_dev or pass layer=L")
     scorer = get_scorer(task.scoring)
     with stage("layer sweep on dev items"):
         by_layer, _ = layer_sweep(model, [fmt.zero_shot_prompt(i) for i in dev], [vectors] * len(dev),

@@ -26,7 +26,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from tv_lens.errors import TvLensError
+from tv_lens.errors import TvLensError, TvLensTypeError
 from tv_lens.files import FileReadError, read_regular, save_tensors
 from tv_lens.models.bridge import Model
 from tv_lens.models.provenance import fingerprint, versions
@@ -80,7 +80,7 @@ class TaskVector:
             stream, the paper's patch).
 
     Raises:
-        ValueError: `vectors` is not a non-empty 2-D float tensor; `layer` is out of range; `kind` does not
+        TvLensError: `vectors` is not a non-empty 2-D float tensor; `layer` is out of range; `kind` does not
             match the class.
 
     Example:
@@ -115,14 +115,14 @@ class TaskVector:
                 or not vectors.dtype.is_floating_point:
             got = (f"a {str(vectors.dtype).removeprefix('torch.')} tensor of shape {list(vectors.shape)}"
                    if isinstance(vectors, Tensor) else f"a {type(vectors).__name__}")
-            raise ValueError(f"a TaskVector's vectors must be a float tensor [n_layers, d_model] (one row per layer), "
-                             f"got {got}: for one layer's vector use Intervention(layer=L, value=v)")
+            raise TvLensError(f"a TaskVector's vectors must be a float tensor [n_layers, d_model] (one row per layer), "
+                              f"got {got}: for one layer's vector use Intervention(layer=L, value=v)")
         if self.layer is not None and (not _is_int(self.layer) or not 0 <= self.layer < vectors.shape[0]):
-            raise ValueError(f"layer {self.layer!r} is not one of this vector's layers 0..{vectors.shape[0] - 1}")
+            raise TvLensError(f"layer {self.layer!r} is not one of this vector's layers 0..{vectors.shape[0] - 1}")
         kind = FUNCTION_VECTOR if isinstance(self, FunctionVector) else TASK_VECTOR
         if self.kind != kind:
-            raise ValueError(f"a {type(self).__name__} has kind {kind!r}, not {self.kind!r}: build a "
-                             f"{'FunctionVector' if self.kind == FUNCTION_VECTOR else 'TaskVector'} instead")
+            raise TvLensError(f"a {type(self).__name__} has kind {kind!r}, not {self.kind!r}: build a "
+                              f"{'FunctionVector' if self.kind == FUNCTION_VECTOR else 'TaskVector'} instead")
 
     @property
     def n_layers(self) -> int:
@@ -174,12 +174,12 @@ class TaskVector:
             A vector of the first one's class.
 
         Raises:
-            TypeError: an empty list, or an item that is not a `TaskVector`.
-            ValueError: vectors that cannot be combined (another model, kind, hook, shape or prompt format).
+            TvLensTypeError: an empty list, or an item that is not a `TaskVector`.
+            TvLensError: vectors that cannot be combined (another model, kind, hook, shape or prompt format).
         """
         vectors = list(vectors)
         if not vectors or not all(isinstance(v, TaskVector) for v in vectors):
-            raise TypeError("TaskVector.mean takes a non-empty list of TaskVectors")
+            raise TvLensTypeError("TaskVector.mean takes a non-empty list of TaskVectors")
         return _combined([(1 / len(vectors), v) for v in vectors])
 
     def at(self, layer: int | None = None) -> Float[Tensor, " d_model"]:
@@ -192,7 +192,7 @@ class TaskVector:
             The [d_model] row of `vectors`.
 
         Raises:
-            ValueError: no `layer` where the vector has none, or a layer out of range.
+            TvLensError: no `layer` where the vector has none, or a layer out of range.
         """
         return self.vectors[self._chosen_layer(layer)]
 
@@ -200,9 +200,9 @@ class TaskVector:
         """`layer`, else the vector's own; refused where there is none or it is out of range."""
         layer = self.layer if layer is None else layer
         if layer is None:
-            raise ValueError("this task vector has no default layer: pass layer=L")
+            raise TvLensError("this task vector has no default layer: pass layer=L")
         if not 0 <= layer < self.n_layers:
-            raise ValueError(f"layer {layer} out of range: this vector has layers 0..{self.n_layers - 1}")
+            raise TvLensError(f"layer {layer} out of range: this vector has layers 0..{self.n_layers - 1}")
         return layer
 
     def intervention(self, layer: int | None = None, *, mode: Mode | None = None, strength: float = 1.0,
@@ -221,7 +221,7 @@ class TaskVector:
             The intervention.
 
         Raises:
-            ValueError: no `layer` where the vector has none, or a layer out of range; a bad mode, strength
+            TvLensError: no `layer` where the vector has none, or a layer out of range; a bad mode, strength
                 or positions.
         """
         layer = self._chosen_layer(layer)
@@ -248,7 +248,7 @@ class TaskVector:
             The intervention written in.
 
         Raises:
-            ValueError: a vector learned on another model; no `layer` where the vector has none; a layer out
+            TvLensError: a vector learned on another model; no `layer` where the vector has none; a layer out
                 of range.
         """
         check_compatible(model, self, allow_transfer)
@@ -381,10 +381,10 @@ def model_to_load(theta: TaskVector, source: str | os.PathLike) -> str:
     from tv_lens.models.tiny import TINY_MODELS
 
     if not theta.model:
-        raise ValueError(f"{source} does not name its model: pass the model (--model, or model=load_model(...))")
+        raise TvLensError(f"{source} does not name its model: pass the model (--model, or model=load_model(...))")
     if theta.model not in EMBEDDED and theta.model not in TINY_MODELS:
-        raise ValueError(f"{source} was learned on {theta.model!r}, which is not an embedded model: tv_lens loads "
-                         f"it only when you name it (--model, or model=load_model(...))")
+        raise TvLensError(f"{source} was learned on {theta.model!r}, which is not an embedded model: tv_lens loads "
+                          f"it only when you name it (--model, or model=load_model(...))")
     return theta.model
 
 
@@ -392,16 +392,16 @@ def check_compatible(model: Model, theta: TaskVector, allow_transfer: bool = Fal
     """Refuse a vector learned on another model (another d_model always; another depth or
     fingerprint unless `allow_transfer`)."""
     if theta.d_model != model.cfg.d_model:
-        raise ValueError(
+        raise TvLensError(
             f"task vector has d_model {theta.d_model} but the model has {model.cfg.d_model}: "
             f"it was learned on {theta.model or 'another model'}; load that model"
         )
     if theta.n_layers != model.cfg.n_layers and not allow_transfer:
-        raise ValueError(f"task vector has {theta.n_layers} layers but the model has {model.cfg.n_layers}: "
-                         f"it was learned on {theta.model or 'another model'}; load that model, or pass "
-                         f"allow_transfer=True (--force on the command line)")
+        raise TvLensError(f"task vector has {theta.n_layers} layers but the model has {model.cfg.n_layers}: "
+                          f"it was learned on {theta.model or 'another model'}; load that model, or pass "
+                          f"allow_transfer=True (--force on the command line)")
     if theta.fingerprint and theta.fingerprint != fingerprint(model) and not allow_transfer:
-        raise ValueError(
+        raise TvLensError(
             f"task vector was learned on {theta.model} (weights {theta.fingerprint}), not on this "
             f"model ({fingerprint(model)}): load that model, or pass allow_transfer=True (--force on the command line)"
         )

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from tv_lens.errors import TvLensError
+from tv_lens.errors import TvLensError, TvLensTypeError
 from tv_lens.tasks.texts import foreign_break_problem, shown
 
 if TYPE_CHECKING:
@@ -48,7 +48,7 @@ class PromptFormat:
             (`example: go-> going`).
 
     Raises:
-        ValueError: a template without its fields.
+        TvLensError: a template without its fields.
     """
 
     example_template: str = "example:{x}->{y}"
@@ -58,9 +58,9 @@ class PromptFormat:
 
     def __post_init__(self) -> None:
         if "{x}" not in self.example_template or "{y}" not in self.example_template:
-            raise ValueError(f"example_template must contain {{x}} and {{y}}, got {self.example_template!r}")
+            raise TvLensError(f"example_template must contain {{x}} and {{y}}, got {self.example_template!r}")
         if "{x}" not in self.query_template or "{y}" in self.query_template:
-            raise ValueError(f"query_template must contain {{x}} and not {{y}}, got {self.query_template!r}")
+            raise TvLensError(f"query_template must contain {{x}} and not {{y}}, got {self.query_template!r}")
 
     @classmethod
     def for_task(cls, task: Task, **changes: str) -> PromptFormat:
@@ -74,11 +74,11 @@ class PromptFormat:
             The format, with the task's `leading_space`.
 
         Raises:
-            ValueError: the task has no prompt variant yet (it was not filtered).
+            TvLensError: the task has no prompt variant yet (it was not filtered).
         """
         if task.leading_space is None:
-            raise ValueError(f"task {task.name!r} has no prompt variant yet: pass task.filtered(model.tokenizer), "
-                             "which chooses it for the model's tokenizer")
+            raise TvLensError(f"task {task.name!r} has no prompt variant yet: pass task.filtered(model.tokenizer), "
+                              "which chooses it for the model's tokenizer")
         return cls(leading_space=task.leading_space, **changes)
 
     @property
@@ -140,14 +140,14 @@ class PromptFormat:
             `text`, unchanged.
 
         Raises:
-            TypeError: `text` is not a string.
-            ValueError: `text` is empty or whitespace only.
+            TvLensTypeError: `text` is not a string.
+            TvLensError: `text` is empty or whitespace only.
             PromptTextError: the format cannot hold `text` (`text_problem` says why).
         """
         if not isinstance(text, str):
-            raise TypeError(f"{what} is a {type(text).__name__}, not a string")
+            raise TvLensTypeError(f"{what} is a {type(text).__name__}, not a string")
         if not text.strip():
-            raise ValueError(f"{what} is empty or whitespace only: give the input of the task")
+            raise TvLensError(f"{what} is empty or whitespace only: give the input of the task")
         problem = self.text_problem(text)
         if problem:
             raise PromptTextError(f"{what} {shown(text)} {problem}")
@@ -282,8 +282,8 @@ def fitting_pairs(task: Task, fmt: PromptFormat, tokenizer: Any, limit: int | No
     how = (f"a demonstration may take {share} tokens ({n_shots} demonstrations and a query in this model's "
            f"limit of {limit})")
     if len(long) == len(inputs):
-        raise ValueError(f"task {task.name!r}: none of its {len(inputs)} pairs fits: {how}; shorten the pairs "
-                         f"or use fewer demonstrations")
+        raise TvLensError(f"task {task.name!r}: none of its {len(inputs)} pairs fits: {how}; shorten the pairs "
+                          f"or use fewer demonstrations")
     longest = max(long, key=lambda x: lengths[inputs.index(x)])
     warnings.warn(f"task {task.name!r}: {len(long)} of {len(inputs)} pairs skipped as too long for the model "
                   f"({how}), the longest {shown(longest)} with {max(lengths)} tokens", PairsSkippedWarning,

@@ -7,6 +7,7 @@ import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from tv_lens.errors import TvLensError
 from tv_lens.tasks.builtin import BUILTIN_TASKS, COMPOSITION_TASKS, builtin_task
 from tv_lens.tasks.loaders import FORMATS, load_task
 from tv_lens.tasks.task import Task
@@ -46,7 +47,7 @@ def get_task(name: str) -> Task:
         The task, unfiltered (`evaluate` and the others filter it for the model's tokenizer).
 
     Raises:
-        ValueError: an unknown name (the message suggests the nearest and lists the valid ones).
+        TvLensError: an unknown name (the message suggests the nearest and lists the valid ones).
     """
     if name in _USER:
         return _USER[name]
@@ -56,7 +57,7 @@ def get_task(name: str) -> Task:
         return _BUILT[name]
     near = difflib.get_close_matches(name, list_tasks(composition=True), n=1)
     hint = f"did you mean {near[0]!r}? " if near else ""
-    raise ValueError(f"unknown task {name!r}; {hint}valid tasks: {', '.join(list_tasks(composition=True))}")
+    raise TvLensError(f"unknown task {name!r}; {hint}valid tasks: {', '.join(list_tasks(composition=True))}")
 
 
 def resolve_task(spec: str | Task, scoring: str | None = None) -> Task:
@@ -68,8 +69,8 @@ def resolve_task(spec: str | Task, scoring: str | None = None) -> Task:
         return load_task(spec, scoring=scoring or "exact")
     task = spec if isinstance(spec, Task) else get_task(spec)
     if scoring not in (None, task.scoring):
-        raise ValueError(f"task {task.name!r} is scored by {task.scoring}; a scoring can be given for task "
-                         "files only (to change a task's, register a copy with register_task)")
+        raise TvLensError(f"task {task.name!r} is scored by {task.scoring}; a scoring can be given for task "
+                          "files only (to change a task's, register a copy with register_task)")
     return task
 
 
@@ -100,16 +101,16 @@ def register_task(
         The registered task.
 
     Raises:
-        ValueError: the name is taken and `overwrite` is False; both a `Task` and `pairs`, or a name without
+        TvLensError: the name is taken and `overwrite` is False; both a `Task` and `pairs`, or a name without
             them; pairs or fields that make no valid `Task`.
     """
     if isinstance(task_or_name, Task):
         if pairs is not None:
-            raise ValueError("pass either a Task or a name with pairs, not a Task with pairs")
+            raise TvLensError("pass either a Task or a name with pairs, not a Task with pairs")
         task = task_or_name
     else:
         if pairs is None:
-            raise ValueError(f"register_task({task_or_name!r}) needs pairs={{input: output}}")
+            raise TvLensError(f"register_task({task_or_name!r}) needs pairs={{input: output}}")
         task = Task(
             name=task_or_name,
             category=category,
@@ -119,13 +120,13 @@ def register_task(
             single_token_filter=single_token_filter,
         )
     if not overwrite and (task.name in _USER or task.name in BUILTIN_TASKS or task.name in COMPOSITION_TASKS):
-        raise ValueError(f"task {task.name!r} already exists; pass overwrite=True or choose another name")
+        raise TvLensError(f"task {task.name!r} already exists; pass overwrite=True or choose another name")
     _USER[task.name] = task
     return task
 
 
 def unregister_task(name: str) -> None:
-    """Remove a user task (a built-in it shadowed comes back); ValueError if there is none."""
+    """Remove a user task (a built-in it shadowed comes back); TvLensError if there is none."""
     if name not in _USER:
-        raise ValueError(f"no user task named {name!r}; user tasks: {', '.join(_USER) or '(none)'}")
+        raise TvLensError(f"no user task named {name!r}; user tasks: {', '.join(_USER) or '(none)'}")
     del _USER[name]

@@ -11,6 +11,7 @@ import random
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
+from tv_lens.errors import TvLensError
 from tv_lens.settings import PAPER
 from tv_lens.tasks.task import Task
 
@@ -41,10 +42,10 @@ class Splits:
 def _check_counts(task: Task, n_shots: int, n_dummies: int, **sizes: int) -> None:
     for what, value in {"n_shots": n_shots, "n_dummies": n_dummies, **sizes}.items():
         if value < 0:
-            raise ValueError(f"{what} must be >= 0, got {value}")
+            raise TvLensError(f"{what} must be >= 0, got {value}")
     needed = 1 + n_shots + n_dummies
     if len(task) < needed:
-        raise ValueError(
+        raise TvLensError(
             f"task {task.name!r} has {len(task)} pairs, but each item needs {needed} distinct inputs "
             f"(1 query + {n_shots} demonstrations + {n_dummies} dummy queries): lower n_shots or n_dummies"
         )
@@ -52,13 +53,13 @@ def _check_counts(task: Task, n_shots: int, n_dummies: int, **sizes: int) -> Non
 
 def draw_queries(pool: Sequence[str], n: int, rng: random.Random, shortage: str | None = None) -> list[str]:
     """`n` queries drawn from `pool`: distinct when it holds enough, else shuffled passes over it (a query
-    recurs only once every one has been used); with a `shortage` message, that ValueError instead."""
+    recurs only once every one has been used); with a `shortage` message, that TvLensError instead."""
     if n <= len(pool):
         return rng.sample(pool, n)
     if shortage is not None:
-        raise ValueError(shortage)
+        raise TvLensError(shortage)
     if not pool:
-        raise ValueError(f"{n} queries are needed but there is no input to draw them from")
+        raise TvLensError(f"{n} queries are needed but there is no input to draw them from: add pairs to the task")
     queries: list[str] = []
     while len(queries) < n:
         queries += rng.sample(pool, min(len(pool), n - len(queries)))
@@ -73,9 +74,9 @@ def items_for(task: Task, queries: Iterable[str], rng: random.Random, n_shots: i
     for query in queries:
         others = [x for x in (task.inputs if pool is None else pool) if x != query]
         if len(others) < n_shots + n_dummies:
-            raise ValueError(f"task {task.name!r} has {len(others)} inputs to draw from besides the query, but "
-                             f"{n_shots} demonstrations and {n_dummies} dummy queries are needed: "
-                             "lower n_shots or n_dummies, or add pairs to the task")
+            raise TvLensError(f"task {task.name!r} has {len(others)} inputs to draw from besides the query, but "
+                              f"{n_shots} demonstrations and {n_dummies} dummy queries are needed: "
+                              "lower n_shots or n_dummies, or add pairs to the task")
         chosen = rng.sample(others, n_shots + n_dummies)
         items.append(Item(query=query, answers=task.answers(query), demos=_demonstrations(task, chosen[:n_shots]),
                           dummies=tuple(chosen[n_shots:])))
@@ -112,13 +113,14 @@ def sample_items(
     """`n` items with distinct queries not in `exclude` (demonstrations may still use those inputs).
 
     When the pool is smaller than `n`, queries recur as evenly as possible (each with fresh
-    demonstrations), as the paper does for its 25-letter tasks; with `allow_repeats=False`, ValueError.
+    demonstrations), as the paper does for its 25-letter tasks; with `allow_repeats=False`, TvLensError.
     """
     _check_counts(task, n_shots, n_dummies, n=n)
     excluded = set(exclude)
     pool = [x for x in task.inputs if x not in excluded]
     if n and not pool:
-        raise ValueError(f"task {task.name!r}: all {len(task)} inputs are excluded; nothing left to query")
+        raise TvLensError(f"task {task.name!r}: all {len(task)} inputs are excluded; nothing left to query: "
+                          "exclude fewer")
     rng = random.Random(seed)
     shortage = (
         f"task {task.name!r} has {len(pool)} pairs available as queries, but {n} distinct queries are needed: "
@@ -136,11 +138,11 @@ def sample_contexts(task: Task, k: int, seed: int, *, n_shots: int = PAPER.n_sho
     pool = [x for x in task.inputs if x not in excluded]
     needed = n_shots + n_dummies
     if n_dummies < 1 or n_shots < 0:
-        raise ValueError(f"a context needs n_shots >= 0 and n_dummies >= 1, got {n_shots} and {n_dummies}")
+        raise TvLensError(f"a context needs n_shots >= 0 and n_dummies >= 1, got {n_shots} and {n_dummies}")
     if len(pool) < needed:
-        raise ValueError(f"task {task.name!r} has {len(pool)} usable pairs, but a context needs {needed} "
-                         f"({n_shots} demonstrations + {n_dummies} dummy queries): "
-                         "use fewer shots or add pairs to the task")
+        raise TvLensError(f"task {task.name!r} has {len(pool)} usable pairs, but a context needs {needed} "
+                          f"({n_shots} demonstrations + {n_dummies} dummy queries): "
+                          "use fewer shots or add pairs to the task")
     rng = random.Random(seed)
     contexts = []
     for _ in range(k):
@@ -154,7 +156,7 @@ def _split_pools(task: Task, shuffled: list[str], n_test: int, n_dev: int,
     if n_test + n_dev <= len(shuffled):
         return shuffled[:n_test], shuffled[n_test : n_test + n_dev]
     if not repeats or len(shuffled) < (n_test > 0) + (n_dev > 0):
-        raise ValueError(
+        raise TvLensError(
             f"task {task.name!r} has {len(shuffled)} pairs, but {n_test + n_dev} distinct queries are needed "
             f"for {n_test} test + {n_dev} dev items: lower n_test/n_dev or pass allow_repeats=True"
         )
@@ -193,7 +195,7 @@ def sample_splits(
         `Splits(test, dev, baseline)`, lists of `Item`.
 
     Raises:
-        ValueError: a size the task cannot supply (one line: what is needed, what is available,
+        TvLensError: a size the task cannot supply (one line: what is needed, what is available,
             what to lower).
     """
     _check_counts(task, n_shots, n_dummies, n_test=n_test, n_dev=n_dev, n_baseline=n_baseline)

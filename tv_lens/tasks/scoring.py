@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from tv_lens.errors import TvLensError
+
 Scorer = Callable[[str, Sequence[str]], bool]
 
 _SCORERS: dict[str, Scorer] = {}
@@ -34,18 +36,18 @@ def prefix_match(prediction: str, answers: Sequence[str]) -> bool:
 def register_scorer(name: str, scorer: Scorer, *, overwrite: bool = False) -> None:
     """Make `scorer(prediction, answers) -> bool` available to tasks under `name`."""
     if not name or not isinstance(name, str):
-        raise ValueError("scorer name must be a non-empty string")
+        raise TvLensError("scorer name must be a non-empty string")
     if name in _SCORERS and not overwrite and _SCORERS[name] is not scorer:
-        raise ValueError(f"scorer {name!r} already exists; pass overwrite=True to replace it")
+        raise TvLensError(f"scorer {name!r} already exists; pass overwrite=True to replace it")
     _SCORERS[name] = scorer
 
 
 def get_scorer(name: str) -> Scorer:
-    """Return the scorer registered under `name`; ValueError listing the valid names otherwise."""
+    """Return the scorer registered under `name`; TvLensError listing the valid names otherwise."""
     try:
         return _SCORERS[name]
     except KeyError:
-        raise ValueError(f"unknown scorer {name!r}; valid scorers: {', '.join(list_scorers())}") from None
+        raise TvLensError(f"unknown scorer {name!r}; valid scorers: {', '.join(list_scorers())}") from None
 
 
 def list_scorers() -> list[str]:

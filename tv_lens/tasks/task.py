@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -9,9 +10,10 @@ from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from tv_lens.errors import TvLensError
 from tv_lens.tasks.filters import FilterReport, filter_pairs, protocol_problem
 from tv_lens.tasks.scoring import get_scorer
-from tv_lens.tasks.texts import escape_controls, foreign_break_problem
+from tv_lens.tasks.texts import escape_controls, foreign_break_problem, shown
 
 CATEGORIES = ("algorithmic", "translation", "linguistic", "knowledge", "custom")
 UNFILTERED_SCORERS = frozenset({"prefix"})
@@ -19,16 +21,26 @@ UNFILTERED_SCORERS = frozenset({"prefix"})
 Pairs = Mapping[str, tuple[str, ...]]
 
 
+class UnknownQueryError(TvLensError, KeyError):
+    """A query that is not an input of the task: a `TvLensError` and a `KeyError`, so either `except` catches it.
+
+    Its message is one line, printed as it is (a bare `KeyError` would print it quoted).
+    """
+
+    def __str__(self) -> str:
+        return BaseException.__str__(self)
+
+
 def _check_text(value: Any, what: str) -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{what} must be a string, got {type(value).__name__} {value!r}")
+        raise TvLensError(f"{what} must be a string, got {type(value).__name__} {value!r}")
     if not value.strip():
-        raise ValueError(f"{what} is empty")
+        raise TvLensError(f"{what} is empty: give the text")
     if value != value.strip():
-        raise ValueError(f"{what} {value!r} has leading or trailing whitespace; strip it")
+        raise TvLensError(f"{what} {value!r} has leading or trailing whitespace; strip it")
     problem = foreign_break_problem(value, newline_allowed=True)
     if problem:  # a `\n` is the prompt format's to judge (`PromptFormat.text_problem`)
-        raise ValueError(f"{what} {value!r} {problem}")
+        raise TvLensError(f"{what} {value!r} {problem}")
     return value
 
 
@@ -42,9 +54,9 @@ def normalize_pairs(pairs: Mapping[str, str | Sequence[str]]) -> dict[str, tuple
         elif isinstance(raw_outputs, (list, tuple)):
             outputs = tuple(raw_outputs)
         else:
-            raise ValueError(f"output of {source!r} must be a string or a list of strings, got {raw_outputs!r}")
+            raise TvLensError(f"output of {source!r} must be a string or a list of strings, got {raw_outputs!r}")
         if not outputs:
-            raise ValueError(f"input {source!r} has no output")
+            raise TvLensError(f"input {source!r} has no output: give it at least one")
         checked = [_check_text(output, f"output of {source!r}") for output in outputs]
         normalized[source] = tuple(dict.fromkeys(checked))
     return normalized
@@ -73,7 +85,7 @@ class Task:
             None lets `filtered` choose it for the model's tokenizer by the paper's rule.
 
     Raises:
-        ValueError: an empty or malformed name, text or pairs; an unknown category or scorer.
+        TvLensError: an empty or malformed name, text or pairs; an unknown category or scorer.
 
     Example:
         ```python
@@ -97,19 +109,19 @@ class Task:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or self.name != self.name.strip():
-            raise ValueError(f"task name must be a non-empty string without surrounding spaces, got {self.name!r}")
+            raise TvLensError(f"task name must be a non-empty string without surrounding spaces, got {self.name!r}")
         if escape_controls(self.name) != self.name:
-            raise ValueError(f"task name {self.name!r} contains control characters: name it in printable "
-                             f"characters (e.g. {escape_controls(self.name)!r})")
+            raise TvLensError(f"task name {self.name!r} contains control characters: name it in printable "
+                              f"characters (e.g. {escape_controls(self.name)!r})")
         if self.category not in CATEGORIES:
-            raise ValueError(f"task {self.name!r}: unknown category {self.category!r}; valid: {', '.join(CATEGORIES)}")
+            raise TvLensError(f"task {self.name!r}: unknown category {self.category!r}; valid: {', '.join(CATEGORIES)}")
         get_scorer(self.scoring)
         try:
             pairs = normalize_pairs(self.pairs)
-        except ValueError as error:
-            raise ValueError(f"task {self.name!r}: {error}") from None
+        except TvLensError as error:
+            raise TvLensError(f"task {self.name!r}: {error}") from None
         if not pairs:
-            raise ValueError(f"task {self.name!r} has no pairs")
+            raise TvLensError(f"task {self.name!r} has no pairs: give it at least one {{input: output}} pair")
         object.__setattr__(self, "pairs", MappingProxyType(pairs))
         if self.single_token_filter is None:
             object.__setattr__(self, "single_token_filter", self.scoring not in UNFILTERED_SCORERS)
@@ -141,9 +153,18 @@ class Task:
             The outputs, canonical first.
 
         Raises:
-            KeyError: `query` is not an input of the task.
+            UnknownQueryError: `query` is not an input of the task (a `TvLensError` and a `KeyError`).
         """
-        return self.pairs[query]
+        try:
+            return self.pairs[query]
+        except (KeyError, TypeError):  # TypeError: an unhashable query, e.g. a list
+            if not isinstance(query, str):
+                raise UnknownQueryError(f"a query is a string, not {type(query).__name__}: pass one of the inputs "
+                                        f"of task {self.name!r} (task.inputs)") from None
+            near = difflib.get_close_matches(query, self.pairs, n=1)
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
+            raise UnknownQueryError(f"{shown(query)} is not an input of task {self.name!r}{hint}: pass one of its "
+                                    f"inputs (task.inputs)") from None
 
     def canonical(self, query: str) -> str:
         """The canonical output of an input: the one demonstrations show.
@@ -155,9 +176,9 @@ class Task:
             The first accepted output.
 
         Raises:
-            KeyError: `query` is not an input of the task.
+            UnknownQueryError: `query` is not an input of the task (a `TvLensError` and a `KeyError`).
         """
-        return self.pairs[query][0]
+        return self.answers(query)[0]
 
     def score(self, prediction: str, query: str) -> bool:
         """Whether a prediction is a correct answer to an input, by the task's scorer.
@@ -170,9 +191,9 @@ class Task:
             True when the scorer accepts `prediction` for one of the input's outputs.
 
         Raises:
-            KeyError: `query` is not an input of the task.
+            UnknownQueryError: `query` is not an input of the task (a `TvLensError` and a `KeyError`).
         """
-        return get_scorer(self.scoring)(prediction, self.pairs[query])
+        return get_scorer(self.scoring)(prediction, self.answers(query))
 
     def with_pairs(self, pairs: Mapping[str, str | Sequence[str]], **changes: Any) -> Task:
         """A copy of this task with other pairs, and optionally other fields.
@@ -204,7 +225,7 @@ class Task:
             A task with the kept pairs, its `leading_space` and `single_token_filter` set.
 
         Raises:
-            ValueError: the filter keeps nothing, or the filter is off while most answers are several tokens
+            TvLensError: the filter keeps nothing, or the filter is off while most answers are several tokens
                 and the task is scored by exact match (a first token could almost never be right); the
                 message names the fixes.
         """
@@ -212,7 +233,7 @@ class Task:
         report, kept = task._filter(tokenizer, single_token_filter)
         problem = protocol_problem(report, task.scoring)
         if problem:
-            raise ValueError(problem)
+            raise TvLensError(problem)
         return task.with_pairs(kept, leading_space=report.leading_space, single_token_filter=report.applied)
 
     def filter_report(self, tokenizer: Any, single_token_filter: bool | None = None) -> FilterReport:

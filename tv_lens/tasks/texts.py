@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from tv_lens.errors import TvLensError
+
 LINE_BREAKS = "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
 """Every character `str.splitlines` splits at."""
 FOREIGN_BREAKS = LINE_BREAKS.replace("\n", "")
@@ -62,5 +64,5 @@ def stdin_lines(data: bytes, source: str = "stdin") -> list[str]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{source} is not UTF-8 text (byte {err.start}): give one UTF-8 query per line") from None
+        raise TvLensError(f"{source} is not UTF-8 text (byte {err.start}): give one UTF-8 query per line") from None
     return [line.strip() for line in text.split("\n") if line.strip()]
