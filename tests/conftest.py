@@ -35,10 +35,12 @@ os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
 @pytest.fixture(scope="session")
 def session_threads() -> int:
     """Tests compare results of one process exactly; a thread count that adapted to the machine's load between
-    two computations can change their last bits (tests/test_threads.py tests the adapting on its own state)."""
+    two computations can change their last bits (tests/test_threads.py tests the adapting on its own state).
+    Under pytest-xdist the workers split torch's threads, so that they do not spin against each other."""
     from tv_lens.threads import set_threads
 
-    set_threads(torch.get_num_threads())
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))  # pytest-xdist's processes share the cores
+    set_threads(max(1, torch.get_num_threads() // workers))
     return torch.get_num_threads()
 
 
