@@ -7,6 +7,7 @@ from html import unescape
 import pytest
 import torch
 
+from tv_lens.function_vectors import items as items_module
 from tv_lens.function_vectors.items import fv_items, task_in_format
 from tv_lens.function_vectors.mediation import HeadEffects, UniversalHeads, head_effects, universal_heads
 from tv_lens.function_vectors.vector import FORMULATIONS, UNIVERSAL_TASKS, function_vector, fv_vectors
@@ -283,7 +284,8 @@ def test_the_universal_tasks_and_k_default_to_the_papers():
 
 
 def test_a_function_vector_sums_the_universal_set_by_default_and_its_own_heads_as_an_option(tiny_llama, favourite,
-                                                                                             one_thread):
+                                                                                             one_thread, monkeypatch):
+    real = items_module.icl_hits
     tasks = [favourite(), favourite("favourite_too", other="Zq")]
     settings = dict(fmt="arrow", n_clean=4, n_corrupted=2, n_dev=3)
     effects = [head_effects(tiny_llama, t, **settings) for t in tasks]
@@ -300,6 +302,14 @@ def test_a_function_vector_sums_the_universal_set_by_default_and_its_own_heads_a
     assert pairs(own.heads) == pairs(effects[0].top_heads(3)) != pairs(three.heads)
     assert torch.allclose(own.vectors[0], sum(effects[0].mean_share[layer, head]
                                               for layer, head, _ in effects[0].top_heads(3)), atol=1e-5)
+    screened: list[int] = []  # the number of queries each ICL screen looked at
+    monkeypatch.setattr(items_module, "icl_hits", lambda *a, **kw: screened.append(len(a[2])) or real(*a, **kw))
+    again = function_vector(tiny_llama, tasks[0], universal_tasks=tasks, **settings)
+    assert torch.equal(again.vectors, by_default.vectors) and again.layer == by_default.layer
+    in_function_vector, screened[:] = sum(screened), []
+    for t in tasks:
+        fv_items(tiny_llama, *task_in_format(tiny_llama, t, "arrow"), n_clean=4, n_corrupted=2, n_dev=3, n_test=0)
+    assert in_function_vector == sum(screened)  # each task's validation queries screened once, this task's too
     other = UniversalHeads(**{**{f: getattr(universal, f) for f in ("tasks", "k", "model", "aie", "aie_low",
                                                                      "aie_high")}, "fingerprint": "elsewhere"})
     with pytest.raises(ValueError, match="ranked on another model"):

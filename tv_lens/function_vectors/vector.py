@@ -244,11 +244,13 @@ def function_vector(
         means: HeadEffects | MeanActivations = effects
     else:
         if heads == "universal":
-            tasks = [task if (s if isinstance(s, str) else s.name) == task.name else s for s in universal_tasks]
+            names = [spec if isinstance(spec, str) else spec.name for spec in universal_tasks]
+            tasks = [task if name == task.name else spec for name, spec in zip(names, universal_tasks)]
+            if effects is None and task.name in names:  # on this task's items, drawn above: screened once
+                effects = head_effects(model, task, fmt=resolved, items=items, **settings)
             known = {task.name: effects} if effects is not None else {}
             computed, _ = effects_over(model, tasks, known, fmt=fmt, **settings)
             heads = universal_heads(computed, k or FV_HEADS)
-            effects = effects or next((e for e in computed if e.task == task.name), None)
         if not isinstance(heads, UniversalHeads):
             raise TvLensError(f"heads must be 'universal', 'task' or a UniversalHeads, got {heads!r}")
         if heads.fingerprint != model_provenance(model)["fingerprint"]:
